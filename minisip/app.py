@@ -1,0 +1,131 @@
+"""Wires the pieces together for one running server: store, location, core, transports."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Iterable
+
+from twisted.logger import Logger
+
+from minisip.config import Config
+from minisip.core.location import LocationService
+from minisip.core.security import FailureTracker
+from minisip.core.server import SIPCore
+from minisip.core.store import SQLiteStore
+from minisip.transport import tls
+from minisip.transport.manager import TransportManager
+
+log = Logger(namespace="minisip")
+
+EXPIRY_INTERVAL = 10.0
+
+
+def known_prefixes_for(plugin_dirs: Iterable[str]) -> tuple[str, ...]:
+    """Config section prefixes claimed by plugins (none until the plugin loader lands)."""
+    return ()
+
+
+class _WallClock:
+    """Wall-clock seconds for registrations; the reactor's clock for timers."""
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+
+    def seconds(self) -> float:
+        return time.time()
+
+    def callLater(self, *a: Any, **kw: Any) -> Any:  # noqa: N802
+        return self.reactor.callLater(*a, **kw)
+
+
+class Server:
+    def __init__(self, config: Config, reactor: Any, datadir_override: str | None = None,
+                 plugin_dirs: Iterable[str] = ()) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.plugin_dirs = list(plugin_dirs)
+        self.ports: list[Any] = []
+        self.expiry_call: Any = None
+        self.store: Any = None
+
+    def known_prefixes(self) -> tuple[str, ...]:
+        return known_prefixes_for(self.plugin_dirs)
+
+    def start(self) -> None:
+        cfg = self.config
+        os.makedirs(cfg.datadir, exist_ok=True)
+        self.store = SQLiteStore(os.path.join(cfg.datadir, "minisip.sqlite"))
+        self.location = LocationService(self.store, _WallClock(self.reactor))
+        restored = self.location.load()
+        self.security = FailureTracker(self.reactor, cfg.max_failures, cfg.failure_window, cfg.ban_time)
+        self.transport = TransportManager(self.reactor, None, idle_timeout=cfg.idle_timeout,
+                                          max_connections_per_host=cfg.max_connections_per_host,
+                                          max_message_size=cfg.max_message_size,
+                                          is_banned=self.security.is_banned,
+                                          tls_client_context=tls.client_context_factory())
+        self.core = SIPCore(self.reactor, self.transport.send, domain=cfg.domain, extensions=cfg.extensions,
+                            location=self.location, store=self.store, local=self._local,
+                            security=self.security, registrar_opts=self._registrar_opts(cfg))
+        self.core.apply_config(cfg.domain, cfg.extensions, ring_timeout=cfg.no_answer_timeout,
+                               digest_algorithms=cfg.digest_algorithms)
+        self.transport.sink = self.core
+        self.transport.on_send_failed = self.core.transactions.transport_error
+        for l in cfg.udp:
+            self.ports.append(self.transport.listen_udp(l.host, l.port))
+            log.info("listening for SIP on udp {addr}", addr=str(l))
+        for l in cfg.tcp:
+            self.ports.append(self.transport.listen_tcp(l.host, l.port))
+            log.info("listening for SIP on tcp {addr}", addr=str(l))
+        if cfg.tls:
+            cert, key = tls.ensure_certificate(cfg.datadir, cfg.tls_certificate, cfg.tls_private_key, cfg.domain)
+            ctx = tls.server_context_factory(cert, key)
+            log.info("TLS certificate {cert}, fingerprint {fp}", cert=cert, fp=tls.certificate_fingerprint(cert))
+            for l in cfg.tls:
+                self.ports.append(self.transport.listen_tls(l.host, l.port, ctx))
+                log.info("listening for SIP on tls {addr}", addr=str(l))
+        self.expiry_call = self.reactor.callLater(EXPIRY_INTERVAL, self._expire)
+        log.info("minisip ready: domain {domain}, {n} extensions, {r} registrations restored, data in {datadir}",
+                 domain=cfg.domain, n=len(cfg.extensions), r=restored, datadir=cfg.datadir)
+
+    @staticmethod
+    def _registrar_opts(cfg: Config) -> dict[str, int]:
+        return {"min_expires": cfg.registration_min_expires, "max_expires": cfg.registration_max_expires,
+                "default_expires": cfg.registration_default_expires}
+
+    def _local(self, transport: str) -> tuple[str, int]:
+        host, port = self.transport.local.get(transport) or next(iter(self.transport.local.values()))
+        if host in ("0.0.0.0", "::", ""):
+            host = self.config.domain
+        return host, port
+
+    def _expire(self) -> None:
+        try:
+            n = self.location.expire()
+            if n:
+                log.info("{n} registrations expired", n=n)
+        except Exception:
+            log.failure("expiring registrations")
+        self.expiry_call = self.reactor.callLater(EXPIRY_INTERVAL, self._expire)
+
+    def apply_config(self, cfg: Config) -> None:
+        old = self.config
+        for key in ("udp", "tcp", "tls", "datadir", "tls_certificate", "tls_private_key"):
+            if getattr(old, key) != getattr(cfg, key):
+                log.warn("[sip]/[server] {key} changed: takes effect after a restart", key=key)
+        self.config = cfg
+        self.core.apply_config(cfg.domain, cfg.extensions, ring_timeout=cfg.no_answer_timeout,
+                               digest_algorithms=cfg.digest_algorithms)
+        self.core.registrar.configure(**self._registrar_opts(cfg))
+        self.security.configure(cfg.max_failures, cfg.failure_window, cfg.ban_time)
+        log.info("{n} extensions configured", n=len(cfg.extensions))
+
+    def stop(self) -> None:
+        if self.expiry_call is not None and self.expiry_call.active():
+            self.expiry_call.cancel()
+        for p in self.ports:
+            p.stopListening()
+        self.transport.close()
+        if self.store is not None:
+            self.store.close()
+        log.info("minisip stopped")

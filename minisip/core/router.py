@@ -1,0 +1,141 @@
+"""Call routing decisions and the ordered chain of routers (the core's own extension router is last)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from minisip.sip.errors import SIPParseError
+from minisip.sip.types import Addr
+from minisip.sip.uri import SipURI, parse_uri
+
+if TYPE_CHECKING:
+    from minisip.core.call import Call
+
+log = Logger(namespace="minisip.router")
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    """This router has no opinion: ask the next one."""
+
+
+CONTINUE = Continue()
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    code: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """One place to ring: a contact URI and where to send (the registered flow)."""
+
+    uri: str
+    addr: Addr
+    aor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Ring these destinations in parallel; ``ring_time`` overrides the server's no-answer time."""
+
+    targets: tuple[Destination, ...]
+    ring_time: float | None = None
+    callee: str | None = None
+
+
+RouteDecision = Continue | Reject | Route
+
+
+@dataclass(order=True)
+class _Entry:
+    priority: int
+    seq: int
+    router: Any = field(compare=False)
+    owner: str = field(compare=False, default="core")
+
+
+class RouterChain:
+    """Routers in priority order (lower first); the first decision that is not Continue wins."""
+
+    def __init__(self) -> None:
+        self._entries: list[_Entry] = []
+        self._seq = 0
+
+    def add(self, router: Any, priority: int = 100, owner: str = "core") -> None:
+        self._seq += 1
+        self._entries.append(_Entry(priority, self._seq, router, owner))
+        self._entries.sort()
+
+    def remove_owner(self, owner: str) -> None:
+        self._entries = [e for e in self._entries if e.owner != owner]
+
+    def route(self, call: "Call") -> defer.Deferred:
+        """Deferred firing with the winning decision; a failing router gives Reject(500)."""
+        entries = list(self._entries)
+
+        def step(i: int) -> defer.Deferred:
+            if i >= len(entries):
+                return defer.succeed(Reject(404, "Not Found"))
+            entry = entries[i]
+            d = defer.maybeDeferred(entry.router.route, call)
+
+            def decided(decision: RouteDecision) -> Any:
+                if isinstance(decision, Continue):
+                    return step(i + 1)
+                if not isinstance(decision, (Reject, Route)):
+                    log.error("router {owner} returned {d!r}: failing the call", owner=entry.owner, d=decision)
+                    return Reject(500, "Server Internal Error")
+                return decision
+
+            def failed(f: Any) -> RouteDecision:
+                log.failure("router {owner} failed for call {call}", f, owner=entry.owner, call=call.id)
+                return Reject(500, "Server Internal Error")
+
+            d.addCallbacks(decided, failed)
+            return d
+
+        return step(0)
+
+
+class ExtensionRouter:
+    """The core's own router: ring every registered contact of the dialled extension."""
+
+    def __init__(self, directory: Callable[[str], object | None], location: Any,
+                 reachable: Callable[[Any], bool] | None = None) -> None:
+        self.directory = directory
+        self.location = location
+        self.reachable = reachable or (lambda b: True)
+
+    def route(self, call: "Call") -> RouteDecision:
+        ext = call.callee
+        if self.directory(ext) is None:
+            return Reject(404, "Not Found")
+        bindings = [b for b in self.location.lookup(ext) if self.reachable(b)]
+        if not bindings:
+            return Reject(480, "Temporarily Unavailable")
+        return Route(tuple(destination_for(b) for b in bindings), callee=ext)
+
+
+def destination_for(binding: Any) -> Destination:
+    """Where to reach a registered contact.
+
+    Over TCP/TLS the phone's own connection is used (phones rarely accept connections). Over UDP the
+    Contact is trusted when it names the address the REGISTER came from; otherwise the phone is behind
+    NAT and the REGISTER's source address and port are used (symmetric signalling).
+    """
+    source = Addr(binding.transport, binding.source_host, binding.source_port)
+    if binding.transport == "udp":
+        try:
+            uri = parse_uri(binding.contact)
+        except SIPParseError:
+            uri = None
+        if isinstance(uri, SipURI) and uri.host.strip("[]") == binding.source_host and (uri.transport or "udp") == "udp":
+            source = Addr("udp", binding.source_host, uri.port or 5060)
+    return Destination(binding.contact, source, binding.aor)

@@ -1,0 +1,351 @@
+"""The core: dispatch of SIP requests to the registrar, calls and dialogs (the transaction user)."""
+
+from __future__ import annotations
+
+import os
+import time
+from urllib.parse import unquote
+from typing import Any, Callable, Mapping
+
+from twisted.logger import Logger
+
+from minisip.core.call import Call, Leg, PassthroughMedia, SipLeg
+from minisip.core.router import Destination, ExtensionRouter, RouterChain
+from minisip.core.registrar import Registrar
+from minisip.core.security import FailureTracker
+from minisip.core.store import CallRecord
+from minisip.sip.auth import DigestAuthenticator
+from minisip.sip.message import Request, Response, make_response
+from minisip.sip.transaction import ServerTransaction, TransactionLayer, new_branch
+from minisip.sip.types import Addr
+from minisip.sip.uri import SipURI, TelURI
+from minisip.sip.validate import precheck_request
+
+log = Logger(namespace="minisip.core")
+
+ALLOWED = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "UPDATE", "INFO", "MESSAGE",
+                     "NOTIFY", "REFER"})
+ALLOW_HEADER = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, UPDATE, INFO, MESSAGE, NOTIFY, REFER"
+SUPPORTED = frozenset({"replaces", "outbound", "path"})
+ACCEPTED_TYPES = frozenset({"application/sdp", "text/plain", "application/dtmf-relay", "application/dtmf",
+                            "message/sipfrag", "application/simple-message-summary", "multipart/mixed"})
+USER_AGENT = "minisip/0.1"
+
+
+def _token() -> str:
+    return os.urandom(6).hex()
+
+
+class SIPCore:
+    """Implements the TransactionUser the transaction layer calls into."""
+
+    user_agent = USER_AGENT
+
+    def __init__(self, reactor: Any, send: Callable[[bytes, Addr], None], *, domain: str,
+                 extensions: Mapping[str, Any], location: Any, store: Any,
+                 local: Callable[[str], tuple[str, int]], security: FailureTracker | None = None,
+                 wallclock: Callable[[], float] = time.time, ring_timeout: float = 60.0,
+                 registrar_opts: dict[str, int] | None = None) -> None:
+        self.clock = reactor
+        self.wallclock = wallclock
+        self.domain = domain
+        self.extensions = extensions
+        self.location = location
+        self.store = store
+        self.local = local
+        self.transactions = TransactionLayer(reactor, send, self)
+        self.auth = DigestAuthenticator(domain, reactor)
+        self.security = security or FailureTracker(reactor)
+        self.registrar = Registrar(location, wallclock, **(registrar_opts or {}))
+        self.routers = RouterChain()
+        self.extension_router = ExtensionRouter(self.extensions.get, location)
+        self.routers.add(self.extension_router, priority=1_000_000, owner="core")
+        self.media = PassthroughMedia()
+        self.ring_timeout = ring_timeout
+        self.digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
+        self.dialogs: dict[tuple[str, str], SipLeg] = {}
+        self.invites: dict[tuple[str, str, int], Call] = {}   # (call-id, from-tag, cseq) of the caller's INVITE
+        self.calls: dict[str, Call] = {}
+
+    # -- configuration -------------------------------------------------------------------------------
+    def apply_config(self, domain: str, extensions: Mapping[str, Any], *, ring_timeout: float = 60.0,
+                     digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")) -> None:
+        self.ring_timeout = ring_timeout
+        self.digest_algorithms = digest_algorithms
+        self.domain = domain
+        self.auth.realm = domain
+        self.extensions = extensions
+        self.extension_router.directory = extensions.get
+
+    def password_for(self, user: str) -> str | None:
+        ext = self.extensions.get(user)
+        return ext.password if ext is not None else None
+
+    # -- addresses ----------------------------------------------------------------------------------
+    def via_value(self, transport: str) -> str:
+        host, port = self.local(transport)
+        return f"SIP/2.0/{transport.upper()} {_hp(host, port)};branch={new_branch()};rport"
+
+    def contact_value(self, transport: str) -> str:
+        host, port = self.local(transport)
+        t = "" if transport == "udp" else f";transport={transport}"
+        return f"<sip:{_hp(host, port)}{t}>"
+
+    # -- input from the transport ----------------------------------------------------------------------
+    def message_received(self, msg: Request | Response, source: Addr) -> None:
+        if isinstance(msg, Response):
+            self.transactions.receive_response(msg, source)
+            return
+        if self.security.is_banned(source.host) and msg.to_tag is None:
+            return  # banned: ignore everything but traffic of dialogs already up
+        self.transactions.receive_request(msg, source)
+
+    # -- TransactionUser ------------------------------------------------------------------------------------
+    def request_received(self, txn: ServerTransaction, req: Request) -> None:
+        try:
+            self._dispatch(txn, req)
+        except Exception:
+            log.failure("error handling {method} from {source}", method=req.method, source=str(txn.source))
+            try:
+                txn.respond(make_response(req, 500, "Server Internal Error", to_tag=_token()))
+            except Exception:
+                log.failure("cannot answer 500")
+
+    def _dispatch(self, txn: ServerTransaction, req: Request) -> None:
+        method = req.method
+        check = precheck_request(req, allowed_methods=ALLOWED, supported=SUPPORTED, accepted_types=ACCEPTED_TYPES)
+        if check is not None:
+            status, reason, extra = check
+            txn.respond(make_response(req, status, reason, to_tag=_token(), extra=extra))
+            return
+        if req.to_tag is not None:
+            self._in_dialog(txn, req)
+            return
+        if method == "REGISTER":
+            self._register(txn, req)
+        elif method == "INVITE":
+            self._invite(txn, req)
+        elif method == "OPTIONS":
+            txn.respond(make_response(req, 200, "OK", to_tag=_token(), extra=[
+                ("Allow", ALLOW_HEADER), ("Accept", "application/sdp"),
+                ("Supported", ", ".join(sorted(SUPPORTED))), ("Server", USER_AGENT)]))
+        elif method == "CANCEL":
+            self._cancel(txn, req)
+        elif method in ("BYE", "UPDATE", "INFO", "NOTIFY", "REFER", "MESSAGE"):
+            txn.respond(make_response(req, 481, "Call/Transaction Does Not Exist", to_tag=_token()))
+        else:
+            txn.respond(make_response(req, 405, "Method Not Allowed", to_tag=_token(), extra=[("Allow", ALLOW_HEADER)]))
+
+    # -- authentication -----------------------------------------------------------------------------------
+    def authenticate(self, txn: ServerTransaction, req: Request, proxy: bool) -> str | None:
+        """The authenticated user, or None after answering 401/407 (failures count toward a ban)."""
+        hname = "proxy-authorization" if proxy else "authorization"
+        values = [v for k, _, v in req.headers if k == hname]
+        stale = False
+        for value in values:
+            result = self.auth.verify(req.method, value, self.password_for)
+            if result.ok:
+                return result.username
+            if result.stale:
+                stale = True
+                continue
+            if result.reason == "bad credentials":
+                banned = self.security.record_failure(txn.source.host, result.username)
+                if banned:
+                    return None
+        code, reason, hdr = (407, "Proxy Authentication Required", "Proxy-Authenticate") if proxy else \
+            (401, "Unauthorized", "WWW-Authenticate")
+        txn.respond(make_response(req, code, reason, to_tag=_token(),
+                                  extra=[(hdr, c) for c in self.challenges(stale)]))
+        return None
+
+    def challenges(self, stale: bool) -> list[str]:
+        """Challenge header values in the configured algorithm order ([security] digest_algorithms)."""
+        by_alg = {}
+        for value in self.auth.challenge(stale=stale):
+            alg = value.split("algorithm=", 1)[1].split(",", 1)[0].strip().strip('"').upper()
+            by_alg[alg] = value
+        return [by_alg[a] for a in self.digest_algorithms if a in by_alg]
+
+    # -- REGISTER --------------------------------------------------------------------------------------------
+    def _register(self, txn: ServerTransaction, req: Request) -> None:
+        user = self.authenticate(txn, req, proxy=False)
+        if user is None:
+            return
+        aor = req.to.uri.user
+        if aor != user:
+            txn.respond(make_response(req, 403, "Forbidden", to_tag=_token()))
+            return
+        self.registrar.handle(txn, req, user)
+
+    # -- calls ---------------------------------------------------------------------------------------------
+    def _invite(self, txn: ServerTransaction, req: Request) -> None:
+        mf = req.get("max-forwards")
+        if mf is not None and int(mf) == 0:
+            txn.respond(make_response(req, 483, "Too Many Hops", to_tag=_token()))
+            return
+        user = self.authenticate(txn, req, proxy=True)
+        if user is None:
+            return
+        uri = req.uri
+        callee = uri.user if isinstance(uri, (SipURI, TelURI)) else None
+        if not callee:
+            txn.respond(make_response(req, 404, "Not Found", to_tag=_token()))
+            return
+        callee = unquote(callee) if isinstance(uri, SipURI) else callee
+        display = req.from_.display
+        call = Call(self, _token(), user, callee, display, self.clock, self.wallclock)
+        call.max_forwards = (int(mf) - 1) if mf is not None else 69
+        call.offer = req.body if req.content_type == "application/sdp" else b""
+        call.a_leg_late_offer = not call.offer
+        a = SipLeg(self, call, "uas", req.call_id, _token(), _strip_tag(req.get("to") or ""),
+                   _strip_tag(req.get("from") or ""), _contact_uri(req), txn.source)
+        a.remote_tag = req.from_tag
+        a.remote_cseq = req.cseq[0]
+        a.route_set = req.get_all("record-route")
+        a.invite_txn = txn
+        a.invite_req = req
+        a.remote_sdp = call.offer
+        call.a_leg = a
+        self.register_dialog(a)
+        self.invites[(req.call_id, req.from_tag or "", req.cseq[0])] = call
+        self.calls[call.id] = call
+        call.route()
+
+    def new_uac_leg(self, call: Call, dest: Destination) -> SipLeg:
+        transport = dest.addr.transport
+        ext = self.extensions.get(call.caller)
+        name = call.caller_display or (f'"{ext.name}"' if ext is not None and getattr(ext, "name", None) else None)
+        from_uri = f"<sip:{call.caller}@{self.domain}>"
+        if name:
+            from_uri = f"{name} {from_uri}"
+        to_uri = f"<sip:{call.callee}@{self.domain}>"
+        leg = SipLeg(self, call, "uac", _token() + "@minisip", _token(), from_uri, to_uri, dest.uri, dest.addr)
+        leg.description = f"{dest.uri} via {dest.addr}"
+        del transport
+        return leg
+
+    def _cancel(self, txn: ServerTransaction, req: Request) -> None:
+        inv = self.transactions.find_server_invite(req)
+        call = self.invites.get((req.call_id, req.from_tag or "", req.cseq[0]))
+        if inv is None and call is None:
+            txn.respond(make_response(req, 481, "Call/Transaction Does Not Exist", to_tag=_token()))
+            return
+        txn.respond(make_response(req, 200, "OK", to_tag=_token()))
+        if call is not None:
+            call.a_cancelled()
+
+    # -- dialogs ---------------------------------------------------------------------------------------------
+    def register_dialog(self, leg: SipLeg) -> None:
+        self.dialogs[(leg.call_id, leg.local_tag)] = leg
+
+    def forget_dialog(self, leg: SipLeg) -> None:
+        if self.dialogs.get((leg.call_id, leg.local_tag)) is leg:
+            del self.dialogs[(leg.call_id, leg.local_tag)]
+
+    def find_dialog(self, req: Request) -> SipLeg | None:
+        tag = req.to_tag
+        return self.dialogs.get((req.call_id, tag)) if tag else None
+
+    def _in_dialog(self, txn: ServerTransaction, req: Request) -> None:
+        leg = self.find_dialog(req)
+        if leg is None or leg.state == "terminated":
+            txn.respond(make_response(req, 481, "Call/Transaction Does Not Exist"))
+            return
+        cseq = req.cseq[0]
+        if leg.remote_cseq and cseq < leg.remote_cseq and req.method != "ACK":
+            txn.respond(make_response(req, 500, "Server Internal Error", extra=[("Retry-After", "1")]))
+            return
+        leg.remote_cseq = max(leg.remote_cseq, cseq)
+        call = leg.call
+        if req.method == "BYE":
+            txn.respond(make_response(req, 200, "OK"))
+            leg.state = "terminated"
+            self.forget_dialog(leg)
+            call.leg_hungup(leg)
+            return
+        other = call.other(leg)
+        if other is None or call.state != "answered":
+            txn.respond(make_response(req, 491 if req.method in ("INVITE", "UPDATE") else 481,
+                                      None if req.method in ("INVITE", "UPDATE") else "Call/Transaction Does Not Exist"))
+            return
+        if req.method == "INVITE":
+            leg.remote_sdp = req.body or leg.remote_sdp
+            if req.to_tag and leg.role == "uas":
+                pass
+        other.forward_request(req, lambda resp: leg.relay_final(txn, req, resp))
+
+    def respond_invite_2xx(self, txn: ServerTransaction, resp: Response) -> None:
+        txn.respond(resp)
+        self.transactions.send_2xx_reliably(resp, txn.source, lambda: self._ack_timeout(resp))
+
+    def _ack_timeout(self, resp: Response) -> None:
+        leg = self.dialogs.get((resp.call_id, resp.to_tag or ""))
+        if leg is not None and leg.call.state != "ended":
+            log.info("no ACK for 2xx on call {id}: hanging up", id=leg.call.id)
+            leg.hangup()
+            leg.call.leg_hungup(leg)
+
+    def ack_received(self, request: Request, source: Addr) -> None:
+        leg = self.find_dialog(request)
+        if leg is None:
+            return
+        call = leg.call
+        other = call.other(leg)
+        if other is not None and request.body:
+            leg.remote_sdp = request.body
+            other.forward_ack(self_sdp(call, other, request.body), request.get("content-type"))
+        elif other is not None:
+            other.forward_ack(b"", None)
+
+    def stray_response(self, response: Response, source: Addr) -> None:
+        if 200 <= response.status < 300 and response.cseq[1] == "INVITE":
+            leg = self.dialogs.get((response.call_id, response.from_tag or ""))
+            if leg is not None:
+                leg.resend_ack(response.cseq[0])
+
+    def cancel_received(self, txn: ServerTransaction, invite_txn: ServerTransaction | None) -> None:
+        pass
+
+    # -- call end ----------------------------------------------------------------------------------------------
+    def call_ended(self, call: Call) -> None:
+        self.calls.pop(call.id, None)
+        a = call.a_leg
+        if isinstance(a, SipLeg) and a.invite_req is not None:
+            req = a.invite_req
+            self.invites.pop((req.call_id, req.from_tag or "", req.cseq[0]), None)
+        for leg in [call.a_leg, *call.b_legs]:
+            if isinstance(leg, SipLeg) and leg.state == "terminated":
+                self.forget_dialog(leg)
+        if a is not None and isinstance(a, SipLeg):
+            self.clock.callLater(32, self.forget_dialog, a)
+        assert call.end_time is not None
+        try:
+            self.store.add_call_record(CallRecord(call_id=call.id, caller=call.caller, callee=call.callee,
+                                                  start=call.start, answer=call.answer_time, end=call.end_time,
+                                                  cause=call.cause))
+        except Exception:
+            log.failure("cannot store the record of call {id}", id=call.id)
+
+
+def self_sdp(call: Call, to_leg: Leg, sdp: bytes) -> bytes:
+    return call.sdp_for(to_leg, sdp)
+
+
+def _hp(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _strip_tag(value: str) -> str:
+    """A From/To value without its tag parameter (the leg adds its own)."""
+    from minisip.sip.uri import parse_name_addr
+    na = parse_name_addr(value)
+    na.params.pop("tag", None)
+    return str(na)
+
+
+def _contact_uri(req: Request) -> str:
+    contacts = req.contacts()
+    if contacts:
+        return str(contacts[0].uri)
+    return str(req.from_.uri)

@@ -1,0 +1,637 @@
+"""SIP transactions (RFC 3261 section 17, with the RFC 6026 Accepted states).
+
+Pure: bytes leave through a ``send(data, addr)`` callback, time comes from an injected clock (anything
+with ``callLater`` and ``seconds``, such as a Twisted reactor or ``twisted.internet.task.Clock``), and
+the transaction user (the core) is told about requests, ACKs for 2xx and stray responses.
+
+Transactions live in dicts keyed the way RFC 3261 17.1.3 and 17.2.3 match messages, so every message
+costs one or two lookups. A transaction leaves its table as soon as it terminates and cancels the
+timers it no longer needs, so ``len(layer)`` returning to 0 proves nothing leaked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Protocol
+
+from minisip.sip.message import Request, Response, Via, make_response
+from minisip.sip.types import Addr
+
+__all__ = [
+    "ACCEPTED",
+    "CALLING",
+    "COMPLETED",
+    "CONFIRMED",
+    "PROCEEDING",
+    "TERMINATED",
+    "TRYING",
+    "ClientTransaction",
+    "IClock",
+    "IDelayedCall",
+    "ServerTransaction",
+    "Timers",
+    "TransactionLayer",
+    "TransactionUser",
+    "new_branch",
+]
+
+BRANCH_COOKIE = "z9hG4bK"
+
+# State names (RFC 3261 figures 5-8, RFC 6026 figures 5 and 7).
+TRYING = "Trying"
+CALLING = "Calling"
+PROCEEDING = "Proceeding"
+ACCEPTED = "Accepted"
+COMPLETED = "Completed"
+CONFIRMED = "Confirmed"
+TERMINATED = "Terminated"
+
+# Timer D's floor on unreliable transports (RFC 3261 17.1.1.2: "at least 32 seconds").
+TIMER_D_MIN = 32.0
+
+
+class IDelayedCall(Protocol):
+    def cancel(self) -> None: ...
+
+    def active(self) -> bool: ...
+
+
+class IClock(Protocol):
+    """The part of ``IReactorTime`` the transaction layer uses."""
+
+    def callLater(self, delay: float, f: Callable[..., object], /, *args: object) -> IDelayedCall: ...
+
+    def seconds(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    """RFC 3261 timer base values, in seconds (table 4)."""
+
+    T1: float = 0.5
+    T2: float = 4.0
+    T4: float = 5.0
+
+
+class TransactionUser(Protocol):
+    """What the layer tells the core."""
+
+    def request_received(self, txn: ServerTransaction, request: Request) -> None:
+        """A new request (never ACK), CANCEL included; answer it with ``txn.respond``."""
+
+    def ack_received(self, request: Request, source: Addr) -> None:
+        """An ACK matching no transaction (the ACK for a 2xx), or one reaching an INVITE transaction in
+        Accepted. Any 2xx retransmission for its (Call-ID, CSeq number) has already been stopped."""
+
+    def stray_response(self, response: Response, source: Addr) -> None:
+        """A response matching no client transaction (typically a retransmitted 2xx after the INVITE
+        transaction ended, or a 2xx after a failure: the TU ACKs it, and sends BYE if it wants no dialog)."""
+
+
+def new_branch() -> str:
+    """A fresh RFC 3261 branch: the magic cookie and 64 random bits."""
+    return BRANCH_COOKIE + os.urandom(8).hex()
+
+
+def _cancel(handle: IDelayedCall | None) -> None:
+    if handle is not None and handle.active():
+        handle.cancel()
+
+
+class ServerTransaction:
+    """An INVITE or non-INVITE server transaction (RFC 3261 17.2, RFC 6026 7.1)."""
+
+    __slots__ = (
+        "_interval",
+        "_key",
+        "_last",
+        "_layer",
+        "_reliable",
+        "_retrans",
+        "_timeout",
+        "is_invite",
+        "last_response",
+        "request",
+        "source",
+        "state",
+    )
+
+    def __init__(self, layer: TransactionLayer, key: Hashable, request: Request, source: Addr, is_invite: bool) -> None:
+        self.request = request
+        self.source = source
+        self.is_invite = is_invite
+        self.state = PROCEEDING if is_invite else TRYING
+        self.last_response: Response | None = None
+        self._layer = layer
+        self._key = key
+        self._last: bytes | None = None
+        self._reliable = source.reliable
+        self._interval = 0.0
+        self._retrans: IDelayedCall | None = None
+        self._timeout: IDelayedCall | None = None
+
+    def __repr__(self) -> str:
+        return f"<ServerTransaction {self.request.method} {self.state} {self.source}>"
+
+    def respond(self, response: Response) -> None:
+        """Send a response to ``source`` and move the state machine.
+
+        Responses that the current state cannot send (anything after a final non-2xx, a second final
+        on a non-INVITE, anything once terminated) are ignored: they lost a race, typically with CANCEL.
+        """
+        status = response.status
+        state = self.state
+        layer = self._layer
+        if self.is_invite:
+            if state == PROCEEDING:
+                data = response.to_bytes()
+                self._last = data
+                self.last_response = response
+                if status >= 300:
+                    self.state = COMPLETED
+                    t1 = layer.timers.T1
+                    if not self._reliable:
+                        self._interval = t1
+                        self._retrans = layer.clock.callLater(t1, self._timer_g)
+                    self._timeout = layer.clock.callLater(64 * t1, self._timer_h)
+                elif status >= 200:
+                    self.state = ACCEPTED
+                    self._timeout = layer.clock.callLater(64 * layer.timers.T1, self._timer_l)
+                layer.send(data, self.source)
+            elif state == ACCEPTED and 200 <= status < 300:
+                # The TU core retransmitting its 2xx, or a 2xx with another tag (RFC 6026 7.1).
+                layer.send(response.to_bytes(), self.source)
+            return
+        if state == TRYING or state == PROCEEDING:
+            data = response.to_bytes()
+            self._last = data
+            self.last_response = response
+            if status < 200:
+                self.state = PROCEEDING
+                layer.send(data, self.source)
+                return
+            self.state = COMPLETED
+            layer.send(data, self.source)
+            if self._reliable:
+                self._terminate()
+            elif self.state == COMPLETED:
+                self._timeout = layer.clock.callLater(64 * layer.timers.T1, self._timer_j)
+
+    # -- events from the layer -----------------------------------------------------------------
+    def _on_retransmission(self) -> None:
+        # Proceeding: last provisional; Completed: the final. Trying, Accepted, Confirmed: absorbed.
+        if (self.state == PROCEEDING or self.state == COMPLETED) and self._last is not None:
+            self._layer.send(self._last, self.source)
+
+    def _on_ack(self, ack: Request, source: Addr) -> None:
+        state = self.state
+        if state == COMPLETED:
+            self.state = CONFIRMED
+            _cancel(self._retrans)
+            _cancel(self._timeout)
+            self._retrans = None
+            if self._reliable:
+                self._terminate()
+            else:
+                self._timeout = self._layer.clock.callLater(self._layer.timers.T4, self._timer_i)
+        elif state == ACCEPTED:
+            self._layer._ack_for_2xx(ack, source)
+        # Proceeding (no final yet) and Confirmed: absorbed.
+
+    # -- timers ---------------------------------------------------------------------------------
+    def _timer_g(self) -> None:
+        self._retrans = None
+        if self.state != COMPLETED or self._last is None:
+            return
+        layer = self._layer
+        self._interval = min(self._interval * 2, layer.timers.T2)
+        self._retrans = layer.clock.callLater(self._interval, self._timer_g)
+        layer.send(self._last, self.source)
+
+    def _timer_h(self) -> None:
+        self._timeout = None
+        self._terminate()
+
+    def _timer_i(self) -> None:
+        self._timeout = None
+        self._terminate()
+
+    def _timer_j(self) -> None:
+        self._timeout = None
+        self._terminate()
+
+    def _timer_l(self) -> None:
+        self._timeout = None
+        self._terminate()
+
+    def _terminate(self) -> None:
+        self.state = TERMINATED
+        _cancel(self._retrans)
+        _cancel(self._timeout)
+        self._retrans = self._timeout = None
+        self._layer._forget_server(self)
+
+
+class ClientTransaction:
+    """An INVITE or non-INVITE client transaction (RFC 3261 17.1, RFC 6026 7.2)."""
+
+    __slots__ = (
+        "_ack",
+        "_data",
+        "_interval",
+        "_key",
+        "_layer",
+        "_on_response",
+        "_on_timeout",
+        "_reliable",
+        "_retrans",
+        "_timeout",
+        "is_invite",
+        "request",
+        "state",
+        "target",
+    )
+
+    def __init__(self, layer: TransactionLayer, key: tuple[str, str], request: Request, target: Addr,
+                 on_response: Callable[[Response], None], on_timeout: Callable[[], None]) -> None:
+        self.request = request
+        self.target = target
+        self.is_invite = request.method == "INVITE"
+        self.state = CALLING if self.is_invite else TRYING
+        self._layer = layer
+        self._key = key
+        self._data = b""
+        self._ack: bytes | None = None
+        self._reliable = target.reliable
+        self._interval = 0.0
+        self._retrans: IDelayedCall | None = None
+        self._timeout: IDelayedCall | None = None
+        self._on_response = on_response
+        self._on_timeout = on_timeout
+
+    def __repr__(self) -> str:
+        return f"<ClientTransaction {self.request.method} {self.state} {self.target}>"
+
+    def cancel_timers(self) -> None:
+        """Abandon the transaction: stop every timer and forget it; no callback follows.
+
+        For shutdown or a TU that no longer cares. Not for CANCEL: an INVITE being cancelled must keep
+        its transaction so that the 487 gets ACKed.
+        """
+        if self.state != TERMINATED:
+            self._terminate()
+
+    def _start(self) -> None:
+        layer = self._layer
+        t1 = layer.timers.T1
+        self._data = self.request.to_bytes()
+        if not self._reliable:
+            self._interval = t1
+            self._retrans = layer.clock.callLater(t1, self._timer_a if self.is_invite else self._timer_e)
+        self._timeout = layer.clock.callLater(64 * t1, self._timer_b if self.is_invite else self._timer_f)
+        layer.send(self._data, self.target)
+
+    # -- responses ------------------------------------------------------------------------------
+    def _on_response_received(self, response: Response, source: Addr) -> None:
+        status = response.status
+        state = self.state
+        if self.is_invite:
+            if state == CALLING or state == PROCEEDING:
+                if status < 200:
+                    if state == CALLING:
+                        # Proceeding: no retransmission, and Timer B no longer applies (the TU runs its
+                        # own no-answer timer).
+                        self.state = PROCEEDING
+                        self._stop_timers()
+                elif status < 300:
+                    self._stop_timers()
+                    self.state = ACCEPTED
+                    self._timeout = self._layer.clock.callLater(64 * self._layer.timers.T1, self._timer_m)
+                else:
+                    self._stop_timers()
+                    self.state = COMPLETED
+                    self._ack = self._build_ack(response).to_bytes()
+                    self._layer.send(self._ack, self.target)
+                    if self._reliable:
+                        self._terminate()
+                    elif self.state == COMPLETED:
+                        delay = max(TIMER_D_MIN, 64 * self._layer.timers.T1)
+                        self._timeout = self._layer.clock.callLater(delay, self._timer_d)
+                self._on_response(response)
+            elif state == ACCEPTED:
+                if 200 <= status < 300:
+                    self._on_response(response)
+            elif state == COMPLETED:
+                if status >= 300:
+                    if self._ack is not None:
+                        self._layer.send(self._ack, self.target)
+                elif status >= 200:
+                    # A 2xx after the transaction failed (e.g. a forking proxy): the TU ACKs and hangs up.
+                    self._layer.tu.stray_response(response, source)
+            return
+        if state == TRYING or state == PROCEEDING:
+            if status < 200:
+                self.state = PROCEEDING
+            else:
+                self._stop_timers()
+                self.state = COMPLETED
+                if self._reliable:
+                    self._terminate()
+                else:
+                    self._timeout = self._layer.clock.callLater(self._layer.timers.T4, self._timer_k)
+            self._on_response(response)
+        # Completed: retransmitted finals are absorbed.
+
+    def _build_ack(self, response: Response) -> Request:
+        """The ACK for a non-2xx final response (RFC 3261 17.1.1.3)."""
+        req = self.request
+        ack = Request("ACK", req.uri)
+        ack.add("Via", str(req.top_via))
+        for route in req.get_all("route"):
+            ack.add("Route", route)
+        ack.add("Max-Forwards", "70")
+        ack.add("From", req.get("from") or "")
+        ack.add("To", response.get("to") or req.get("to") or "")
+        ack.add("Call-ID", req.call_id)
+        ack.add("CSeq", f"{req.cseq[0]} ACK")
+        return ack
+
+    # -- timers ---------------------------------------------------------------------------------
+    def _timer_a(self) -> None:
+        self._retrans = None
+        if self.state != CALLING:
+            return
+        self._interval *= 2
+        self._retrans = self._layer.clock.callLater(self._interval, self._timer_a)
+        self._layer.send(self._data, self.target)
+
+    def _timer_e(self) -> None:
+        self._retrans = None
+        state = self.state
+        if state != TRYING and state != PROCEEDING:
+            return
+        t2 = self._layer.timers.T2
+        self._interval = min(self._interval * 2, t2) if state == TRYING else t2
+        self._retrans = self._layer.clock.callLater(self._interval, self._timer_e)
+        self._layer.send(self._data, self.target)
+
+    def _timer_b(self) -> None:
+        self._timeout = None
+        self._fail()
+
+    def _timer_f(self) -> None:
+        self._timeout = None
+        self._fail()
+
+    def _timer_d(self) -> None:
+        self._timeout = None
+        self._terminate()
+
+    def _timer_k(self) -> None:
+        self._timeout = None
+        self._terminate()
+
+    def _timer_m(self) -> None:
+        self._timeout = None
+        self._terminate()
+
+    def _fail(self) -> None:
+        """Timeout or transport error: before a final response the TU hears of it, after it not."""
+        informed = self.state in (CALLING, TRYING, PROCEEDING)
+        self._terminate()
+        if informed:
+            self._on_timeout()
+
+    def _stop_timers(self) -> None:
+        _cancel(self._retrans)
+        _cancel(self._timeout)
+        self._retrans = self._timeout = None
+
+    def _terminate(self) -> None:
+        self.state = TERMINATED
+        self._stop_timers()
+        self._layer._forget_client(self)
+
+
+class _TwoHundredRetransmission:
+    """The UAS core's 2xx retransmission until the ACK arrives (RFC 3261 13.3.1.4)."""
+
+    __slots__ = ("data", "interval", "key", "layer", "on_ack_timeout", "retrans", "target", "timeout")
+
+    def __init__(self, layer: TransactionLayer, key: tuple[str, int], data: bytes, target: Addr,
+                 on_ack_timeout: Callable[[], None]) -> None:
+        self.layer = layer
+        self.key = key
+        self.data = data
+        self.target = target
+        self.on_ack_timeout = on_ack_timeout
+        t1 = layer.timers.T1
+        self.interval = t1
+        self.retrans = None if target.reliable else layer.clock.callLater(t1, self.retransmit)
+        self.timeout: IDelayedCall | None = layer.clock.callLater(64 * t1, self.expire)
+
+    def retransmit(self) -> None:
+        self.interval = min(self.interval * 2, self.layer.timers.T2)
+        self.retrans = self.layer.clock.callLater(self.interval, self.retransmit)
+        self.layer.send(self.data, self.target)
+
+    def expire(self) -> None:
+        self.timeout = None
+        self.stop()
+        self.on_ack_timeout()
+
+    def stop(self) -> None:
+        _cancel(self.retrans)
+        _cancel(self.timeout)
+        self.retrans = self.timeout = None
+        if self.layer._ok_retrans.get(self.key) is self:
+            del self.layer._ok_retrans[self.key]
+
+
+def _key_2543(request: Request, via: Via, method: str, to_tag: str | None) -> tuple[object, ...]:
+    """RFC 3261 17.2.3 matching for requests without the magic cookie (RFC 2543 peers)."""
+    return ("2543", str(request.uri), to_tag, request.from_tag, request.call_id, request.cseq[0], method, str(via))
+
+
+class TransactionLayer:
+    """Every transaction of one server, matched by dict lookups (RFC 3261 17.1.3, 17.2.3)."""
+
+    def __init__(self, clock: IClock, send: Callable[[bytes, Addr], None], tu: TransactionUser,
+                 timers: Timers = Timers()) -> None:
+        self.clock = clock
+        self.send = send
+        self.tu = tu
+        self.timers = timers
+        self._servers: dict[Hashable, ServerTransaction] = {}
+        self._clients: dict[tuple[str, str], ClientTransaction] = {}
+        # (transport, host, port) -> client transactions toward it, for transport_error.
+        self._by_target: dict[tuple[str, str, int], set[ClientTransaction]] = {}
+        self._ok_retrans: dict[tuple[str, int], _TwoHundredRetransmission] = {}
+
+    def __len__(self) -> int:
+        """Live transactions, 2xx retransmissions waiting for their ACK included."""
+        return len(self._servers) + len(self._clients) + len(self._ok_retrans)
+
+    # -- incoming ---------------------------------------------------------------------------------
+    def receive_request(self, request: Request, source: Addr) -> None:
+        """A parsed request from the transport: a retransmission, an ACK, or a new transaction."""
+        method = request.method
+        via = request.top_via
+        branch = via.branch
+        rfc3261 = branch is not None and branch.startswith(BRANCH_COOKIE)
+        if method == "ACK":
+            txn = self._match_ack(request, via, rfc3261)
+            if txn is not None:
+                txn._on_ack(request, source)
+            else:
+                self._ack_for_2xx(request, source)
+            return
+        key: Hashable
+        if rfc3261:
+            key = (branch, via.host, via.port, method)
+        else:
+            key = _key_2543(request, via, method, request.to_tag)
+        txn = self._servers.get(key)
+        if txn is not None:
+            txn._on_retransmission()
+            return
+        is_invite = method == "INVITE"
+        txn = ServerTransaction(self, key, request, source, is_invite)
+        self._servers[key] = txn
+        if is_invite:
+            # RFC 3261 17.2.1: a 100 at once stops the client's Timer A retransmissions.
+            trying = make_response(request, 100)
+            txn.last_response = trying
+            txn._last = trying.to_bytes()
+            self.send(txn._last, source)
+        self.tu.request_received(txn, request)
+
+    def _match_ack(self, ack: Request, via: Via, rfc3261: bool) -> ServerTransaction | None:
+        if rfc3261:
+            return self._servers.get((via.branch, via.host, via.port, "INVITE"))
+        to_tag = ack.to_tag
+        txn = self._servers.get(_key_2543(ack, via, "INVITE", to_tag))  # re-INVITE: tag already in the INVITE
+        if txn is None and to_tag is not None:
+            txn = self._servers.get(_key_2543(ack, via, "INVITE", None))
+        if txn is None:
+            return None
+        # The ACK's To tag must be the one of the response the transaction sent.
+        last = txn.last_response
+        if last is None or last.to_tag != to_tag:
+            return None
+        return txn
+
+    def _ack_for_2xx(self, ack: Request, source: Addr) -> None:
+        ok = self._ok_retrans.get((ack.call_id, ack.cseq[0]))
+        if ok is not None:
+            ok.stop()
+        self.tu.ack_received(ack, source)
+
+    def receive_response(self, response: Response, source: Addr) -> None:
+        """A parsed response from the transport: to its client transaction, else to the TU as stray."""
+        txn = self._clients.get((response.top_via.branch or "", response.cseq[1]))
+        if txn is None:
+            self.tu.stray_response(response, source)
+        else:
+            txn._on_response_received(response, source)
+
+    # -- outgoing -------------------------------------------------------------------------------
+    def send_request(self, request: Request, target: Addr, on_response: Callable[[Response], None],
+                     on_timeout: Callable[[], None]) -> ClientTransaction:
+        """Start a client transaction. The request carries its own top Via with an RFC 3261 branch
+        (``new_branch()``); ACK goes through ``send_ack`` instead.
+
+        ``on_response`` gets every provisional and final response the state machine lets through
+        (all 2xx of an INVITE, retransmissions included); ``on_timeout`` fires on Timer B/F or a
+        transport error before any final response.
+        """
+        method = request.method
+        if method == "ACK":
+            raise ValueError("ACK is not a transaction: use send_ack")
+        via = request.top_via
+        branch = via.branch
+        if branch is None or not branch.startswith(BRANCH_COOKIE):
+            raise ValueError("the top Via needs an RFC 3261 branch")
+        key = (branch, method)
+        if key in self._clients:
+            raise ValueError(f"a client transaction with branch {branch} {method} already exists")
+        txn = ClientTransaction(self, key, request, target, on_response, on_timeout)
+        self._clients[key] = txn
+        tkey = (target.transport, target.host, target.port)
+        peers = self._by_target.get(tkey)
+        if peers is None:
+            self._by_target[tkey] = {txn}
+        else:
+            peers.add(txn)
+        txn._start()
+        return txn
+
+    def send_ack(self, ack: Request, target: Addr) -> None:
+        """Send an ACK for a 2xx: no transaction, no retransmission (RFC 3261 13.2.2.4, 17.1.1.3)."""
+        self.send(ack.to_bytes(), target)
+
+    def send_stateless(self, response: Response, target: Addr) -> None:
+        """Send a response outside any transaction (e.g. 400 to a request that could not make one)."""
+        self.send(response.to_bytes(), target)
+
+    def send_2xx_reliably(self, response: Response, target: Addr, on_ack_timeout: Callable[[], None]) -> None:
+        """Retransmit a 2xx to INVITE until its ACK (RFC 3261 13.3.1.4).
+
+        The first copy is sent by ``ServerTransaction.respond``; this only adds the retransmissions
+        (T1 doubling up to T2, on unreliable transports) and the 64*T1 deadline that calls
+        ``on_ack_timeout``. Calling it again for the same (Call-ID, CSeq number) replaces the earlier one.
+        """
+        key = (response.call_id, response.cseq[0])
+        old = self._ok_retrans.get(key)
+        if old is not None:
+            old.stop()
+        self._ok_retrans[key] = _TwoHundredRetransmission(self, key, response.to_bytes(), target, on_ack_timeout)
+
+    def find_server_invite(self, cancel: Request) -> ServerTransaction | None:
+        """The live INVITE server transaction a CANCEL refers to (RFC 3261 9.2)."""
+        via = cancel.top_via
+        branch = via.branch
+        if branch is not None and branch.startswith(BRANCH_COOKIE):
+            return self._servers.get((branch, via.host, via.port, "INVITE"))
+        return self._servers.get(_key_2543(cancel, via, "INVITE", cancel.to_tag))
+
+    def transport_error(self, target: Addr) -> None:
+        """The transport could not deliver to ``target``: its client transactions fail (RFC 3261 17.1.4).
+
+        A target with ``conn`` set (a broken stream) fails the transactions sent on that connection
+        and those sent to any connection toward the same host and port.
+        """
+        peers = self._by_target.get((target.transport, target.host, target.port))
+        if not peers:
+            return
+        conn = target.conn
+        for txn in list(peers):
+            if txn.state != TERMINATED and (conn is None or txn.target.conn in (None, conn)):
+                txn._fail()
+
+    def close(self) -> None:
+        """Forget every transaction and cancel every timer, with no callbacks (service shutdown)."""
+        for s in list(self._servers.values()):
+            s._terminate()
+        for c in list(self._clients.values()):
+            c._terminate()
+        for ok in list(self._ok_retrans.values()):
+            ok.stop()
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def _forget_server(self, txn: ServerTransaction) -> None:
+        if self._servers.get(txn._key) is txn:
+            del self._servers[txn._key]
+
+    def _forget_client(self, txn: ClientTransaction) -> None:
+        if self._clients.get(txn._key) is txn:
+            del self._clients[txn._key]
+        t = txn.target
+        tkey = (t.transport, t.host, t.port)
+        peers = self._by_target.get(tkey)
+        if peers is not None:
+            peers.discard(txn)
+            if not peers:
+                del self._by_target[tkey]

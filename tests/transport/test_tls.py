@@ -1,0 +1,331 @@
+"""Tests for minisip.transport.tls: the self-signed pair, fingerprints, and TLS 1.2+ contexts."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import re
+import stat
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from OpenSSL import SSL
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.test.iosim import FakeTransport, connect
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from minisip.config import ConfigError
+from minisip.transport import tls
+from minisip.transport.tls import (
+    TLSCertificateError,
+    certificate_fingerprint,
+    client_context_factory,
+    ensure_certificate,
+    server_context_factory,
+    tls_memory_bio_factory,
+)
+
+FINGERPRINT_RE = re.compile(r"^SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2}$")
+
+
+def _pump(source: SSL.Connection, destination: SSL.Connection) -> bool:
+    moved = False
+    while True:
+        try:
+            data = source.bio_read(65536)
+        except SSL.WantReadError:
+            return moved
+        destination.bio_write(data)
+        moved = True
+
+
+def handshake(server_context: SSL.Context, client_context: SSL.Context) -> tuple[SSL.Connection, SSL.Connection]:
+    """A complete handshake between two memory-BIO connections; raises SSL.Error when it fails."""
+    server = SSL.Connection(server_context, None)
+    server.set_accept_state()
+    client = SSL.Connection(client_context, None)
+    client.set_connect_state()
+    for _ in range(20):
+        for connection in (client, server):
+            try:
+                connection.do_handshake()
+            except SSL.WantReadError:
+                pass
+        if not (_pump(client, server) | _pump(server, client)):
+            break
+    return client, server
+
+
+def limited_client(maximum: int) -> SSL.Context:
+    """A client speaking at most ``maximum``; security level 0 so old versions are really offered."""
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_max_proto_version(maximum)
+    context.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+    return context
+
+
+# RSA key generation is slow on Debian's cryptography: tests that only need some valid pair reuse
+# one made once per name and installed where ensure_certificate will find it.
+_PAIRS: dict[str, tuple[bytes, bytes]] = {}
+
+
+class CertificateTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.datadir = os.path.abspath(self.mktemp())
+
+    def make_pair(self, hostname: str = "pbx.example.com") -> tuple[str, str]:
+        """A fresh self-signed pair made by ensure_certificate in this test's datadir."""
+        return ensure_certificate(self.datadir, None, None, hostname)
+
+    def install_pair(self, name: str = "main", datadir: str | None = None) -> tuple[str, str]:
+        """A valid pair (the same bytes for every test asking for ``name``), reused by ensure_certificate."""
+        datadir = datadir or self.datadir
+        if name not in _PAIRS:
+            cert_path, key_path = ensure_certificate(datadir, None, None, f"{name}.example.com")
+            with open(cert_path, "rb") as cert, open(key_path, "rb") as key:
+                _PAIRS[name] = (cert.read(), key.read())
+        else:
+            os.makedirs(os.path.join(datadir, "tls"))
+            for data, file_name in zip(_PAIRS[name], ("server.crt", "server.key")):
+                with open(os.path.join(datadir, "tls", file_name), "wb") as stream:
+                    stream.write(data)
+        pair = ensure_certificate(datadir, None, None, "ignored.example.com")
+        self.assertEqual(pair[0], os.path.join(datadir, "tls", "server.crt"))
+        return pair
+
+
+class EnsureCertificateTests(CertificateTestCase):
+    def test_creates_then_reuses(self) -> None:
+        cert_path, key_path = self.make_pair("PBX.example.com")
+        self.assertEqual(cert_path, os.path.join(self.datadir, "tls", "server.crt"))
+        self.assertEqual(key_path, os.path.join(self.datadir, "tls", "server.key"))
+        first = certificate_fingerprint(cert_path)
+        with open(key_path, "rb") as stream:
+            key_pem = stream.read()
+        self.assertEqual(ensure_certificate(self.datadir, None, None, "PBX.example.com"), (cert_path, key_path))
+        self.assertEqual(certificate_fingerprint(cert_path), first)
+        with open(key_path, "rb") as stream:
+            self.assertEqual(stream.read(), key_pem)
+        self.assertEqual(sorted(os.listdir(os.path.join(self.datadir, "tls"))), ["server.crt", "server.key"])
+        if os.name == "posix":
+            self.assertEqual(stat.S_IMODE(os.stat(key_path).st_mode), 0o600)
+        self.check_contents(cert_path, key_pem)
+
+    def check_contents(self, cert_path: str, key_pem: bytes) -> None:
+        with open(cert_path, "rb") as stream:
+            certificate = x509.load_pem_x509_certificate(stream.read())
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        self.assertEqual(names.get_values_for_type(x509.DNSName), ["pbx.example.com"])
+        self.assertEqual(names.get_values_for_type(x509.IPAddress), [ipaddress.ip_address("127.0.0.1")])
+        lifetime = tls._not_valid_after(certificate) - datetime.datetime.now(datetime.UTC)
+        self.assertGreater(lifetime, datetime.timedelta(days=3649))
+        self.assertLess(lifetime, datetime.timedelta(days=3651))
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        self.assertEqual(
+            key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
+            certificate.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        )
+
+    def test_ip_hostnames(self) -> None:
+        for hostname, expected in (
+            ("192.0.2.5", ["192.0.2.5", "127.0.0.1"]),
+            ("127.0.0.1", ["127.0.0.1"]),
+            ("[2001:db8::1]", ["2001:db8::1", "127.0.0.1"]),
+        ):
+            names = tls._subject_alt_names(hostname)
+            self.assertEqual([str(name.value) for name in names], expected)
+
+    def test_expired_pair_is_replaced(self) -> None:
+        directory = os.path.join(self.datadir, "tls")
+        cert_path = os.path.join(directory, "server.crt")
+        key_path = os.path.join(directory, "server.key")
+        long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=4000)
+        tls._make_self_signed(directory, cert_path, key_path, "pbx.example.com", long_ago)
+        old = certificate_fingerprint(cert_path)
+        self.assertEqual(self.make_pair(), (cert_path, key_path))
+        self.assertNotEqual(certificate_fingerprint(cert_path), old)
+        with open(cert_path, "rb") as stream:
+            certificate = x509.load_pem_x509_certificate(stream.read())
+        self.assertGreater(tls._not_valid_after(certificate), datetime.datetime.now(datetime.UTC))
+
+    def test_half_pair_is_remade(self) -> None:
+        cert_path, key_path = self.install_pair()
+        first = certificate_fingerprint(cert_path)
+        os.remove(key_path)
+        self.make_pair()
+        self.assertNotEqual(certificate_fingerprint(cert_path), first)
+        server_context_factory(cert_path, key_path)  # and the new pair matches
+
+    def test_configured_pair_is_used(self) -> None:
+        cert_path, key_path = self.install_pair()
+        other_datadir = os.path.abspath(self.mktemp())
+        self.assertEqual(ensure_certificate(other_datadir, cert_path, key_path, "x"), (cert_path, key_path))
+        self.assertFalse(os.path.exists(os.path.join(other_datadir, "tls")))
+
+    def test_configured_pair_problems(self) -> None:
+        cert_path, key_path = self.install_pair()
+        missing = os.path.join(self.datadir, "missing.pem")
+        self.assertRaises(TLSCertificateError, ensure_certificate, self.datadir, cert_path, None, "x")
+        self.assertRaises(TLSCertificateError, ensure_certificate, self.datadir, None, key_path, "x")
+        error = self.assertRaises(TLSCertificateError, ensure_certificate, self.datadir, missing, key_path, "x")
+        self.assertIn(missing, str(error))
+        self.assertIsInstance(error, ConfigError)
+        self.assertIsInstance(error, ValueError)
+
+
+class FingerprintTests(CertificateTestCase):
+    def test_format_and_value(self) -> None:
+        cert_path, _ = self.install_pair()
+        fingerprint = certificate_fingerprint(cert_path)
+        self.assertTrue(FINGERPRINT_RE.match(fingerprint), fingerprint)
+        with open(cert_path, "rb") as stream:
+            digest = x509.load_pem_x509_certificate(stream.read()).fingerprint(hashes.SHA256())
+        self.assertEqual(fingerprint, "SHA-256 " + digest.hex(":").upper())
+
+    def test_der_and_bundles(self) -> None:
+        cert_path, key_path = self.install_pair()
+        expected = certificate_fingerprint(cert_path)
+        with open(cert_path, "rb") as stream:
+            pem = stream.read()
+        with open(key_path, "rb") as stream:
+            key_pem = stream.read()
+        der_path = os.path.join(self.datadir, "server.der")
+        with open(der_path, "wb") as stream:
+            stream.write(x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER))
+        bundle_path = os.path.join(self.datadir, "bundle.pem")
+        with open(bundle_path, "wb") as stream:
+            stream.write(key_pem + pem)
+        self.assertEqual(certificate_fingerprint(der_path), expected)
+        self.assertEqual(certificate_fingerprint(bundle_path), expected)
+
+    def test_not_a_certificate(self) -> None:
+        _, key_path = self.install_pair()
+        for path in (key_path, os.path.join(self.datadir, "missing.crt")):
+            error = self.assertRaises(TLSCertificateError, certificate_fingerprint, path)
+            self.assertIn(path, str(error))
+
+
+class ServerContextTests(CertificateTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.cert_path, self.key_path = self.install_pair()
+        self.server = server_context_factory(self.cert_path, self.key_path)
+
+    def test_refuses_tls11(self) -> None:
+        for version in (SSL.TLS1_1_VERSION, SSL.TLS1_VERSION):
+            self.assertRaises(SSL.Error, handshake, self.server.getContext(), limited_client(version))
+
+    def test_tls11_client_is_real(self) -> None:
+        """Control: the same TLS 1.1 client completes a handshake with a permissive server."""
+        permissive = SSL.Context(SSL.TLS_METHOD)
+        permissive.set_min_proto_version(SSL.TLS1_VERSION)
+        permissive.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+        permissive.use_certificate_chain_file(self.cert_path)
+        permissive.use_privatekey_file(self.key_path)
+        try:
+            client, _ = handshake(permissive, limited_client(SSL.TLS1_1_VERSION))
+        except SSL.Error as e:
+            raise SkipTest(f"this OpenSSL cannot speak TLS 1.1 at all: {e}")
+        self.assertEqual(client.get_protocol_version_name(), "TLSv1.1")
+
+    def test_accepts_tls12_and_tls13_without_client_certificate(self) -> None:
+        for maximum, name in ((SSL.TLS1_2_VERSION, "TLSv1.2"), (SSL.TLS1_3_VERSION, "TLSv1.3")):
+            client, server = handshake(self.server.getContext(), limited_client(maximum))
+            self.assertEqual(client.get_protocol_version_name(), name)
+            self.assertEqual(server.get_protocol_version_name(), name)
+            self.assertIsNone(server.get_peer_certificate())
+
+    def test_mismatched_pair(self) -> None:
+        _, other_key = self.install_pair("other", os.path.abspath(self.mktemp()))
+        error = self.assertRaises(TLSCertificateError, server_context_factory, self.cert_path, other_key)
+        self.assertIn("does not match", str(error))
+        self.assertIn(self.cert_path, str(error))
+        self.assertIn(other_key, str(error))
+        self.assertIsInstance(error, ValueError)
+
+    def test_unreadable_files(self) -> None:
+        missing = os.path.join(self.datadir, "missing.pem")
+        error = self.assertRaises(TLSCertificateError, server_context_factory, missing, self.key_path)
+        self.assertIn(missing, str(error))
+        error = self.assertRaises(TLSCertificateError, server_context_factory, self.cert_path, missing)
+        self.assertIn(missing, str(error))
+
+    def test_swapped_files(self) -> None:
+        error = self.assertRaises(TLSCertificateError, server_context_factory, self.key_path, self.cert_path)
+        self.assertIn("not a", str(error))
+        self.assertTrue(self.key_path in str(error) or self.cert_path in str(error), str(error))
+
+    def test_encrypted_key(self) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        path = os.path.join(self.datadir, "encrypted.key")
+        with open(path, "wb") as stream:
+            stream.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.BestAvailableEncryption(b"secret"),
+                )
+            )
+        error = self.assertRaises(TLSCertificateError, server_context_factory, self.cert_path, path)
+        self.assertIn("passphrase", str(error))
+
+
+class Recorder(Protocol):
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received.append(data)
+
+
+class TwistedIntegrationTests(CertificateTestCase):
+    """The factories plugged into Twisted's own TLS protocol, over in-memory transports."""
+
+    def connect(self, server_name: str | None) -> tuple[Recorder, Recorder, object, object]:
+        cert_path, key_path = self.install_pair()
+        clock = Clock()
+        server_factory = tls_memory_bio_factory(
+            server_context_factory(cert_path, key_path), False, Factory.forProtocol(Recorder), clock
+        )
+        client_factory = tls_memory_bio_factory(
+            client_context_factory(server_name), True, Factory.forProtocol(Recorder), clock
+        )
+        server = server_factory.buildProtocol(None)
+        client = client_factory.buildProtocol(None)
+        pump = connect(server, FakeTransport(server, True), client, FakeTransport(client, False))
+        client.write(b"OPTIONS sip:100@pbx.example.com SIP/2.0\r\n\r\n")
+        server.write(b"SIP/2.0 200 OK\r\n\r\n")
+        for _ in range(5):
+            clock.advance(0)
+            pump.flush()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        return server.wrappedProtocol, client.wrappedProtocol, server, client
+
+    def test_exchange_with_sni(self) -> None:
+        server_app, client_app, server, client = self.connect("pbx.example.com")
+        self.assertEqual(b"".join(server_app.received), b"OPTIONS sip:100@pbx.example.com SIP/2.0\r\n\r\n")
+        self.assertEqual(b"".join(client_app.received), b"SIP/2.0 200 OK\r\n\r\n")
+        self.assertEqual(server._tlsConnection.get_servername(), b"pbx.example.com")  # type: ignore[attr-defined]
+        # The self-signed server certificate was accepted, not verified.
+        peer = client.getPeerCertificate()  # type: ignore[attr-defined]
+        cert_path = os.path.join(self.datadir, "tls", "server.crt")
+        self.assertEqual("SHA-256 " + peer.digest("sha256").decode("ascii"), certificate_fingerprint(cert_path))
+
+    def test_no_sni_for_ip_address(self) -> None:
+        server_app, _, server, _ = self.connect("127.0.0.1")
+        self.assertTrue(server_app.received)
+        self.assertIsNone(server._tlsConnection.get_servername())  # type: ignore[attr-defined]
+
+    def test_client_presents_its_pair_when_given(self) -> None:
+        cert_path, key_path = self.install_pair()
+        creator = client_context_factory(None, cert_path, key_path)
+        server_context = server_context_factory(cert_path, key_path).getContext()
+        server_context.set_verify(SSL.VERIFY_PEER, lambda *args: True)
+        _, server = handshake(server_context, creator.getContext())
+        self.assertIsNotNone(server.get_peer_certificate())
+        self.assertRaises(TLSCertificateError, client_context_factory, None, cert_path, None)

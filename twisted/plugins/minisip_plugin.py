@@ -1,0 +1,3 @@
+from twisted.application.service import ServiceMaker
+
+minisip = ServiceMaker("minisip", "minisip.tap", "minisip SIP PBX", "minisip")
