@@ -8,7 +8,13 @@ from typing import Any, Iterable
 
 from twisted.logger import Logger
 
+from zope.interface.exceptions import Invalid
+from zope.interface.verify import verifyObject
+
+from minisip.api import ServerAPI
 from minisip.config import Config
+from minisip.interfaces import IFeature
+from minisip.plugins import LoadedPlugin, PluginError
 from minisip.core.location import LocationService
 from minisip.core.security import FailureTracker
 from minisip.core.server import SIPCore
@@ -19,11 +25,6 @@ from minisip.transport.manager import TransportManager
 log = Logger(namespace="minisip")
 
 EXPIRY_INTERVAL = 10.0
-
-
-def known_prefixes_for(plugin_dirs: Iterable[str]) -> tuple[str, ...]:
-    """Config section prefixes claimed by plugins (none until the plugin loader lands)."""
-    return ()
 
 
 class _WallClock:
@@ -40,17 +41,17 @@ class _WallClock:
 
 
 class Server:
-    def __init__(self, config: Config, reactor: Any, datadir_override: str | None = None,
-                 plugin_dirs: Iterable[str] = ()) -> None:
+    def __init__(self, config: Config, reactor: Any, plugins: Iterable[LoadedPlugin] = (),
+                 plugin_configs: dict[str, Any] | None = None) -> None:
         self.config = config
         self.reactor = reactor
-        self.plugin_dirs = list(plugin_dirs)
+        self.plugins = list(plugins)
+        self.plugin_configs = plugin_configs or {}
+        self.features: dict[str, Any] = {}
         self.ports: list[Any] = []
         self.expiry_call: Any = None
         self.store: Any = None
-
-    def known_prefixes(self) -> tuple[str, ...]:
-        return known_prefixes_for(self.plugin_dirs)
+        self.services: list[Any] = []
 
     def start(self) -> None:
         cfg = self.config
@@ -70,6 +71,7 @@ class Server:
         self.core.apply_config(cfg.domain, cfg.extensions, ring_timeout=cfg.no_answer_timeout,
                                digest_algorithms=cfg.digest_algorithms)
         self.transport.sink = self.core
+        self._load_features()
         self.transport.on_send_failed = self.core.transactions.transport_error
         for l in cfg.udp:
             self.ports.append(self.transport.listen_udp(l.host, l.port))
@@ -87,6 +89,22 @@ class Server:
         self.expiry_call = self.reactor.callLater(EXPIRY_INTERVAL, self._expire)
         log.info("minisip ready: domain {domain}, {n} extensions, {r} registrations restored, data in {datadir}",
                  domain=cfg.domain, n=len(cfg.extensions), r=restored, datadir=cfg.datadir)
+
+    def _load_features(self) -> None:
+        for plugin in self.plugins:
+            api = ServerAPI(self.core, self.store, plugin.name)
+            feature = plugin.factory.make_feature(api, self.plugin_configs.get(plugin.name))
+            try:
+                verifyObject(IFeature, feature)
+            except Invalid as e:
+                raise PluginError(plugin.path, f"make_feature did not return an IFeature: {e}") from None
+            feature.register(self.core.hooks.for_owner(plugin.name))
+            self.features[plugin.name] = feature
+            log.info("plugin {name} loaded from {path}: {description}", name=plugin.name, path=plugin.path,
+                     description=getattr(plugin.factory, "description", ""))
+        for owner, svc in self.core.hooks.services:
+            svc.startService()
+            self.services.append(svc)
 
     @staticmethod
     def _registrar_opts(cfg: Config) -> dict[str, int]:
@@ -108,7 +126,7 @@ class Server:
             log.failure("expiring registrations")
         self.expiry_call = self.reactor.callLater(EXPIRY_INTERVAL, self._expire)
 
-    def apply_config(self, cfg: Config) -> None:
+    def apply_config(self, cfg: Config, plugin_configs: dict[str, Any] | None = None) -> None:
         old = self.config
         for key in ("udp", "tcp", "tls", "datadir", "tls_certificate", "tls_private_key"):
             if getattr(old, key) != getattr(cfg, key):
@@ -118,9 +136,20 @@ class Server:
                                digest_algorithms=cfg.digest_algorithms)
         self.core.registrar.configure(**self._registrar_opts(cfg))
         self.security.configure(cfg.max_failures, cfg.failure_window, cfg.ban_time)
+        for name, feature in self.features.items():
+            if plugin_configs is not None and name in plugin_configs:
+                try:
+                    feature.reconfigure(plugin_configs[name])
+                except Exception:
+                    log.failure("plugin {name}: reconfigure failed", name=name)
         log.info("{n} extensions configured", n=len(cfg.extensions))
 
     def stop(self) -> None:
+        for svc in reversed(self.services):
+            try:
+                svc.stopService()
+            except Exception:
+                log.failure("stopping a plugin service")
         if self.expiry_call is not None and self.expiry_call.active():
             self.expiry_call.cancel()
         for p in self.ports:

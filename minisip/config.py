@@ -351,6 +351,7 @@ def load_config(path: str, datadir_override: str | None = None, known_prefixes: 
     ``datadir_override`` (e.g. from the command line) replaces ``[server] datadir``.
     ``known_prefixes`` are the first words of plugin sections (``hunt`` for ``[hunt 600]``);
     such sections are returned untouched in ``other_sections``, any other unknown one is refused.
+    ``"*"`` accepts every section there (the plugin loader then refuses the ones no plugin claims).
     """
     parser = _read_file(path)
     base_dir = os.path.dirname(os.path.abspath(path))
@@ -375,7 +376,7 @@ def load_config(path: str, datadir_override: str | None = None, known_prefixes: 
                 )
             extensions[extension.number] = extension
             extension_sections[extension.number] = name
-        elif words and words[0] in prefixes:
+        elif words and (words[0] in prefixes or "*" in prefixes):
             other[name] = MappingProxyType(values)
         else:
             known = ", ".join(f"[{s}]" for s in _CORE_SECTIONS)

@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from minisip.config import Config, ConfigError, load_config
+from minisip.plugins import LoadedPlugin, PluginError, discover, parse_plugin_configs, plugin_directories
 
 log = Logger(namespace="minisip")
 
@@ -46,8 +47,11 @@ class Options(usage.Options):
 class MinisipService(service.MultiService):
     """Everything minisip runs: the SIP stack, stores, listeners; reloads its config on SIGHUP."""
 
-    def __init__(self, config: Config, options: dict[str, Any], reactor: Any = None) -> None:
+    def __init__(self, config: Config, options: dict[str, Any], plugins: list[LoadedPlugin] | None = None,
+                 plugin_configs: dict[str, Any] | None = None, reactor: Any = None) -> None:
         super().__init__()
+        self.plugins = plugins or []
+        self.plugin_configs = plugin_configs or {}
         self.config = config
         self.options = options
         self._reactor = reactor
@@ -64,8 +68,8 @@ class MinisipService(service.MultiService):
         from minisip.app import Server
         super().startService()
         try:
-            self.server = Server(self.config, self.reactor, datadir_override=self.options.get("datadir"),
-                                 plugin_dirs=self.options.get("plugin-dirs", []))
+            self.server = Server(self.config, self.reactor, plugins=self.plugins,
+                                 plugin_configs=self.plugin_configs)
             self.server.start()
         except Exception as e:
             log.failure("minisip could not start: {e}", e=e)
@@ -76,8 +80,8 @@ class MinisipService(service.MultiService):
 
     def reload(self) -> None:
         try:
-            cfg = load_config(self.config.path, self.options.get("datadir"), self.server.known_prefixes())
-            self.server.apply_config(cfg)
+            cfg, _, plugin_configs = load_all(self.config.path, self.options.get("datadir"), [], self.plugins)
+            self.server.apply_config(cfg, plugin_configs)
             self.config = cfg
             log.info("configuration reloaded from {path}", path=cfg.path)
         except ConfigError as e:
@@ -91,11 +95,19 @@ class MinisipService(service.MultiService):
         return super().stopService()
 
 
+def load_all(path: str, datadir: str | None, extra_plugin_dirs: list[str],
+             plugins: list[LoadedPlugin] | None = None) -> tuple[Config, list[LoadedPlugin], dict[str, Any]]:
+    """The config, the enabled plugins (discovered unless given) and each plugin's parsed config."""
+    config = load_config(path, datadir, ("*",))
+    if plugins is None:
+        plugins = discover(plugin_directories(config.plugin_directories, extra_plugin_dirs), config.plugins_disable)
+    return config, plugins, parse_plugin_configs(plugins, config)
+
+
 def makeService(options: usage.Options) -> service.IService:  # noqa: N802
-    from minisip.app import known_prefixes_for
     try:
-        config = load_config(options["config"], options["datadir"], known_prefixes_for(options["plugin-dirs"]))
-    except ConfigError as e:
-        sys.stderr.write(f"minisip: configuration error: {e}\n")
+        config, plugins, plugin_configs = load_all(options["config"], options["datadir"], options["plugin-dirs"])
+    except (ConfigError, PluginError) as e:
+        sys.stderr.write(f"minisip: cannot start: {e}\n")
         raise SystemExit(2) from None
-    return MinisipService(config, dict(options))
+    return MinisipService(config, dict(options), plugins, plugin_configs)

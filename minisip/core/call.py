@@ -73,6 +73,8 @@ class SipLeg(Leg):
         self.last_ack: Request | None = None
         self.late_ack_cseq: int | None = None                # uac: ACK held until the other side's ACK (late offer)
         self.description = str(target)
+        self.destination: Destination | None = None           # uac: where the router sent us
+        self.auth_tried = False
 
     # -- helpers -------------------------------------------------------------------------------
     def _request(self, method: str, cseq: int | None = None, body: bytes = b"",
@@ -142,13 +144,41 @@ class SipLeg(Leg):
     def invite(self, sdp: bytes) -> None:
         self.local_sdp = sdp
         req = self._request("INVITE", body=sdp, content_type="application/sdp" if sdp else None)
-        mf = self.call.max_forwards
-        req.set("Max-Forwards", str(mf))
-        if self.call.caller_display:
-            pass
+        req.set("Max-Forwards", str(self.call.max_forwards))
+        self.core.hooks.apply_filters(req, self.destination, self.call)
         self.invite_req = req
         self.core.register_dialog(self)
         self.core.transactions.send_request(req, self.target, self._invite_response, self._invite_timeout)
+
+    def _retry_with_credentials(self, resp: Response) -> bool:
+        """Answer a 401/407 from a trunk with the destination's credentials (once)."""
+        dest = self.destination
+        if dest is None or dest.credentials is None or self.auth_tried or self.invite_req is None:
+            return False
+        hname = "www-authenticate" if resp.status == 401 else "proxy-authenticate"
+        challenges = [v for k, _, v in resp.headers if k == hname]
+        if not challenges:
+            return False
+        from minisip.sip.auth import build_authorization
+        from minisip.sip.transaction import new_branch
+        user, password = dest.credentials
+        old = self.invite_req
+        try:
+            value = build_authorization(challenges[0], "INVITE", str(old.uri), user, password)
+        except ValueError:
+            return False
+        self.auth_tried = True
+        req = Request("INVITE", old.uri, list(old.headers), old.body)
+        req.remove("Authorization")
+        req.remove("Proxy-Authorization")
+        req.add("Authorization" if resp.status == 401 else "Proxy-Authorization", value)
+        self.local_cseq += 1
+        req.set("CSeq", f"{self.local_cseq} INVITE")
+        via = req.get("via") or ""
+        req.set("Via", via.split(";branch=")[0] + f";branch={new_branch()};rport")
+        self.invite_req = req
+        self.core.transactions.send_request(req, self.target, self._invite_response, self._invite_timeout)
+        return True
 
     def _invite_response(self, resp: Response) -> None:
         if self.state == "terminated" and resp.status >= 200:
@@ -183,6 +213,8 @@ class SipLeg(Leg):
                 self._send_ack(resp.cseq[0])
             self.call.leg_answered(self, resp.body)
         else:
+            if status in (401, 407) and not self.cancel_pending and self._retry_with_credentials(resp):
+                return
             self.state = "terminated"
             self.core.forget_dialog(self)
             if not self.cancel_pending:
@@ -314,16 +346,25 @@ class Call:
         self.ring_timer: Any = None
         self.failures: list[tuple[int, str | None]] = []
         self.offer = b""
+        self.source = "extension"      # who placed it: extension, trunk, browser...
+        self.trunk: str | None = None
+        self.answered_by: str | None = None
+        self.current_route: Route | None = None
+        self.last_activity = clock.seconds()
+
+    def touch(self) -> None:
+        self.last_activity = self.clock.seconds()
 
     # -- routing ---------------------------------------------------------------------------------
     def route(self) -> None:
         log.info("call {id} from {caller} to {callee} started", id=self.id, caller=self.caller, callee=self.callee)
+        self.core.call_event("call_started", self)
         d = self.core.routers.route(self)
         d.addCallback(self._decided)
         d.addErrback(lambda f: log.failure("routing call {id}", f, id=self.id))
 
     def _decided(self, decision: RouteDecision) -> None:
-        if self.state != "routing":
+        if self.state not in ("routing", "rerouting"):
             return  # cancelled while routing
         if isinstance(decision, Reject):
             cause = {404: "not-found", 480: "unavailable", 486: "busy", 403: "forbidden"}.get(
@@ -335,12 +376,16 @@ class Call:
             self._fail_a(480, "Temporarily Unavailable", "unavailable")
             return
         self.state = "ringing"
+        self.current_route = decision
+        self.failures = []
         ring_time = decision.ring_time if decision.ring_time is not None else self.core.ring_timeout
         self.ring_timer = self.clock.callLater(ring_time, self._no_answer)
         for dest in decision.targets:
             leg = self.core.new_uac_leg(self, dest)
             self.b_legs.append(leg)
-            leg.invite(self.sdp_for(leg, self.offer))
+        for leg in list(self.b_legs):
+            if self.state == "ringing":
+                leg.invite(self.sdp_for(leg, self.offer))
 
     def sdp_for(self, to_leg: Leg, sdp: bytes) -> bytes:
         """The SDP to send to ``to_leg``: passthrough now; the media relay rewrites it here later."""
@@ -364,7 +409,10 @@ class Call:
             if other is not leg:
                 other.cancel()
         self.b_legs = [leg]
+        dest = getattr(leg, "destination", None)
+        self.answered_by = dest.aor if dest is not None else None
         self.a_leg.answer(self.sdp_for(self.a_leg, sdp))
+        self.core.call_event("call_answered", self)
         log.info("call {id} from {caller} to {callee} answered by {leg}", id=self.id, caller=self.caller,
                  callee=self.callee, leg=leg.description)
 
@@ -375,10 +423,42 @@ class Call:
         if self.state != "ringing" or self.b_legs:
             return
         code, reason, cause = self._best_failure()
+        if self._next_step(code):
+            return
         self._fail_a(code, reason, cause)
+
+    def _next_step(self, status: int) -> bool:
+        """Ask the current route what to do after it failed; True when a next step is under way."""
+        route = self.current_route
+        if route is None or route.on_failure is None:
+            return False
+        self._stop_ring_timer()
+        self.state = "rerouting"
+        self.current_route = None
+        from twisted.internet import defer
+        d = defer.maybeDeferred(route.on_failure, self, status)
+
+        def decided(decision: RouteDecision | None) -> None:
+            if self.state != "rerouting":
+                return
+            if decision is None or not isinstance(decision, (Reject, Route)):
+                code, reason, cause = self._best_failure()
+                self._fail_a(code, reason, cause)
+                return
+            self._decided(decision)
+
+        def failed(f: Any) -> None:
+            log.failure("next routing step of call {id} failed", f, id=self.id)
+            if self.state == "rerouting":
+                self._fail_a(500, "Server Internal Error", "failed 500")
+
+        d.addCallbacks(decided, failed)
+        return True
 
     def _best_failure(self) -> tuple[int, str | None, str]:
         codes = [c for c, _ in self.failures]
+        if codes and all(c == 480 for c in codes) and any(r == "No Answer" for _, r in self.failures):
+            return 480, "No Answer", "no-answer"
         for c, r in self.failures:
             if c >= 600:
                 return c, r, "busy" if c == 600 else f"declined {c}"
@@ -400,11 +480,14 @@ class Call:
         for leg in self.b_legs:
             leg.cancel()
         self.b_legs = []
+        self.failures.append((480, "No Answer"))
+        if self._next_step(480):
+            return
         self._fail_a(480, "No Answer", "no-answer")
 
     def a_cancelled(self) -> None:
         """The caller sent CANCEL before the answer."""
-        if self.state not in ("routing", "ringing"):
+        if self.state not in ("routing", "ringing", "rerouting"):
             return
         for leg in self.b_legs:
             leg.cancel()

@@ -39,6 +39,9 @@ class Destination:
     uri: str
     addr: Addr
     aor: str | None = None
+    to_uri: str | None = None          # To of the new leg (default: the dialled number at our domain)
+    from_uri: str | None = None        # From of the new leg (default: the caller at our domain)
+    credentials: tuple[str, str] | None = None   # (username, password) to answer a 401/407 (trunks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,9 @@ class Route:
     targets: tuple[Destination, ...]
     ring_time: float | None = None
     callee: str | None = None
+    # Called as on_failure(call, status) when every target failed or ring_time ran out: the next step
+    # (a RouteDecision or a Deferred of one; Continue = give up with the failure). Hunting uses it.
+    on_failure: Callable[["Call", int], Any] | None = field(default=None, compare=False)
 
 
 RouteDecision = Continue | Reject | Route
@@ -105,7 +111,7 @@ class RouterChain:
 
 
 class ExtensionRouter:
-    """The core's own router: ring every registered contact of the dialled extension."""
+    """The core's own router: ring every registered, reachable contact of the dialled extension."""
 
     def __init__(self, directory: Callable[[str], object | None], location: Any,
                  reachable: Callable[[Any], bool] | None = None) -> None:

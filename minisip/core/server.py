@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 from twisted.logger import Logger
 
 from minisip.core.call import Call, Leg, PassthroughMedia, SipLeg
+from minisip.core.hooks import HookRegistry
 from minisip.core.router import Destination, ExtensionRouter, RouterChain
 from minisip.core.registrar import Registrar
 from minisip.core.security import FailureTracker
@@ -60,6 +61,11 @@ class SIPCore:
         self.routers = RouterChain()
         self.extension_router = ExtensionRouter(self.extensions.get, location)
         self.routers.add(self.extension_router, priority=1_000_000, owner="core")
+        self.hooks = HookRegistry(self.routers)
+        self.unreachable: set[tuple[str, str]] = set()
+        self.extension_router.reachable = self.is_reachable
+        self.busy: dict[str, int] = {}
+        location.add_observer(self._registration_changed)
         self.media = PassthroughMedia()
         self.ring_timeout = ring_timeout
         self.digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
@@ -86,10 +92,119 @@ class SIPCore:
         host, port = self.local(transport)
         return f"SIP/2.0/{transport.upper()} {_hp(host, port)};branch={new_branch()};rport"
 
-    def contact_value(self, transport: str) -> str:
+    def contact_value(self, transport: str, user: str | None = None) -> str:
         host, port = self.local(transport)
         t = "" if transport == "udp" else f";transport={transport}"
-        return f"<sip:{_hp(host, port)}{t}>"
+        u = f"{user}@" if user else ""
+        return f"<sip:{u}{_hp(host, port)}{t}>"
+
+    # -- plugin support ----------------------------------------------------------------------------
+    def respond(self, txn: ServerTransaction, req: Request, status: int, reason: str | None = None,
+                headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
+        txn.respond(make_response(req, status, reason, to_tag=None if req.to_tag else _token(),
+                                  extra=headers or (), body=body))
+
+    def call_event(self, event: str, call: Call) -> None:
+        """Busy accounting, then the plugins' call observers."""
+        if event == "call_started" and call.source == "extension":
+            self.busy[call.caller] = self.busy.get(call.caller, 0) + 1
+        elif event == "call_answered" and call.answered_by:
+            self.busy[call.answered_by] = self.busy.get(call.answered_by, 0) + 1
+        elif event == "call_ended":
+            for ext in ((call.caller,) if call.source == "extension" else ()) + (
+                    (call.answered_by,) if call.answered_by and call.answer_time else ()):
+                n = self.busy.get(ext, 0) - 1
+                if n > 0:
+                    self.busy[ext] = n
+                else:
+                    self.busy.pop(ext, None)
+        self.hooks.notify(self.hooks.call_observers, event, call)
+
+    def _registration_changed(self, event: str, aor: str, binding: Any) -> None:
+        if event in ("registered", "refreshed", "unregistered", "expired"):
+            self.unreachable.discard((aor, binding.contact))
+        self.hooks.notify(self.hooks.registration_observers, "registration_changed", event, aor, binding)
+
+    def is_reachable(self, binding: Any) -> bool:
+        return (binding.aor, binding.contact) not in self.unreachable
+
+    def set_reachable(self, binding: Any, reachable: bool) -> None:
+        key = (binding.aor, binding.contact)
+        if reachable and key in self.unreachable:
+            self.unreachable.discard(key)
+            log.info("extension {aor}: contact {contact} is reachable again", aor=binding.aor, contact=binding.contact)
+        elif not reachable and key not in self.unreachable:
+            self.unreachable.add(key)
+            log.warn("extension {aor}: contact {contact} stopped answering; skipped when routing",
+                     aor=binding.aor, contact=binding.contact)
+
+    def send_out_of_dialog(self, method: str, uri: str, target: Addr, headers: list[tuple[str, str]], body: bytes,
+                           from_user: str | None, to: str | None, call_id: str | None, cseq: int) -> Any:
+        from twisted.internet import defer
+
+        from minisip.sip.uri import parse_uri
+        d: defer.Deferred = defer.Deferred()
+        ruri = parse_uri(uri)
+        from_uri = f"<sip:{from_user or 'minisip'}@{self.domain}>;tag={_token()}"
+        req = Request(method, ruri, [
+            ("via", "Via", self.via_value(target.transport)),
+            ("max-forwards", "Max-Forwards", "70"),
+            ("from", "From", from_uri),
+            ("to", "To", to or f"<{uri}>"),
+            ("call-id", "Call-ID", call_id or f"{_token()}@minisip"),
+            ("cseq", "CSeq", f"{cseq} {method}"),
+            ("user-agent", "User-Agent", USER_AGENT),
+        ], body)
+        for name, value in headers:
+            req.add(name, value)
+
+        def on_response(resp: Response) -> None:
+            if resp.status >= 200 and not d.called:
+                d.callback(resp)
+
+        def on_timeout() -> None:
+            if not d.called:
+                d.callback(None)
+
+        self.transactions.send_request(req, target, on_response, on_timeout)
+        return d
+
+    def probe_call(self, call: Call) -> Any:
+        from twisted.internet import defer
+        legs = [leg for leg in (call.a_leg, call.answered_leg) if isinstance(leg, SipLeg) and leg.state == "confirmed"]
+        if not legs:
+            return defer.succeed(False)
+        results: list[defer.Deferred] = []
+        for leg in legs:
+            d: defer.Deferred = defer.Deferred()
+            req = leg._request("INFO")
+
+            def on_response(resp: Response, d: defer.Deferred = d) -> None:
+                if resp.status >= 200 and not d.called:
+                    d.callback(resp.status not in (408, 481))
+
+            self.transactions.send_request(req, leg.target, on_response,
+                                           lambda d=d: None if d.called else d.callback(False))
+            results.append(d)
+        dl = defer.gatherResults(results)
+        dl.addCallback(all)
+        return dl
+
+    def hangup_call(self, call: Call, cause: str) -> None:
+        if call.state == "ended":
+            return
+        if call.state == "answered":
+            for leg in (call.a_leg, call.answered_leg):
+                if leg is not None:
+                    leg.hangup()
+            call.end(cause, "released by the server")
+        else:
+            for leg in call.b_legs:
+                leg.cancel()
+            call.b_legs = []
+            if call.a_leg is not None:
+                call.a_leg.fail(480, "Temporarily Unavailable")
+            call.end(cause, "released by the server")
 
     # -- input from the transport ----------------------------------------------------------------------
     def message_received(self, msg: Request | Response, source: Addr) -> None:
@@ -118,6 +233,9 @@ class SIPCore:
             status, reason, extra = check
             txn.respond(make_response(req, status, reason, to_tag=_token(), extra=extra))
             return
+        handlers = self.hooks.handlers(method, req.to_tag is not None)
+        if handlers and self._run_handlers(handlers, txn, req):
+            return
         if req.to_tag is not None:
             self._in_dialog(txn, req)
             return
@@ -135,6 +253,24 @@ class SIPCore:
             txn.respond(make_response(req, 481, "Call/Transaction Does Not Exist", to_tag=_token()))
         else:
             txn.respond(make_response(req, 405, "Method Not Allowed", to_tag=_token(), extra=[("Allow", ALLOW_HEADER)]))
+
+    def _run_handlers(self, handlers: list[tuple[str, Any]], txn: ServerTransaction, req: Request) -> bool:
+        from minisip.api import IncomingRequest
+        incoming = IncomingRequest(self, txn, req, self.find_dialog(req) if req.to_tag else None)
+        for owner, handler in handlers:
+            try:
+                if handler.handle(incoming):
+                    if not incoming.answered:
+                        log.error("plugin {owner} handled {method} without answering it", owner=owner,
+                                  method=req.method)
+                        self.respond(txn, req, 500, "Server Internal Error")
+                    return True
+            except Exception:
+                log.failure("plugin {owner}: request handler for {method} failed", owner=owner, method=req.method)
+                if not incoming.answered:
+                    self.respond(txn, req, 500, "Server Internal Error")
+                return True
+        return False
 
     # -- authentication -----------------------------------------------------------------------------------
     def authenticate(self, txn: ServerTransaction, req: Request, proxy: bool) -> str | None:
@@ -184,17 +320,30 @@ class SIPCore:
         if mf is not None and int(mf) == 0:
             txn.respond(make_response(req, 483, "Too Many Hops", to_tag=_token()))
             return
-        user = self.authenticate(txn, req, proxy=True)
-        if user is None:
-            return
+        identity = self.hooks.first(self.hooks.identifiers, "identify", req, txn.source) \
+            if self.hooks.identifiers else None
+        if identity is not None:
+            if identity.reject is not None:
+                txn.respond(make_response(req, identity.reject[0], identity.reject[1], to_tag=_token()))
+                return
+            user = identity.caller
+        else:
+            user = self.authenticate(txn, req, proxy=True)
+            if user is None:
+                return
         uri = req.uri
         callee = uri.user if isinstance(uri, (SipURI, TelURI)) else None
+        if identity is not None and identity.callee:
+            callee = identity.callee
         if not callee:
             txn.respond(make_response(req, 404, "Not Found", to_tag=_token()))
             return
         callee = unquote(callee) if isinstance(uri, SipURI) else callee
-        display = req.from_.display
+        display = identity.display if identity is not None and identity.display else req.from_.display
         call = Call(self, _token(), user, callee, display, self.clock, self.wallclock)
+        if identity is not None:
+            call.source = identity.source
+            call.trunk = identity.trunk
         call.max_forwards = (int(mf) - 1) if mf is not None else 69
         call.offer = req.body if req.content_type == "application/sdp" else b""
         call.a_leg_late_offer = not call.offer
@@ -216,12 +365,13 @@ class SIPCore:
         transport = dest.addr.transport
         ext = self.extensions.get(call.caller)
         name = call.caller_display or (f'"{ext.name}"' if ext is not None and getattr(ext, "name", None) else None)
-        from_uri = f"<sip:{call.caller}@{self.domain}>"
-        if name:
+        from_uri = dest.from_uri or f"<sip:{call.caller}@{self.domain}>"
+        if name and not dest.from_uri:
             from_uri = f"{name} {from_uri}"
-        to_uri = f"<sip:{call.callee}@{self.domain}>"
+        to_uri = dest.to_uri or f"<sip:{dest.aor or call.callee}@{self.domain}>"
         leg = SipLeg(self, call, "uac", _token() + "@minisip", _token(), from_uri, to_uri, dest.uri, dest.addr)
         leg.description = f"{dest.uri} via {dest.addr}"
+        leg.destination = dest
         del transport
         return leg
 
@@ -258,6 +408,7 @@ class SIPCore:
             return
         leg.remote_cseq = max(leg.remote_cseq, cseq)
         call = leg.call
+        call.touch()
         if req.method == "BYE":
             txn.respond(make_response(req, 200, "OK"))
             leg.state = "terminated"
@@ -310,6 +461,7 @@ class SIPCore:
     # -- call end ----------------------------------------------------------------------------------------------
     def call_ended(self, call: Call) -> None:
         self.calls.pop(call.id, None)
+        self.call_event("call_ended", call)
         a = call.a_leg
         if isinstance(a, SipLeg) and a.invite_req is not None:
             req = a.invite_req

@@ -74,6 +74,12 @@ class IStore(Interface):
     def call_records(limit: int = 100) -> list[CallRecord]:
         """Return up to ``limit`` committed call records, newest (latest start) first."""
 
+    def get_state(key: str) -> str | None:
+        """A feature's saved value (synchronous read; values are cached by the store)."""
+
+    def set_state(key: str, value: str) -> None:
+        """Save a feature's value (queued write)."""
+
     def flush(timeout: float = 10.0) -> bool:
         """Block until every queued write is committed or ``timeout`` passes; True if drained."""
 
@@ -81,7 +87,7 @@ class IStore(Interface):
         """Commit what is queued and release resources; later writes are dropped."""
 
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
@@ -114,6 +120,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             cause TEXT NOT NULL
         )""",
         "CREATE INDEX call_records_start_time ON call_records (start_time)",
+    ),
+    (
+        # Small key/value state of features (e.g. round-robin positions), JSON values.
+        "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     ),
 )
 
@@ -193,6 +203,7 @@ class SQLiteStore:
         self._batch_lock = threading.Lock()
         self.batches_committed = 0
         self._read_lock = threading.Lock()
+        self._state_cache: dict[str, str | None] = {}
         self._reader = _connect(path)
         try:
             mode = self._reader.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -224,6 +235,19 @@ class SQLiteStore:
                 (limit,),
             ).fetchall()
         return [CallRecord(*row) for row in rows]
+
+    def get_state(self, key: str) -> str | None:
+        if key in self._state_cache:
+            return self._state_cache[key]
+        with self._read_lock:
+            row = self._reader.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        value = row[0] if row is not None else None
+        self._state_cache[key] = value
+        return value
+
+    def set_state(self, key: str, value: str) -> None:
+        self._state_cache[key] = value
+        self._enqueue(("set_state", "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value)))
 
     def journal_mode(self) -> str:
         """The journal mode in force (``wal`` normally)."""
@@ -345,7 +369,14 @@ class MemoryStore:
     def __init__(self) -> None:
         self._bindings: dict[tuple[str, str], Binding] = {}
         self._records: list[CallRecord] = []
+        self._state: dict[str, str] = {}
         self.closed = False
+
+    def get_state(self, key: str) -> str | None:
+        return self._state.get(key)
+
+    def set_state(self, key: str, value: str) -> None:
+        self._state[key] = value
 
     def load_bindings(self, now: float) -> list[Binding]:
         live = []

@@ -1,0 +1,196 @@
+"""The stable facade a plugin may import (with minisip.interfaces; nothing else of minisip).
+
+Everything a feature needs from the server goes through :class:`ServerAPI`, handed to
+``IFeatureFactory.make_feature(api, config)``. Names exported here keep their meaning across
+releases of the same ``API_VERSION``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from minisip.config import ConfigError as _CoreConfigError
+from minisip.core.router import CONTINUE, Continue, Destination, Reject, Route, RouteDecision, destination_for
+from minisip.core.store import Binding
+from minisip.interfaces import API_VERSION
+from minisip.sip.auth import build_authorization
+from minisip.sip.message import Request, Response
+from minisip.sip.types import Addr
+from minisip.sip.uri import NameAddr, SipURI, TelURI, parse_name_addr, parse_uri
+
+if TYPE_CHECKING:
+    from minisip.core.call import Call
+    from minisip.core.server import SIPCore
+
+__all__ = [
+    "API_VERSION", "CONTINUE", "Addr", "Binding", "CallerIdentity", "ConfigError", "Continue", "Destination",
+    "IncomingRequest", "NameAddr", "Reject", "Request", "Response", "Route", "RouteDecision", "ServerAPI",
+    "SipURI", "TelURI", "build_authorization", "parse_name_addr", "parse_uri",
+]
+
+
+class ConfigError(_CoreConfigError):
+    """Raise from ``parse_config``: ``ConfigError("why", section="hunt 600", key="policy")``."""
+
+    def __init__(self, message: str, file: str | None = None, section: str | None = None,
+                 key: str | None = None) -> None:
+        super().__init__(message, file, section, key)
+
+
+@dataclass(frozen=True, slots=True)
+class CallerIdentity:
+    """An ICallerIdentifier's verdict on a new INVITE it vouches for (no digest challenge).
+
+    ``callee`` replaces the dialled number (e.g. a DID mapped to an extension); ``reject`` answers
+    the INVITE with (code, reason) instead of routing it."""
+
+    caller: str
+    source: str = "trunk"
+    trunk: str | None = None
+    display: str | None = None
+    callee: str | None = None
+    reject: tuple[int, str] | None = None
+
+
+class IncomingRequest:
+    """A request offered to IRequestHandlers before the core handles it."""
+
+    def __init__(self, core: "SIPCore", txn: Any, request: Request, leg: Any) -> None:
+        self._core = core
+        self._txn = txn
+        self.request = request
+        self.method = request.method
+        self.body = request.body
+        self.content_type = request.content_type
+        self.source: Addr = txn.source
+        self.in_dialog = request.to_tag is not None
+        self._leg = leg
+        self.answered = False
+
+    @property
+    def dialog_exists(self) -> bool:
+        return self._leg is not None and self._leg.state != "terminated"
+
+    @property
+    def call(self) -> "Call | None":
+        return self._leg.call if self._leg is not None else None
+
+    def touch(self) -> None:
+        """Record dialog activity (for supervision)."""
+        if self._leg is not None:
+            self._leg.call.touch()
+
+    def respond(self, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = (),
+                body: bytes = b"") -> None:
+        self.answered = True
+        self._core.respond(self._txn, self.request, status, reason, list(headers), body)
+
+
+class ServerAPI:
+    """The server as a feature sees it."""
+
+    api_version = API_VERSION
+
+    def __init__(self, core: "SIPCore", state: Any, owner: str) -> None:
+        self._core = core
+        self._state = state
+        self.owner = owner
+        self.log = Logger(namespace=owner)
+
+    # -- time and identity ----------------------------------------------------------------------
+    @property
+    def clock(self) -> Any:
+        """IReactorTime: callLater for timers, seconds() for monotonic-ish time."""
+        return self._core.clock
+
+    def wallclock(self) -> float:
+        return self._core.wallclock()
+
+    @property
+    def domain(self) -> str:
+        return self._core.domain
+
+    # -- directory and location -----------------------------------------------------------------
+    def extension_exists(self, number: str) -> bool:
+        return number in self._core.extensions
+
+    def extension_name(self, number: str) -> str | None:
+        ext = self._core.extensions.get(number)
+        return getattr(ext, "name", None) if ext is not None else None
+
+    def bindings(self, aor: str) -> list[Binding]:
+        return list(self._core.location.lookup(aor))
+
+    def all_bindings(self) -> list[Binding]:
+        loc = self._core.location
+        return [b for aor in loc.aors() for b in loc.lookup(aor)]
+
+    def is_reachable(self, binding: Binding) -> bool:
+        return self._core.is_reachable(binding)
+
+    def set_reachable(self, binding: Binding, reachable: bool) -> None:
+        self._core.set_reachable(binding, reachable)
+
+    def destinations(self, aor: str) -> list[Destination]:
+        """Where to ring an extension now: its registered, reachable contacts."""
+        return [destination_for(b) for b in self._core.location.lookup(aor) if self._core.is_reachable(b)]
+
+    def destination_for(self, binding: Binding) -> Destination:
+        return destination_for(binding)
+
+    def in_call(self, number: str) -> bool:
+        """True while the extension is the caller, or the answering callee, of a call through this server."""
+        return self._core.busy.get(number, 0) > 0
+
+    def route_to_extension(self, number: str, ring_time: float | None = None) -> RouteDecision:
+        if number not in self._core.extensions:
+            return Reject(404, "Not Found")
+        dests = self.destinations(number)
+        if not dests:
+            return Reject(480, "Temporarily Unavailable")
+        return Route(tuple(dests), ring_time=ring_time, callee=number)
+
+    # -- signalling -----------------------------------------------------------------------------
+    def send_request(self, method: str, uri: str, target: Addr, headers: Iterable[tuple[str, str]] = (),
+                     body: bytes = b"", from_user: str | None = None,
+                     to: str | None = None, call_id: str | None = None, cseq: int = 1) -> defer.Deferred:
+        """Send an out-of-dialog request (OPTIONS, REGISTER...): Deferred firing with the final Response,
+        or None when it timed out or could not be delivered."""
+        return self._core.send_out_of_dialog(method, uri, target, list(headers), body, from_user, to, call_id,
+                                             cseq)
+
+    def local_address(self, transport: str = "udp") -> tuple[str, int]:
+        return self._core.local(transport)
+
+    def local_contact(self, transport: str = "udp", user: str | None = None) -> str:
+        return self._core.contact_value(transport, user)
+
+    # -- calls ----------------------------------------------------------------------------------
+    def calls(self) -> list["Call"]:
+        return list(self._core.calls.values())
+
+    def probe_call(self, call: "Call") -> defer.Deferred:
+        """Send a body-less in-dialog INFO to every leg; Deferred firing True if all answered (any final
+        response but 408/481 counts as alive)."""
+        return self._core.probe_call(call)
+
+    def hangup(self, call: "Call", cause: str = "released") -> None:
+        self._core.hangup_call(call, cause)
+
+    # -- persistent state -----------------------------------------------------------------------
+    def state_get(self, key: str, default: Any = None) -> Any:
+        """A JSON value this plugin saved with state_set (survives restarts)."""
+        raw = self._state.get_state(f"{self.owner}:{key}")
+        return default if raw is None else json.loads(raw)
+
+    def state_set(self, key: str, value: Any) -> None:
+        self._state.set_state(f"{self.owner}:{key}", json.dumps(value))
+
+    # -- misc -----------------------------------------------------------------------------------
+    def call_later(self, delay: float, f: Callable[..., Any], *args: Any) -> Any:
+        return self._core.clock.callLater(delay, f, *args)
