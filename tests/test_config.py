@@ -72,7 +72,8 @@ class SampleTests(ConfigTestCase):
             dict(config.extensions),
             {"100": Extension("100", "100", "Reception"), "101": Extension("101", "101", "Sales")},
         )
-        self.assertEqual(config.plugin_directories, ())
+        # The shipped features are on by default: the repository's plugins/ folder.
+        self.assertEqual(config.plugin_directories, (os.path.join(os.path.dirname(os.path.dirname(SAMPLE)), "plugins"),))
         self.assertEqual(config.mccp_wss, ())
         self.assertEqual(dict(config.other_sections), {})
 
@@ -93,7 +94,7 @@ class SampleTests(ConfigTestCase):
         sample = load_config(SAMPLE)
         minimal = self.load("[server]\ndomain = 127.0.0.1\n")
         for f in dataclasses.fields(Config):
-            if f.name not in ("path", "extensions"):
+            if f.name not in ("path", "extensions", "plugin_directories"):
                 self.assertEqual(getattr(sample, f.name), getattr(minimal, f.name), f.name)
 
 
