@@ -13,7 +13,15 @@ $SUDO apt-get install -y -q --no-install-recommends \
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q . ruff
-echo "== unit and integration tests (PyPI packages: $(.venv/bin/python -c 'import twisted; print("Twisted", twisted.__version__)'))"
-.venv/bin/python -m twisted.trial --temp-directory=/tmp/minisip-trial-pypi tests
+log=$(mktemp)
+status=0
 echo "== unit tests on Debian 12's python3 packages ($(/usr/bin/python3 -c 'import twisted; print("Twisted", twisted.__version__)'))"
-MINISIP_SKIP_INTEGRATION=1 /usr/bin/python3 -m twisted.trial --temp-directory=/tmp/minisip-trial-debian tests
+MINISIP_SKIP_INTEGRATION=1 /usr/bin/python3 -m twisted.trial --temp-directory=/tmp/minisip-trial-debian tests \
+    >"$log" 2>&1 || status=$?
+tail -n 30 "$log"
+python3 scripts/trial_summary.py "$log" "$status" || exit $?
+echo "== unit and integration tests (PyPI packages: $(.venv/bin/python -c 'import twisted; print("Twisted", twisted.__version__)'))"
+status=0
+.venv/bin/python -m twisted.trial --temp-directory=/tmp/minisip-trial-pypi tests 2>&1 | tee "$log" || true
+status=$(grep -q '^PASSED' "$log" && echo 0 || echo 1)
+exec python3 scripts/trial_summary.py "$log" "$status"
