@@ -9,13 +9,23 @@ and checked once while parsing and cached, so a message that parses never fails 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from minisip.sip.errors import SIPParseError
 from minisip.sip.uri import (
-    HOST_PATTERN, TOKEN_CLASS, URI, NameAddr, SipURI, check_host, format_params, is_token, parse_gen_params,
-    parse_name_addr, parse_uri, split_comma_list,
+    HOST_PATTERN,
+    TOKEN_CLASS,
+    URI,
+    NameAddr,
+    SipURI,
+    check_host,
+    format_params,
+    is_token,
+    parse_gen_params,
+    parse_name_addr,
+    parse_uri,
+    split_comma_list,
 )
 
 MAX_MESSAGE_SIZE = 65535
@@ -50,6 +60,7 @@ LIST_HEADERS = frozenset({
 _SINGLE = ("from", "to", "call-id", "cseq", "content-length", "max-forwards", "content-type")
 _SINGLE_SET = frozenset(_SINGLE)
 _MANDATORY = ("from", "to", "call-id", "cseq")
+_ADDRESS_LISTS = frozenset({"contact", "route", "record-route"})
 
 _REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued", 183: "Session Progress",
@@ -221,7 +232,7 @@ _MEDIA_TYPE_RE = re.compile(rf"([{TOKEN_CLASS}]+)[ \t]*/[ \t]*([{TOKEN_CLASS}]+)
 class Message:
     """Common part of requests and responses."""
 
-    __slots__ = ("headers", "body", "_cache")
+    __slots__ = ("_cache", "body", "headers")
 
     def __init__(self, headers: list[tuple[str, str, str]] | None = None, body: bytes = b"") -> None:
         self.headers = headers if headers is not None else []
@@ -416,7 +427,9 @@ class Request(Message):
 
     def __init__(self, method: str, uri: URI, headers: list[tuple[str, str, str]] | None = None,
                  body: bytes = b"", version: str = "SIP/2.0") -> None:
-        super().__init__(headers, body)
+        self.headers = headers if headers is not None else []
+        self.body = body
+        self._cache = {}
         self.method = method
         self.uri = uri
         self.version = version
@@ -429,7 +442,7 @@ class Request(Message):
 
 
 class Response(Message):
-    __slots__ = ("status", "reason", "version")
+    __slots__ = ("reason", "status", "version")
 
     def __init__(self, status: int, reason: str | None = None, headers: list[tuple[str, str, str]] | None = None,
                  body: bytes = b"", version: str = "SIP/2.0") -> None:
@@ -509,7 +522,7 @@ def parse_message(data: bytes, *, datagram: bool = True, max_headers: int = MAX_
             error = "no empty line after the headers"
         else:
             head_b, body = data[:m.start()], data[m.end():]
-        lines = [line[:-1] if line.endswith("\r") else line
+        lines = [line.removesuffix("\r")
                  for line in head_b.decode("utf-8", "surrogateescape").split("\n")]
         if any("\r" in line for line in lines):
             error = error or "bare CR in header"
@@ -620,7 +633,7 @@ def _check_headers(msg: Message, datagram: bool) -> None:
     """Check the headers every element relies on, fill the parsed-view cache, apply Content-Length."""
     singles: dict[str, str] = {}
     vias: list[str] = []
-    lists: dict[str, list[str]] = {"contact": [], "route": [], "record-route": []}
+    addresses: list[tuple[str, str]] = []
     for k, _, v in msg.headers:
         if k in _SINGLE_SET:
             if k in singles:
@@ -628,8 +641,8 @@ def _check_headers(msg: Message, datagram: bool) -> None:
             singles[k] = v
         elif k == "via":
             vias.append(v)
-        elif k in lists:
-            lists[k].append(v)
+        elif k in _ADDRESS_LISTS:
+            addresses.append((k, v))
     if not vias:
         raise SIPParseError("missing Via header")
     for k in _MANDATORY:
@@ -673,14 +686,18 @@ def _check_headers(msg: Message, datagram: bool) -> None:
     cache["via"] = parsed_vias
     cache["from"] = parse_name_addr(singles["from"])
     cache["to"] = parse_name_addr(singles["to"])
-    for key, values in lists.items():
-        parsed: list[NameAddr] = []
-        for v in values:
-            for item in split_comma_list(v) if "," in v else (v,):
-                if item == "*" and key == "contact":
-                    continue
-                parsed.append(parse_name_addr(item))
-        cache[key] = parsed
+    contacts: list[NameAddr] = []
+    routes: list[NameAddr] = []
+    record_routes: list[NameAddr] = []
+    cache["contact"] = contacts
+    cache["route"] = routes
+    cache["record-route"] = record_routes
+    for k, v in addresses:
+        target = contacts if k == "contact" else routes if k == "route" else record_routes
+        if "," in v:
+            target.extend(parse_name_addr(item) for item in split_comma_list(v) if item != "*" or k != "contact")
+        elif v != "*" or k != "contact":
+            target.append(parse_name_addr(v))
 
 
 # -- stream framing ---------------------------------------------------------------------------

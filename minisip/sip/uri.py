@@ -41,11 +41,11 @@ _TEL_LOCAL_RE = re.compile(r"[0-9A-Fa-f*#\-.()]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()]*
 _ABSOLUTE_REST_RE = re.compile(r"[^\s<>\"\x00-\x1f\x7f]+")
 # generic-param: SWS ";" SWS token [ SWS "=" SWS (token / host / quoted-string) ] (folds are already SP)
 _GEN_PARAM_RE = re.compile(
-    rf"[ \t]*;[ \t]*([{TOKEN_CLASS}]+)(?:[ \t]*=[ \t]*({QUOTED_STRING}|[{TOKEN_CLASS}\[\]:]+))?[ \t]*", re.S)
-_QUOTED_RE = re.compile(QUOTED_STRING, re.S)
+    rf"[ \t]*;[ \t]*([{TOKEN_CLASS}]+)(?:[ \t]*=[ \t]*({QUOTED_STRING}|[{TOKEN_CLASS}\[\]:]+))?[ \t]*", re.DOTALL)
+_QUOTED_RE = re.compile(QUOTED_STRING, re.DOTALL)
 # [ display-name ] LAQUOT addr-spec RAQUOT; display-name = quoted-string / *(token LWS)
 _NAME_ADDR_RE = re.compile(
-    rf"(?:({QUOTED_STRING})[ \t]*|([{TOKEN_CLASS}]+(?:[ \t]+[{TOKEN_CLASS}]+)*)[ \t]*)?<([^<>]*)>", re.S)
+    rf"[ \t]*(?:({QUOTED_STRING})[ \t]*|([{TOKEN_CLASS}]+(?:[ \t]+[{TOKEN_CLASS}]+)*)[ \t]*)?<([^<>]*)>", re.DOTALL)
 _VISUAL = str.maketrans("", "", "-.()")
 
 
@@ -141,7 +141,7 @@ def unquote(s: str) -> str:
     inner = s[1:-1]
     if "\\" not in inner:
         return inner
-    return re.sub(r"\\(.)", r"\1", inner, flags=re.S)
+    return re.sub(r"\\(.)", r"\1", inner, flags=re.DOTALL)
 
 
 @dataclass(slots=True)
@@ -181,7 +181,7 @@ class SipURI:
     def host_port(self) -> tuple[str, int | None]:
         return self.host, self.port
 
-    def copy(self) -> "SipURI":
+    def copy(self) -> SipURI:
         return SipURI(self.host, self.user, self.port, self.scheme, self.password, dict(self.params), self.headers)
 
 
@@ -208,7 +208,7 @@ class TelURI:
     def user(self) -> str:
         return self.digits
 
-    def copy(self) -> "TelURI":
+    def copy(self) -> TelURI:
         return TelURI(self.number, dict(self.params))
 
 
@@ -226,7 +226,7 @@ class AbsoluteURI:
     def user(self) -> None:
         return None
 
-    def copy(self) -> "AbsoluteURI":
+    def copy(self) -> AbsoluteURI:
         return self
 
 
@@ -344,15 +344,15 @@ class NameAddr:
         d = f"{self.display} " if self.display else ""
         return f"{d}<{self.uri}>{format_params(self.params)}"
 
-    def copy(self) -> "NameAddr":
+    def copy(self) -> NameAddr:
         return NameAddr(self.uri.copy(), self.display, dict(self.params))
 
 
 def parse_name_addr(value: str) -> NameAddr:
     """Parse name-addr or addr-spec with header params (RFC 3261 20.10/20.20/20.39)."""
-    v = value.strip(" \t")
-    m = _NAME_ADDR_RE.match(v)
+    m = _NAME_ADDR_RE.match(value)
     if m is None:
+        v = value.strip(" \t")
         if not v:
             raise SIPParseError("empty address")
         if "<" not in v:
@@ -365,8 +365,10 @@ def parse_name_addr(value: str) -> NameAddr:
         if v.find(">", lt) == -1:
             raise SIPParseError("unterminated <")
         raise SIPParseError(f"bad display name {v[:lt][:80]!r}")
-    display = m.group(1) or m.group(2)
-    return NameAddr(parse_uri(m.group(3)), display, parse_gen_params(v, m.end()) if m.end() < len(v) else {})
+    quoted, tokens, uri_s = m.groups()
+    end = m.end()
+    uri = _parse_sip_uri("sip", uri_s, 4) if uri_s[:4] == "sip:" else parse_uri(uri_s)
+    return NameAddr(uri, quoted or tokens, parse_gen_params(value, end) if end < len(value) else {})
 
 
 def _parse_addr_spec(v: str) -> NameAddr:

@@ -9,8 +9,8 @@ that parse, what ``precheck_request`` answers (None: processed normally).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -37,7 +37,7 @@ def corpus_dir() -> str:
 def corpus_files() -> list[str]:
     """Every message file of the corpus, as paths relative to ``corpus_dir()`` with '/' separators."""
     root = corpus_dir()
-    out = []
+    out: list[str] = []
     for sub in sorted(os.listdir(root)):
         path = os.path.join(root, sub)
         if os.path.isdir(path):

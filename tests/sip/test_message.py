@@ -6,8 +6,17 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from minisip.sip.errors import SIPParseError
 from minisip.sip.message import (
-    MAX_DELTA_SECONDS, Message, Request, Response, StreamFramer, Via, make_response, parse_cseq,
-    parse_delta_seconds, parse_message, parse_via,
+    MAX_DELTA_SECONDS,
+    Message,
+    Request,
+    Response,
+    StreamFramer,
+    Via,
+    make_response,
+    parse_cseq,
+    parse_delta_seconds,
+    parse_message,
+    parse_via,
 )
 from minisip.sip.uri import SipURI, TelURI
 

@@ -6,8 +6,19 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from minisip.sip.errors import SIPParseError
 from minisip.sip.uri import (
-    AbsoluteURI, NameAddr, SipURI, TelURI, format_params, is_token, parse_gen_params, parse_host_port,
-    parse_name_addr, parse_params, parse_uri, split_comma_list, unquote,
+    AbsoluteURI,
+    NameAddr,
+    SipURI,
+    TelURI,
+    format_params,
+    is_token,
+    parse_gen_params,
+    parse_host_port,
+    parse_name_addr,
+    parse_params,
+    parse_uri,
+    split_comma_list,
+    unquote,
 )
 
 
@@ -15,6 +26,7 @@ class SipURITests(SynchronousTestCase):
     def test_minimal(self) -> None:
         u = parse_uri("sip:example.com")
         self.assertEqual(u, SipURI("example.com"))
+        assert isinstance(u, SipURI)
         self.assertIsNone(u.user)
         self.assertIsNone(u.port)
 
@@ -73,6 +85,7 @@ class SipURITests(SynchronousTestCase):
         assert isinstance(u, SipURI)
         self.assertEqual(u.user, "null-%00-null")
         u = parse_uri("sip:sips%3Auser%40example.com@example.net")
+        assert isinstance(u, SipURI)
         self.assertEqual((u.scheme, u.user, u.host), ("sip", "sips%3Auser%40example.com", "example.net"))
 
     def test_escaped_params(self) -> None:
