@@ -8,6 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q >/dev/null
 $SUDO apt-get install -y -q --no-install-recommends \
     python3 python3-venv python3-pip sip-tester baresip kamailio sipsak \
+    dpkg-dev debhelper dh-python python3-all python3-setuptools pybuild-plugin-pyproject \
     python3-twisted python3-autobahn python3-openssl python3-pylibsrtp python3-service-identity \
     python3-zope.interface >/dev/null
 [ -x .venv/bin/python ] || python3 -m venv .venv
