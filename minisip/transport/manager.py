@@ -181,9 +181,11 @@ class TransportManager:
     def connection_opened(self, proto: SIPStreamProtocol) -> bool:
         assert proto.peer is not None
         host = proto.peer.host
-        if proto.outbound_key is None and self.per_host[host] >= self.max_connections_per_host:
+        # .get: reading a defaultdict would leave a 0 entry for every refused host.
+        open_now = self.per_host.get(host, 0)
+        if proto.outbound_key is None and open_now >= self.max_connections_per_host:
             log.warn("security: refusing {transport} connection from {host}: {n} connections already open",
-                     transport=proto.transport_name, host=host, n=self.per_host[host])
+                     transport=proto.transport_name, host=host, n=open_now)
             proto.transport.abortConnection()
             return False
         if proto.outbound_key is None and self.is_banned(host):
@@ -254,14 +256,12 @@ class TransportManager:
         log.info("bad message from {source}: {reason}", source=str(source), reason=e.reason)
         if e.status is None or not isinstance(partial, Request) or partial.method == "ACK":
             return
-        try:
-            via = partial.vias[0]
-        except Exception:
-            return  # nowhere sane to answer
+        if not partial.has("via"):
+            return  # no Via: the sender could not match an answer to its request
+        # make_response copies every Via header as received (RFC 3261 8.2.6.2), even one that does not
+        # parse (RFC 4475 badinv01 still gets its 400). The answer goes where the request came from,
+        # since the Via of a broken message cannot be trusted.
         resp = make_response(partial, e.status, extra=e.extra_headers)
-        resp.headers = [h for h in resp.headers if h[0] != "via"]
-        resp.headers.insert(0, ("via", "Via", partial.get("via") or str(via)))
-        # Answer where it came from (the Via of a broken message cannot be trusted).
         self.send(resp.to_bytes(), source)
 
     # -- output ------------------------------------------------------------------------------
