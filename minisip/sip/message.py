@@ -717,12 +717,26 @@ class StreamFramer:
         self._buf = bytearray()
         self._scan = 0   # where the search for the end of the headers resumes
         self._need = 0   # total size of the message being received, once its headers are complete
+        self._error: SIPParseError | None = None   # raised by the next feed() after good frames
         self.max_size = max_size
 
     def feed(self, data: bytes) -> list[bytes | str]:
+        """Complete frames so far. When the stream turns bad after some complete frames, those are
+        returned first and the error is raised by the next call (so they still get answered)."""
+        if self._error is not None:
+            raise self._error
+        out: list[bytes | str] = []
+        try:
+            self._feed(data, out)
+        except SIPParseError as e:
+            if not out:
+                raise
+            self._error = e
+        return out
+
+    def _feed(self, data: bytes, out: list[bytes | str]) -> None:
         buf = self._buf
         buf += data
-        out: list[bytes | str] = []
         while buf:
             if not self._need:
                 if buf[0] in (13, 10):
@@ -762,8 +776,12 @@ class StreamFramer:
             out.append(bytes(buf[:self._need]))
             del buf[:self._need]
             self._need = 0
-        return out
 
     @property
     def buffered(self) -> int:
         return len(self._buf)
+
+    @property
+    def failed(self) -> SIPParseError | None:
+        """The error that ends this stream once the frames before it were handled (None: all well)."""
+        return self._error

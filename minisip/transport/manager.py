@@ -98,6 +98,10 @@ class SIPStreamProtocol(protocol.Protocol):
                 assert isinstance(item, bytes)
                 assert self.peer is not None
                 self.manager.bytes_received(item, self.peer, datagram=False)
+            if self.framer.failed is not None:
+                log.info("closing {peer}: cannot frame stream: {reason}", peer=str(self.peer),
+                         reason=self.framer.failed.reason)
+                self.transport.loseConnection()
         except Exception:
             log.failure("unhandled error on a stream from {peer}", peer=str(self.peer))
 

@@ -69,13 +69,14 @@ class FuzzTests(SynchronousTestCase):
             pass
 
     def feed(self, framer: StreamFramer, *chunks: bytes) -> list[bytes | str] | None:
-        """All the items framed from ``chunks``, or None when the framer gave up (SIPParseError)."""
+        """All the items framed from ``chunks``, then "error" when the framer gave up (SIPParseError)."""
         out: list[bytes | str] = []
         try:
             for chunk in chunks:
                 out.extend(framer.feed(chunk))
+            out.extend(framer.feed(b""))  # surfaces an error found after complete frames
         except SIPParseError:
-            return None
+            return out + ["error"]
         except Exception as e:  # noqa: BLE001
             self.fail(f"{type(e).__name__}: {e} while framing {b''.join(chunks)[:2000]!r}")
         return out

@@ -637,3 +637,14 @@ class StreamFramerTests(SynchronousTestCase):
         for item in StreamFramer().feed(INVITE + RESPONSE + REGISTER):
             assert isinstance(item, bytes)
             parse_message(item, datagram=False)
+
+
+class StreamFramerErrorAfterFramesTests(SynchronousTestCase):
+    def test_good_frames_before_a_bad_one_are_delivered_first(self) -> None:
+        from minisip.sip.message import StreamFramer
+        from minisip.sip.errors import SIPParseError
+        good = (b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n"
+                b"To: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        framer = StreamFramer()
+        self.assertEqual(framer.feed(good + b"GARBAGE\r\n\r\n"), [good])
+        self.assertRaises(SIPParseError, framer.feed, b"")
