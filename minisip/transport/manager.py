@@ -245,7 +245,7 @@ class TransportManager:
         if isinstance(msg, Request):
             via = msg.vias[0]
             # RFC 3261 18.2.1 / RFC 3581: record where the request really came from.
-            if via.host != source.host:
+            if via.host.strip("[]") != source.host:
                 via.params["received"] = source.host
             if "rport" in via.params:
                 via.params["rport"] = str(source.port)
