@@ -145,7 +145,9 @@ class SIPCore:
         from minisip.sip.uri import parse_uri
         d: defer.Deferred = defer.Deferred()
         ruri = parse_uri(uri)
-        from_uri = f"<sip:{from_user or 'minisip'}@{self.domain}>;tag={_token()}"
+        # a from_user with '@' is a whole address (a trunk registers as user@carrier, RFC 3261 10.2)
+        from_addr = from_user if from_user and "@" in from_user else f"{from_user or 'minisip'}@{self.domain}"
+        from_uri = f"<sip:{from_addr}>;tag={_token()}"
         req = Request(method, ruri, [
             ("via", "Via", self.via_value(target.transport)),
             ("max-forwards", "Max-Forwards", "70"),
@@ -288,6 +290,7 @@ class SIPCore:
             if result.reason == "bad credentials":
                 banned = self.security.record_failure(txn.source.host, result.username)
                 if banned:
+                    txn._terminate()  # never answered: drop it now rather than leave it in the table
                     return None
         code, reason, hdr = (407, "Proxy Authentication Required", "Proxy-Authenticate") if proxy else \
             (401, "Unauthorized", "WWW-Authenticate")
@@ -411,6 +414,9 @@ class SIPCore:
         call.touch()
         if req.method == "BYE":
             txn.respond(make_response(req, 200, "OK"))
+            if leg is call.a_leg and leg.invite_txn is not None:
+                call.a_cancelled()  # the caller's BYE on an early dialog: 487 to its INVITE (RFC 3261 15.1.2)
+                return
             leg.state = "terminated"
             self.forget_dialog(leg)
             call.leg_hungup(leg)

@@ -1,0 +1,842 @@
+"""SIP trunks: outbound calls by dialled prefix (tel: or sip: Request-URIs), registration at the
+carrier, and inbound calls from the carrier mapped from DIDs to extensions.
+
+One ``[trunk NAME]`` section per carrier account (see etc/minisip.conf). Outbound, a router picks the
+trunk whose ``prefix`` is the longest match of the dialled number, rewrites the number (``strip``,
+``prepend``) and sends the INVITE to the carrier with the trunk's digest credentials. Inbound, an
+INVITE from the carrier's address (or to the user we registered as) is accepted without a digest
+challenge and routed to the extension its DID maps to; unknown numbers get 404.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from minisip.api import (
+    CONTINUE, Addr, CallerIdentity, ConfigError, Destination, Reject, Response, Route, RouteDecision, ServerAPI,
+    SipURI, TelURI, build_authorization, parse_name_addr,
+)
+from minisip.interfaces import API_VERSION, ICallerIdentifier, ICallRouter, IFeature, IFeatureFactory
+
+ROUTER_PRIORITY = 80            # after hunting groups (50), before the core's extension router
+DEFAULT_EXPIRES = 3600
+BACKOFF_START = 30.0            # first retry after a failed registration; doubles up to BACKOFF_MAX
+BACKOFF_MAX = 600.0
+MAX_AUTH_TRIES = 2              # digest answers (or 423 retries) per REGISTER exchange
+RESOLVE_TTL = 300.0             # seconds a resolved proxy host name is trusted
+
+_KEYS = frozenset({"proxy", "transport", "username", "password", "register", "expires", "prefix", "strip",
+                   "prepend", "use_tel_uri", "phone_context", "from_number", "did", "match_port"})
+_BOOLS = {"yes": True, "true": True, "on": True, "1": True, "no": False, "false": False, "off": False, "0": False}
+_TRANSPORTS = ("udp", "tcp", "tls")
+_DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?")
+_PROXY_V6_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]{1,5}))?")
+_PROXY_RE = re.compile(r"([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?")
+_PREFIX_RE = re.compile(r"\+?[0-9*#]+")
+_PREPEND_RE = re.compile(r"\+?[0-9*]*")
+_GLOBAL_RE = re.compile(r"\+[0-9]+")
+_LOCAL_RE = re.compile(r"[0-9*]+")
+_DID_RE = re.compile(r"\+?[0-9]+")
+_TARGET_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,]+")
+_USERNAME_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,]+")
+_VISUAL = str.maketrans("", "", "-.() ")       # RFC 3966 visual separators, and spaces
+
+
+# -- configuration ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrunkConfig:
+    """One ``[trunk NAME]`` section, validated."""
+
+    name: str
+    host: str                        # IP address (IPv6 without brackets) or host name, lower case
+    port: int
+    port_given: bool                 # the port was written in ``proxy`` (then it appears in URIs)
+    transport: str = "udp"
+    username: str | None = None
+    password: str | None = None
+    register: bool = False
+    expires: int = DEFAULT_EXPIRES
+    prefix: str | None = None
+    strip: int = 0
+    prepend: str = ""
+    use_tel_uri: bool = False
+    phone_context: str | None = None
+    from_number: str | None = None
+    dids: Mapping[str, str] = field(default_factory=dict)
+    match_port: bool = True
+
+    @property
+    def section(self) -> str:
+        return f"trunk {self.name}"
+
+    @property
+    def uri_host(self) -> str:
+        """The proxy as written in a URI: IPv6 in brackets, the port when the config gave one."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}" if self.port_given else host
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        if self.username and self.password is not None:
+            return self.username, self.password
+        return None
+
+    def registration_key(self) -> tuple[Any, ...]:
+        """What a running registration depends on (a change restarts it on reload)."""
+        return (self.host, self.port, self.port_given, self.transport, self.username, self.password,
+                self.register, self.expires)
+
+
+@dataclass(frozen=True)
+class TrunksConfig:
+    trunks: tuple[TrunkConfig, ...] = ()
+
+
+def normalize_number(text: str) -> str:
+    """A dialled or presented number without URI escapes, parameters and visual separators."""
+    return unquote(text).split(";", 1)[0].translate(_VISUAL)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def is_domain_name(host: str) -> bool:
+    """A domain name as RFC 3966 (and RFC 3261) allow it: labels, the last one starting with a letter."""
+    labels = host.rstrip(".").split(".")
+    return (bool(labels) and all(_LABEL_RE.fullmatch(label) for label in labels)
+            and labels[-1][:1].isalpha() and len(host) <= 253)
+
+
+def _parse_proxy(section: str, value: str, transport: str) -> tuple[str, int, bool]:
+    value = value.strip()
+    m = _PROXY_V6_RE.fullmatch(value)
+    if m is not None:
+        host = m.group(1)
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(f"{value!r}: bad IPv6 address", section=section, key="proxy") from None
+        host = host.lower()
+    else:
+        m = _PROXY_RE.fullmatch(value)
+        if m is None:
+            raise ConfigError(f"{value!r} is not host[:port] (IPv6 as [address]:port)", section=section,
+                              key="proxy")
+        host = m.group(1).lower().rstrip(".")
+        if not _is_ip(host) and not is_domain_name(host):
+            raise ConfigError(f"{value!r}: {host!r} is neither an IP address nor a host name", section=section,
+                              key="proxy")
+    port_s = m.group(2)
+    if port_s is None:
+        return host, _DEFAULT_PORTS[transport], False
+    port = int(port_s)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{value!r}: port {port} is out of range (1-65535)", section=section, key="proxy")
+    return host, port, True
+
+
+def _parse_bool(section: str, key: str, value: str) -> bool:
+    try:
+        return _BOOLS[value.strip().lower()]
+    except KeyError:
+        raise ConfigError(f"{value!r} is not yes or no", section=section, key=key) from None
+
+
+def _parse_phone_context(section: str, value: str) -> str:
+    v = value.strip()
+    if v.startswith("+"):
+        digits = v.translate(_VISUAL)
+        if _GLOBAL_RE.fullmatch(digits):
+            return digits
+    elif is_domain_name(v):
+        return v.lower().rstrip(".")
+    raise ConfigError(f"{value!r} is neither a global number prefix (e.g. +31) nor a domain name (RFC 3966)",
+                      section=section, key="phone_context")
+
+
+def _parse_dids(section: str, value: str) -> dict[str, str]:
+    dids: dict[str, str] = {}
+    for entry in value.split():
+        number, colon, target = entry.partition(":")
+        number = number.translate(_VISUAL)
+        if not colon or not target or not (number == "*" or _DID_RE.fullmatch(number)) \
+                or not _TARGET_RE.fullmatch(target):
+            raise ConfigError(f"{entry!r} is not NUMBER:EXTENSION (e.g. +31201234567:100, or *:100 for "
+                              f"every other number)", section=section, key="did")
+        if number in dids:
+            raise ConfigError(f"number {number} is mapped twice", section=section, key="did")
+        dids[number] = target
+    return dids
+
+
+def parse_trunk(section: str, values: Mapping[str, str]) -> TrunkConfig:
+    """One ``[trunk NAME]`` section; ConfigError naming the section and key."""
+    words = section.split()
+    if len(words) != 2 or not _NAME_RE.fullmatch(words[1]):
+        raise ConfigError("a trunk section is named [trunk NAME] (NAME: letters, digits, _ . -)", section=section)
+    name = words[1]
+    values = {k.lower(): v.strip() for k, v in values.items()}
+    for key in values:
+        if key not in _KEYS:
+            raise ConfigError(f"unknown key (known: {', '.join(sorted(_KEYS))})", section=section, key=key)
+
+    transport = values.get("transport", "udp").lower() or "udp"
+    if transport not in _TRANSPORTS:
+        raise ConfigError(f"{values['transport']!r} is not one of udp, tcp, tls", section=section, key="transport")
+    if not values.get("proxy"):
+        raise ConfigError("required (the carrier's host[:port])", section=section, key="proxy")
+    host, port, port_given = _parse_proxy(section, values["proxy"], transport)
+
+    username = values.get("username") or None
+    password = values.get("password") or None
+    if username is not None and not _USERNAME_RE.fullmatch(username):
+        raise ConfigError(f"{username!r} is not a valid SIP user name", section=section, key="username")
+    if username is not None and password is None:
+        raise ConfigError("username is set but password is missing", section=section, key="password")
+    if password is not None and username is None:
+        raise ConfigError("password is set but username is missing", section=section, key="username")
+    register = _parse_bool(section, "register", values["register"]) if "register" in values else False
+    if register and username is None:
+        raise ConfigError("register = yes needs username and password", section=section, key="register")
+
+    expires = DEFAULT_EXPIRES
+    if values.get("expires"):
+        if not values["expires"].isdigit() or not 60 <= int(values["expires"]) <= 86400:
+            raise ConfigError(f"{values['expires']!r} is not a number of seconds from 60 to 86400",
+                              section=section, key="expires")
+        expires = int(values["expires"])
+
+    prefix = values.get("prefix") or None
+    if prefix is not None and not _PREFIX_RE.fullmatch(prefix):
+        raise ConfigError(f"{prefix!r} is not a dialling prefix (digits, * and #, optionally after +)",
+                          section=section, key="prefix")
+    strip = 0
+    if values.get("strip"):
+        if not values["strip"].isdigit():
+            raise ConfigError(f"{values['strip']!r} is not a number of digits", section=section, key="strip")
+        strip = int(values["strip"])
+    prepend = values.get("prepend", "").translate(_VISUAL)
+    if not _PREPEND_RE.fullmatch(prepend):
+        raise ConfigError(f"{values['prepend']!r} is not digits (optionally after +)", section=section,
+                          key="prepend")
+    use_tel_uri = _parse_bool(section, "use_tel_uri", values["use_tel_uri"]) if "use_tel_uri" in values else False
+
+    phone_context: str | None = None
+    if values.get("phone_context"):
+        phone_context = _parse_phone_context(section, values["phone_context"])
+    elif is_domain_name(host):
+        phone_context = host
+    elif use_tel_uri and prefix is not None and not prepend.startswith("+"):
+        raise ConfigError("needed with use_tel_uri = yes when proxy is an IP address: local numbers in tel: "
+                          "URIs need a phone-context, a global prefix such as +31 or a domain name (RFC 3966)",
+                          section=section, key="phone_context")
+
+    from_number = None
+    if values.get("from_number"):
+        from_number = values["from_number"].translate(_VISUAL)
+        if not (_GLOBAL_RE.fullmatch(from_number) or _LOCAL_RE.fullmatch(from_number)):
+            raise ConfigError(f"{values['from_number']!r} is not a telephone number", section=section,
+                              key="from_number")
+    dids = _parse_dids(section, values.get("did", ""))
+    match_port = _parse_bool(section, "match_port", values["match_port"]) if "match_port" in values else True
+    return TrunkConfig(name, host, port, port_given, transport, username, password, register, expires, prefix,
+                       strip, prepend, use_tel_uri, phone_context, from_number, dids, match_port)
+
+
+def parse_trunks(sections: Mapping[str, Mapping[str, str]]) -> TrunksConfig:
+    trunks: list[TrunkConfig] = []
+    prefixes: dict[str, str] = {}
+    for section in sorted(sections):
+        trunk = parse_trunk(section, sections[section])
+        if trunk.prefix is not None:
+            if trunk.prefix in prefixes:
+                raise ConfigError(f"prefix {trunk.prefix} is already used by [{prefixes[trunk.prefix]}]",
+                                  section=section, key="prefix")
+            prefixes[trunk.prefix] = section
+        trunks.append(trunk)
+    return TrunksConfig(tuple(trunks))
+
+
+# -- numbers and URIs ------------------------------------------------------------------------------------
+
+def select_trunk(trunks: Iterable[TrunkConfig], number: str) -> TrunkConfig | None:
+    """The trunk whose prefix is the longest one ``number`` starts with."""
+    best: TrunkConfig | None = None
+    for trunk in trunks:
+        if trunk.prefix is not None and number.startswith(trunk.prefix) \
+                and (best is None or len(trunk.prefix) > len(best.prefix or "")):
+            best = trunk
+    return best
+
+
+def outbound_number(trunk: TrunkConfig, dialled: str) -> str | None:
+    """The number sent to the carrier (``strip`` leading characters removed, ``prepend`` added),
+    or None when nothing valid is left."""
+    if trunk.strip > len(dialled):
+        return None
+    number = trunk.prepend + dialled[trunk.strip:]
+    if _GLOBAL_RE.fullmatch(number) or _LOCAL_RE.fullmatch(number):
+        return number
+    return None
+
+
+def request_uri(trunk: TrunkConfig, number: str) -> str:
+    """``tel:+31201234567``, ``tel:0201234567;phone-context=+31`` (RFC 3966) or ``sip:number@proxy``."""
+    if trunk.use_tel_uri:
+        if number.startswith("+"):
+            return f"tel:{number}"
+        return f"tel:{number};phone-context={trunk.phone_context}"
+    tail = f";transport={trunk.transport}" if trunk.transport != "udp" else ""
+    return f"sip:{number}@{trunk.uri_host}{tail}"
+
+
+def did_target(trunk: TrunkConfig, number: str) -> str | None:
+    """The extension (or group) a DID maps to: exact, then with/without a leading +, then ``*``."""
+    dids = trunk.dids
+    if number in dids:
+        return dids[number]
+    alt = number[1:] if number.startswith("+") else "+" + number
+    if alt in dids:
+        return dids[alt]
+    return dids.get("*")
+
+
+def uri_number(uri: Any) -> str | None:
+    """The user part of a sip: URI or the number of a tel: URI, normalised; None when it has none."""
+    if isinstance(uri, TelURI):
+        return uri.digits
+    if isinstance(uri, SipURI) and uri.user:
+        return normalize_number(uri.user)
+    return None
+
+
+def same_host(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a.lower() == b.lower()
+
+
+# -- host name resolution --------------------------------------------------------------------------------
+
+class Resolver:
+    """Proxy host names to IP addresses (cached for RESOLVE_TTL); IP literals pass through."""
+
+    def __init__(self, clock: Any, resolve: Callable[[str], defer.Deferred] | None) -> None:
+        self.clock = clock
+        self._resolve = resolve
+        self._cache: dict[str, tuple[str, float]] = {}
+
+    def cached(self, host: str) -> str | None:
+        if _is_ip(host):
+            return host
+        hit = self._cache.get(host)
+        return hit[0] if hit is not None else None
+
+    def resolve(self, host: str) -> defer.Deferred:
+        if _is_ip(host):
+            return defer.succeed(host)
+        hit = self._cache.get(host)
+        if hit is not None and hit[1] > self.clock.seconds():
+            return defer.succeed(hit[0])
+        if self._resolve is None:
+            return defer.fail(LookupError(f"no resolver for host name {host}"))
+        d = defer.maybeDeferred(self._resolve, host)
+
+        def got(ip: str) -> str:
+            self._cache[host] = (ip, self.clock.seconds() + RESOLVE_TTL)
+            return ip
+
+        d.addCallback(got)
+        return d
+
+
+# -- registration ----------------------------------------------------------------------------------------
+
+def refresh_delay(expires: float) -> float:
+    """When to refresh a registration granted for ``expires`` s: at 80 %, at most 30 s before expiry."""
+    return max(1.0, max(min(expires * 0.8, expires - 30.0), expires / 2.0))
+
+
+def backoff_delay(failures: int) -> float:
+    return min(BACKOFF_START * 2 ** max(0, failures - 1), BACKOFF_MAX)
+
+
+class Registration:
+    """Keeps one trunk registered at its carrier (RFC 3261 10.2): one Call-ID, increasing CSeq."""
+
+    def __init__(self, api: ServerAPI, trunk: TrunkConfig, resolver: Resolver, log: Logger) -> None:
+        self.api = api
+        self.trunk = trunk
+        self.resolver = resolver
+        self.log = log
+        self.call_id = f"{os.urandom(8).hex()}@minisip"
+        self.cseq = 0
+        self.state = "idle"            # idle, registering, registered, failed, stopped
+        self.failures = 0
+        self.registered_until = 0.0    # clock time the carrier's binding lasts until
+        self.granted = 0
+        self.timer: Any = None
+        self.generation = 0            # bumped by stop(): answers to older requests are ignored
+        self.ip: str | None = None
+        self.in_flight = False
+        self.challenge: tuple[str, str, str] | None = None   # (header to send, challenge, nonce)
+        self.nc = 0
+        self.expires = trunk.expires   # raised by a 423's Min-Expires
+
+    @property
+    def ruri(self) -> str:
+        return f"sip:{self.trunk.uri_host}"
+
+    @property
+    def aor(self) -> str:
+        host = f"[{self.trunk.host}]" if ":" in self.trunk.host else self.trunk.host
+        return f"{self.trunk.username}@{host}"
+
+    @property
+    def target(self) -> str:
+        return f"{self.trunk.transport}:{self.trunk.uri_host}"
+
+    def is_registered(self) -> bool:
+        return self.state != "stopped" and self.api.clock.seconds() < self.registered_until
+
+    # -- the cycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Register from the next reactor turn: services start before the server listens."""
+        self.state = "registering"
+        self.timer = self.api.call_later(0, self._attempt)
+
+    def _attempt(self) -> None:
+        self.timer = None
+        gen = self.generation
+        if self.state != "registered":
+            self.state = "registering"
+        d = self.resolver.resolve(self.trunk.host)
+
+        def resolved(ip: str) -> defer.Deferred:
+            self.ip = ip
+            return self._exchange(ip, self.expires, gen)
+
+        def failed(f: Any) -> tuple[None, str]:
+            return None, f"cannot resolve {self.trunk.host}: {f.getErrorMessage()}"
+
+        def broken(f: Failure) -> tuple[None, str]:
+            self.log.failure("trunk {name}: registration", f, name=self.trunk.name)
+            return None, f"internal error: {f.getErrorMessage()}"
+
+        d.addCallbacks(resolved, failed)
+        d.addErrback(broken)
+        d.addCallback(self._outcome, gen)
+
+    def _outcome(self, result: tuple[Response | None, str | None] | None, gen: int) -> None:
+        if gen != self.generation or result is None:
+            return
+        resp, why = result
+        if why is None and resp is not None:
+            granted = self._granted(resp)
+            if granted > 0:
+                self._registered(granted)
+                return
+            why = "the carrier granted 0 s"
+        self._failed(why or "failed")
+
+    def _registered(self, granted: int) -> None:
+        now = self.api.clock.seconds()
+        again = self.state == "registered"
+        self.registered_until = now + granted
+        self.granted = granted
+        self.state = "registered"
+        self.failures = 0
+        delay = refresh_delay(granted)
+        self.log.info("trunk {name}: {what} at {target} as {user} for {expires} s, next refresh in {delay:.0f} s",
+                      name=self.trunk.name, what="registration refreshed" if again else "registered",
+                      target=self.target, user=self.trunk.username, expires=granted, delay=delay)
+        self.timer = self.api.call_later(delay, self._attempt)
+
+    def _failed(self, why: str) -> None:
+        self.failures += 1
+        self.challenge = None
+        self.state = "failed" if not self.is_registered() else "registered"
+        delay = backoff_delay(self.failures)
+        self.log.warn("trunk {name}: registration at {target} failed: {why} (attempt {n}); retrying in {delay:.0f} s",
+                      name=self.trunk.name, target=self.target, why=why, n=self.failures, delay=delay)
+        self.timer = self.api.call_later(delay, self._attempt)
+
+    def _granted(self, resp: Response) -> int:
+        """The lifetime the carrier granted: our Contact's expires, else Expires, else what we asked."""
+        ours = parse_name_addr(self.api.local_contact(self.trunk.transport, user=self.trunk.username)).uri
+        candidates: list[int] = []
+        for value in resp.get_all("contact"):
+            for part in _split_contacts(value):
+                try:
+                    na = parse_name_addr(part)
+                except Exception:
+                    continue
+                exp = na.params.get("expires")
+                if exp is None or not exp.isdigit():
+                    continue
+                uri = na.uri
+                if isinstance(uri, SipURI) and isinstance(ours, SipURI) and uri.user == ours.user \
+                        and uri.host == ours.host and (uri.port or 5060) == (ours.port or 5060):
+                    return int(exp)
+                candidates.append(int(exp))
+        if len(candidates) == 1:
+            return candidates[0]
+        header = resp.get("expires")
+        if header is not None and header.strip().isdigit():
+            return int(header.strip())
+        return self.expires
+
+    # -- one REGISTER exchange, digest and 423 included ------------------------------------------------
+    @defer.inlineCallbacks
+    def _exchange(self, ip: str, expires: int, gen: int | None) -> Any:
+        """Send REGISTER until a final answer: fires with (response or None, failure text or None)."""
+        tries = 0
+        while True:
+            if gen is not None and gen != self.generation:
+                return None
+            used_nonce = self.challenge[2] if self.challenge is not None else None
+            self.in_flight = True
+            try:
+                resp = yield self._send(ip, expires)
+            finally:
+                self.in_flight = False
+            if resp is None:
+                return None, "no response (timed out)"
+            status = resp.status
+            if 200 <= status < 300:
+                return resp, None
+            if status in (401, 407):
+                picked = self._pick_challenge(resp)
+                if picked is None:
+                    return resp, f"{status} {resp.reason} without a digest challenge we can answer"
+                value, nonce, stale = picked
+                if tries >= MAX_AUTH_TRIES or (nonce == used_nonce and not stale):
+                    return resp, f"{status} {resp.reason}: the carrier refused username {self.trunk.username}"
+                tries += 1
+                hname = "Authorization" if status == 401 else "Proxy-Authorization"
+                self.challenge = (hname, value, nonce)
+                self.nc = 0
+                continue
+            if status == 423 and tries < MAX_AUTH_TRIES:
+                min_expires = (resp.get("min-expires") or "").strip()
+                if min_expires.isdigit() and int(min_expires) > expires:
+                    tries += 1
+                    expires = self.expires = int(min_expires)
+                    continue
+            return resp, f"{status} {resp.reason}"
+
+    def _send(self, ip: str, expires: int) -> defer.Deferred:
+        trunk = self.trunk
+        self.cseq += 1
+        headers = [("Contact", self.api.local_contact(trunk.transport, user=trunk.username)),
+                   ("Expires", str(expires))]
+        if self.challenge is not None and trunk.credentials is not None:
+            hname, value, _ = self.challenge
+            self.nc += 1
+            user, password = trunk.credentials
+            try:
+                headers.append((hname, build_authorization(value, "REGISTER", self.ruri, user, password, nc=self.nc)))
+            except ValueError:
+                self.challenge = None
+        return self.api.send_request("REGISTER", self.ruri, Addr(trunk.transport, ip, trunk.port), headers,
+                                     from_user=self.aor, to=f"<sip:{self.aor}>", call_id=self.call_id,
+                                     cseq=self.cseq)
+
+    @staticmethod
+    def _pick_challenge(resp: Response) -> tuple[str, str, bool] | None:
+        """The first digest challenge we can answer: (value, nonce, stale)."""
+        hname = "www-authenticate" if resp.status == 401 else "proxy-authenticate"
+        for value in resp.get_all(hname):
+            try:
+                build_authorization(value, "REGISTER", "sip:check", "u", "p")
+            except ValueError:
+                continue
+            params = _auth_params(value)
+            return value, params.get("nonce", ""), params.get("stale", "").lower() == "true"
+        return None
+
+    # -- stop ------------------------------------------------------------------------------------
+    def stop(self) -> defer.Deferred:
+        """Stop refreshing; unregister (Expires: 0) when the carrier may hold our binding."""
+        self.generation += 1
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        bound = self.is_registered() or self.in_flight
+        self.state = "stopped"
+        self.registered_until = 0.0
+        if not bound or self.ip is None:
+            return defer.succeed(None)
+        self.log.info("trunk {name}: unregistering at {target}", name=self.trunk.name, target=self.target)
+        d = self._exchange(self.ip, 0, None)
+
+        def done(result: tuple[Response | None, str | None] | None) -> None:
+            why = result[1] if result is not None else "stopped"
+            if why is not None:
+                self.log.info("trunk {name}: unregistering at {target}: {why}", name=self.trunk.name,
+                              target=self.target, why=why)
+
+        d.addCallback(done)
+        d.addErrback(lambda f: self.log.failure("trunk {name}: unregistering", f, name=self.trunk.name))
+        return d
+
+
+def _split_contacts(value: str) -> list[str]:
+    parts: list[str] = []
+    depth, quoted, start = 0, False, 0
+    for i, c in enumerate(value):
+        if c == '"':
+            quoted = not quoted
+        elif not quoted and c == "<":
+            depth += 1
+        elif not quoted and c == ">":
+            depth = max(0, depth - 1)
+        elif not quoted and depth == 0 and c == ",":
+            parts.append(value[start:i])
+            start = i + 1
+    parts.append(value[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _auth_params(value: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for m in re.finditer(r'([A-Za-z0-9_\-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]+))', value):
+        params[m.group(1).lower()] = m.group(2) if m.group(2) is not None else m.group(3)
+    return params
+
+
+# -- the hook objects ------------------------------------------------------------------------------------
+
+@implementer(ICallRouter)
+class TrunkRouter:
+    """Outbound: a call to ``prefix...`` goes out the trunk with the longest matching prefix."""
+
+    def __init__(self, feature: TrunksFeature) -> None:
+        self.feature = feature
+
+    def route(self, call: Any) -> RouteDecision | defer.Deferred:
+        feature = self.feature
+        if call.source == "trunk":
+            return CONTINUE      # never from one carrier out to another (toll fraud)
+        dialled = normalize_number(call.callee or "")
+        if not dialled or feature.api.extension_exists(call.callee):
+            return CONTINUE
+        trunk = select_trunk(feature.config.trunks, dialled)
+        if trunk is None:
+            return CONTINUE
+        number = outbound_number(trunk, dialled)
+        if number is None:
+            feature.log.info("trunk {name}: call {id} to {callee}: no valid number left to send",
+                             name=trunk.name, id=call.id, callee=call.callee)
+            return Reject(484, "Address Incomplete")
+        d = feature.resolver.resolve(trunk.host)
+
+        def resolved(ip: str) -> RouteDecision:
+            dest = self.destination(trunk, number, ip)
+            feature.log.info("trunk {name}: call {id} from {caller} to {callee} goes out as {uri}",
+                             name=trunk.name, id=call.id, caller=call.caller, callee=call.callee, uri=dest.uri)
+            return Route((dest,))
+
+        def unresolved(f: Any) -> RouteDecision:
+            feature.log.warn("trunk {name}: cannot resolve {host}: {why}", name=trunk.name, host=trunk.host,
+                             why=f.getErrorMessage())
+            return Reject(503, "Service Unavailable")
+
+        d.addCallbacks(resolved, unresolved)
+        return d
+
+    def destination(self, trunk: TrunkConfig, number: str, ip: str) -> Destination:
+        uri = request_uri(trunk, number)
+        domain = self.feature.api.domain
+        from_uri = f"<sip:{trunk.from_number}@{domain}>" if trunk.from_number else None
+        return Destination(uri=uri, addr=Addr(trunk.transport, ip, trunk.port), aor=None, to_uri=f"<{uri}>",
+                           from_uri=from_uri, credentials=trunk.credentials)
+
+
+@implementer(ICallerIdentifier)
+class TrunkIdentifier:
+    """Inbound: an INVITE from a trunk (by address, or to the user we registered as) needs no digest."""
+
+    def __init__(self, feature: TrunksFeature) -> None:
+        self.feature = feature
+
+    def match(self, request: Any, source: Addr) -> list[TrunkConfig]:
+        """The trunks this INVITE may come from: registration matches first, then address matches."""
+        feature = self.feature
+        uri = request.uri
+        by_reg: list[TrunkConfig] = []
+        if isinstance(uri, SipURI) and uri.user and not feature.api.extension_exists(uri.user):
+            user = unquote(uri.user)
+            for trunk in feature.config.trunks:
+                reg = feature.registrations.get(trunk.name)
+                if trunk.register and user == trunk.username and reg is not None and reg.is_registered():
+                    by_reg.append(trunk)
+        by_addr: list[TrunkConfig] = []
+        for trunk in feature.config.trunks:
+            ip = feature.resolver.cached(trunk.host)
+            if ip is None or not same_host(source.host, ip):
+                continue
+            if trunk.match_port and source.transport == "udp" and source.port != trunk.port:
+                continue
+            if trunk not in by_reg:
+                by_addr.append(trunk)
+        return by_reg + by_addr
+
+    def identify(self, request: Any, source: Addr) -> CallerIdentity | None:
+        trunks = self.match(request, source)
+        if not trunks:
+            return None
+        try:
+            to_uri = request.to.uri
+        except Exception:
+            to_uri = None
+        ruri_number = uri_number(request.uri)
+        chosen, number, target = trunks[0], None, None
+        for trunk in trunks:
+            n = ruri_number
+            if not n or n == trunk.username:
+                n = uri_number(to_uri)
+            t = did_target(trunk, n) if n else None
+            if number is None:
+                number = n
+            if t is not None:
+                chosen, number, target = trunk, n, t
+                break
+        caller = self.caller(request)
+        if target is None:
+            self.feature.log.info("trunk {name}: inbound call from {caller} to unknown number {number} refused (404)",
+                                  name=chosen.name, caller=caller, number=number)
+            return CallerIdentity(caller=caller, source="trunk", trunk=chosen.name, reject=(404, "Not Found"))
+        self.feature.log.info("trunk {name}: inbound call from {caller} to {number} for {target}",
+                              name=chosen.name, caller=caller, number=number, target=target)
+        return CallerIdentity(caller=caller, source="trunk", trunk=chosen.name, callee=target)
+
+    @staticmethod
+    def caller(request: Any) -> str:
+        try:
+            number = uri_number(request.from_.uri)
+        except Exception:
+            number = None
+        return number or "anonymous"
+
+
+# -- the service and the feature -------------------------------------------------------------------------
+
+class RegistrationService(Service):
+    """Starts and stops the registrations of the trunks with ``register = yes``."""
+
+    def __init__(self, feature: TrunksFeature) -> None:
+        self.feature = feature
+
+    def startService(self) -> None:
+        super().startService()
+        self.feature.start_registrations()
+
+    def stopService(self) -> defer.Deferred:
+        super().stopService()
+        return self.feature.stop_registrations()
+
+
+@implementer(IFeature)
+class TrunksFeature:
+    def __init__(self, api: ServerAPI, config: TrunksConfig,
+                 resolve: Callable[[str], defer.Deferred] | None = None) -> None:
+        self.api = api
+        self.log = api.log
+        self.config = config
+        self.resolver = Resolver(api.clock, resolve or getattr(api.clock, "resolve", None))
+        self.registrations: dict[str, Registration] = {}
+        self.router = TrunkRouter(self)
+        self.identifier = TrunkIdentifier(self)
+        self.service = RegistrationService(self)
+
+    def register(self, hooks: Any) -> None:
+        hooks.add_router(self.router, priority=ROUTER_PRIORITY)
+        hooks.add_caller_identifier(self.identifier)
+        hooks.add_service(self.service)
+        for trunk in self.config.trunks:
+            self._describe(trunk)
+
+    def _describe(self, trunk: TrunkConfig) -> None:
+        self.log.info("trunk {name}: {transport}:{host}:{port}, prefix {prefix}, {uris} URIs, {n} DIDs, {reg}",
+                      name=trunk.name, transport=trunk.transport, host=trunk.host, port=trunk.port,
+                      prefix=trunk.prefix or "(none: inbound only)", uris="tel" if trunk.use_tel_uri else "sip",
+                      n=len(trunk.dids), reg=f"registers as {trunk.username}" if trunk.register else "no registration")
+        if trunk.username and self.api.extension_exists(trunk.username):
+            self.log.warn("trunk {name}: username {user} is also an extension number: inbound calls are "
+                          "recognised by the carrier's address only", name=trunk.name, user=trunk.username)
+
+    # -- registrations -------------------------------------------------------------------------
+    def start_registrations(self) -> None:
+        for trunk in self.config.trunks:
+            if not _is_ip(trunk.host):
+                d = self.resolver.resolve(trunk.host)   # warm the cache for inbound matching
+                d.addErrback(self._unresolved, trunk)
+            if trunk.register and trunk.name not in self.registrations:
+                reg = Registration(self.api, trunk, self.resolver, self.log)
+                self.registrations[trunk.name] = reg
+                reg.start()
+
+    def _unresolved(self, f: Failure, trunk: TrunkConfig) -> None:
+        self.log.warn("trunk {name}: cannot resolve {host}: {why}", name=trunk.name, host=trunk.host,
+                      why=f.getErrorMessage())
+
+    def stop_registrations(self) -> defer.Deferred:
+        regs, self.registrations = list(self.registrations.values()), {}
+        return defer.gatherResults([reg.stop() for reg in regs], consumeErrors=True)
+
+    def reconfigure(self, config: TrunksConfig) -> None:
+        old = {t.name: t for t in self.config.trunks}
+        self.config = config
+        if not self.service.running:
+            return
+        new = {t.name: t for t in config.trunks}
+        for name, reg in list(self.registrations.items()):
+            trunk = new.get(name)
+            if trunk is None or trunk.registration_key() != old[name].registration_key():
+                del self.registrations[name]
+                reg.stop()
+            else:
+                reg.trunk = trunk
+        for trunk in config.trunks:
+            if trunk.name not in old or trunk != old[trunk.name]:
+                self._describe(trunk)
+        self.start_registrations()
+
+
+@implementer(IFeatureFactory)
+class TrunksFactory:
+    name = "minisip.trunks"
+    api_version = API_VERSION
+    description = "SIP trunks: outbound by prefix with tel: URIs (RFC 3966), carrier registration, inbound DIDs"
+    config_prefixes = ("trunk",)
+
+    def parse_config(self, sections: Mapping[str, Mapping[str, str]]) -> TrunksConfig:
+        return parse_trunks(sections)
+
+    def make_feature(self, api: ServerAPI, config: TrunksConfig | None) -> TrunksFeature:
+        return TrunksFeature(api, config if config is not None else TrunksConfig())
+
+
+factory = TrunksFactory()
