@@ -12,7 +12,7 @@ from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
 from minisip.api import ServerAPI
-from minisip.config import Config
+from minisip.config import Config, ConfigError
 from minisip.interfaces import IFeature
 from minisip.plugins import LoadedPlugin, PluginError
 from minisip.core.location import LocationService
@@ -87,13 +87,23 @@ class Server:
                 self.ports.append(self.transport.listen_tls(l.host, l.port, ctx))
                 log.info("listening for SIP on tls {addr}", addr=str(l))
         self.expiry_call = self.reactor.callLater(EXPIRY_INTERVAL, self._expire)
+        for owner, svc in self.core.hooks.services:  # after the listeners: services may send at once
+            svc.startService()
+            self.services.append(svc)
         log.info("minisip ready: domain {domain}, {n} extensions, {r} registrations restored, data in {datadir}",
                  domain=cfg.domain, n=len(cfg.extensions), r=restored, datadir=cfg.datadir)
 
     def _load_features(self) -> None:
         for plugin in self.plugins:
             api = ServerAPI(self.core, self.store, plugin.name)
-            feature = plugin.factory.make_feature(api, self.plugin_configs.get(plugin.name))
+            try:
+                feature = plugin.factory.make_feature(api, self.plugin_configs.get(plugin.name))
+            except ConfigError as e:
+                # A plugin checking its config against the directory (e.g. operators that are not
+                # extensions): the error names the config file like every other config error.
+                if e.file is None:
+                    raise ConfigError(e.message, self.config.path, e.section, e.key) from None
+                raise
             try:
                 verifyObject(IFeature, feature)
             except Invalid as e:
@@ -102,9 +112,6 @@ class Server:
             self.features[plugin.name] = feature
             log.info("plugin {name} loaded from {path}: {description}", name=plugin.name, path=plugin.path,
                      description=getattr(plugin.factory, "description", ""))
-        for owner, svc in self.core.hooks.services:
-            svc.startService()
-            self.services.append(svc)
 
     @staticmethod
     def _registrar_opts(cfg: Config) -> dict[str, int]:
@@ -125,6 +132,9 @@ class Server:
         except Exception:
             log.failure("expiring registrations")
         self.expiry_call = self.reactor.callLater(EXPIRY_INTERVAL, self._expire)
+        for owner, svc in self.core.hooks.services:  # after the listeners: services may send at once
+            svc.startService()
+            self.services.append(svc)
 
     def apply_config(self, cfg: Config, plugin_configs: dict[str, Any] | None = None) -> None:
         old = self.config
