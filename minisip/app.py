@@ -132,9 +132,6 @@ class Server:
         except Exception:
             log.failure("expiring registrations")
         self.expiry_call = self.reactor.callLater(EXPIRY_INTERVAL, self._expire)
-        for owner, svc in self.core.hooks.services:  # after the listeners: services may send at once
-            svc.startService()
-            self.services.append(svc)
 
     def apply_config(self, cfg: Config, plugin_configs: dict[str, Any] | None = None) -> None:
         old = self.config
