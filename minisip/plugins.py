@@ -79,19 +79,22 @@ def discover(directories: Iterable[str], disable: Iterable[str] = ()) -> list[Lo
                 continue
             path = os.path.join(directory, fname)
             module = _import(path)
-            factories = [obj for obj in vars(module).values()
-                         if not isinstance(obj, type) and IFeatureFactory.providedBy(obj)]
+            # One object may be bound to several names (factory = _default = Factory()): count it once.
+            factories = list({id(obj): obj for obj in vars(module).values()
+                              if not isinstance(obj, type) and IFeatureFactory.providedBy(obj)}.values())
             if not factories:
                 raise PluginError(path, "exposes no object providing minisip.interfaces.IFeatureFactory")
             for factory in factories:
+                # The version first: a plugin for another API version may well fail verifyObject too.
+                version = getattr(factory, "api_version", None)
+                if version is not None and (type(version) is not int or version not in SUPPORTED_API_VERSIONS):
+                    raise PluginError(path, f"plugin {getattr(factory, 'name', '?')} wants API version "
+                                            f"{version!r}; this minisip supports {sorted(SUPPORTED_API_VERSIONS)}")
                 try:
                     verifyObject(IFeatureFactory, factory)
                 except Invalid as e:
                     raise PluginError(path, f"does not implement IFeatureFactory: {e}") from None
                 name = str(factory.name)
-                if factory.api_version not in SUPPORTED_API_VERSIONS:
-                    raise PluginError(path, f"plugin {name} wants API version {factory.api_version!r}; "
-                                            f"this minisip supports {sorted(SUPPORTED_API_VERSIONS)}")
                 if name in by_name:
                     raise PluginError(path, f"duplicate plugin name {name!r} (also in {by_name[name]})")
                 by_name[name] = path

@@ -71,12 +71,27 @@ class MinisipService(service.MultiService):
             self.server = Server(self.config, self.reactor, plugins=self.plugins,
                                  plugin_configs=self.plugin_configs)
             self.server.start()
+        except (ConfigError, PluginError) as e:
+            # Found only now that the features are built: refuse to start as makeService does,
+            # with the file and the reason, no traceback, and a non-zero exit status.
+            self._abandon()
+            sys.stderr.write(f"minisip: cannot start: {e}\n")
+            raise SystemExit(2) from None
         except Exception as e:
             log.failure("minisip could not start: {e}", e=e)
             self.reactor.callWhenRunning(self.reactor.stop)
             raise
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
+
+    def _abandon(self) -> None:
+        """Release what a failed start opened (store, sockets), quietly."""
+        server, self.server = self.server, None
+        if server is not None and server.store is not None:
+            try:
+                server.stop()
+            except Exception:
+                log.failure("cleaning up after a failed start")
 
     def reload(self) -> None:
         try:
