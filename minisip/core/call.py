@@ -67,7 +67,8 @@ class SipLeg(Leg):
         self.state = "init"            # init, early, confirmed, terminated
         self.invite_txn: "ServerTransaction | None" = None   # uas: the caller's INVITE
         self.invite_req: Request | None = None               # uac: our INVITE
-        self.invite_ctx: Any = None
+        self.invite_ctx: Any = None                          # uac: the INVITE client transaction
+        self.cancel_timer: Any = None                        # uac: set once CANCEL is sent
         self.got_provisional = False
         self.cancel_pending = False
         self.last_ack: Request | None = None
@@ -148,7 +149,8 @@ class SipLeg(Leg):
         self.core.hooks.apply_filters(req, self.destination, self.call)
         self.invite_req = req
         self.core.register_dialog(self)
-        self.core.transactions.send_request(req, self.target, self._invite_response, self._invite_timeout)
+        self.invite_ctx = self.core.transactions.send_request(req, self.target, self._invite_response,
+                                                              self._invite_timeout)
 
     def _retry_with_credentials(self, resp: Response) -> bool:
         """Answer a 401/407 from a trunk with the destination's credentials (once)."""
@@ -177,29 +179,40 @@ class SipLeg(Leg):
         via = req.get("via") or ""
         req.set("Via", via.split(";branch=")[0] + f";branch={new_branch()};rport")
         self.invite_req = req
-        self.core.transactions.send_request(req, self.target, self._invite_response, self._invite_timeout)
+        self.invite_ctx = self.core.transactions.send_request(req, self.target, self._invite_response,
+                                                              self._invite_timeout)
         return True
 
     def _invite_response(self, resp: Response) -> None:
         if self.state == "terminated" and resp.status >= 200:
             if 200 <= resp.status < 300:
-                self._late_2xx(resp)
+                if self.last_ack is not None and resp.to_tag == self.remote_tag:
+                    self.resend_ack(resp.cseq[0])  # a 2xx already ACKed and hung up
+                else:
+                    self._late_2xx(resp)
             return
         status = resp.status
         if status < 200:
-            if status == 100:
-                return
-            self.got_provisional = True
-            if self.state == "init":
-                self.state = "early"
-            if resp.to_tag:
-                self.remote_tag = resp.to_tag
+            self.got_provisional = True  # 100 included: CANCEL may go (RFC 3261 9.1)
+            if status != 100:
+                if self.state == "init":
+                    self.state = "early"
+                if resp.to_tag:
+                    self.remote_tag = resp.to_tag
             if self.cancel_pending:
                 self._send_cancel()
+                return
+            if status == 100:
                 return
             self.remote_sdp = resp.body or self.remote_sdp
             self.call.leg_progress(self, status, resp.body)
         elif status < 300:
+            if self.state == "confirmed":
+                # A retransmission (our ACK was lost, or is held for the caller's ACK), or a 2xx of another
+                # downstream fork: never a reason to answer the call again.
+                if resp.to_tag == self.remote_tag and self.late_ack_cseq is None:
+                    self.resend_ack(resp.cseq[0])
+                return
             self._establish(resp)
             if self.cancel_pending or self.call.answered_leg not in (None, self):
                 # answered by another fork, or cancelled too late: acknowledge, then hang up
@@ -269,13 +282,24 @@ class SipLeg(Leg):
 
     def _send_cancel(self) -> None:
         inv = self.invite_req
-        if inv is None:
+        if inv is None or self.cancel_timer is not None:
             return
         headers = [h for h in inv.headers if h[0] in ("via", "from", "call-id", "route", "max-forwards")]
         headers.append(("to", "To", inv.get("to") or ""))
         headers.append(("cseq", "CSeq", f"{inv.cseq[0]} CANCEL"))
         cancel = Request("CANCEL", inv.uri, headers)
         self.core.transactions.send_request(cancel, self.target, lambda r: None, lambda: None)
+        self.cancel_timer = self.core.clock.callLater(64 * self.core.transactions.timers.T1, self._cancel_expired)
+
+    def _cancel_expired(self) -> None:
+        """No final response 64*T1 after our CANCEL: give the INVITE up (RFC 3261 9.1)."""
+        if self.state not in ("init", "early"):
+            return
+        if self.invite_ctx is not None:
+            self.invite_ctx.cancel_timers()
+        self.state = "terminated"
+        self.core.forget_dialog(self)
+        self.call.leg_failed(self, 487, "Request Terminated")
 
     # -- both ----------------------------------------------------------------------------------
     def hangup(self) -> None:
@@ -361,7 +385,16 @@ class Call:
         self.core.call_event("call_started", self)
         d = self.core.routers.route(self)
         d.addCallback(self._decided)
-        d.addErrback(lambda f: log.failure("routing call {id}", f, id=self.id))
+        d.addErrback(self._route_failed)
+
+    def _route_failed(self, f: Any) -> None:
+        """Acting on the decision failed (e.g. an unusable destination): fail the call, not the server."""
+        log.failure("routing call {id}", f, id=self.id)
+        if self.state in ("routing", "ringing"):
+            for leg in self.b_legs:
+                leg.cancel()
+            self.b_legs = []
+            self._fail_a(500, "Server Internal Error", "failed 500")
 
     def _decided(self, decision: RouteDecision) -> None:
         if self.state not in ("routing", "rerouting"):
