@@ -390,7 +390,7 @@ class Call:
     def _route_failed(self, f: Any) -> None:
         """Acting on the decision failed (e.g. an unusable destination): fail the call, not the server."""
         log.failure("routing call {id}", f, id=self.id)
-        if self.state in ("routing", "ringing"):
+        if self.state in ("routing", "ringing", "rerouting"):
             for leg in self.b_legs:
                 leg.cancel()
             self.b_legs = []
@@ -482,10 +482,14 @@ class Call:
 
         def failed(f: Any) -> None:
             log.failure("next routing step of call {id} failed", f, id=self.id)
-            if self.state == "rerouting":
+            if self.state in ("rerouting", "ringing"):
+                for leg in self.b_legs:
+                    leg.cancel()
+                self.b_legs = []
                 self._fail_a(500, "Server Internal Error", "failed 500")
 
-        d.addCallbacks(decided, failed)
+        d.addCallback(decided)
+        d.addErrback(failed)
         return True
 
     def _best_failure(self) -> tuple[int, str | None, str]:
