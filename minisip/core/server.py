@@ -251,7 +251,9 @@ class SIPCore:
                 ("Supported", ", ".join(sorted(SUPPORTED))), ("Server", USER_AGENT)]))
         elif method == "CANCEL":
             self._cancel(txn, req)
-        elif method in ("BYE", "UPDATE", "INFO", "NOTIFY", "REFER", "MESSAGE"):
+        elif method == "MESSAGE":
+            self._message(txn, req)
+        elif method in ("BYE", "UPDATE", "INFO", "NOTIFY", "REFER"):
             txn.respond(make_response(req, 481, "Call/Transaction Does Not Exist", to_tag=_token()))
         else:
             txn.respond(make_response(req, 405, "Method Not Allowed", to_tag=_token(), extra=[("Allow", ALLOW_HEADER)]))
@@ -363,6 +365,36 @@ class SIPCore:
         self.invites[(req.call_id, req.from_tag or "", req.cseq[0])] = call
         self.calls[call.id] = call
         call.route()
+
+    def _message(self, txn: ServerTransaction, req: Request) -> None:
+        """Page-mode MESSAGE (RFC 3428) from an extension to an extension: relayed to one registered contact."""
+        user = self.authenticate(txn, req, proxy=True)
+        if user is None:
+            return
+        uri = req.uri
+        target = uri.user if isinstance(uri, (SipURI, TelURI)) else None
+        target = unquote(target) if target and isinstance(uri, SipURI) else target
+        if not target or target not in self.extensions:
+            txn.respond(make_response(req, 404, "Not Found", to_tag=_token()))
+            return
+        dests = [b for b in self.location.lookup(target) if self.is_reachable(b)]
+        if not dests:
+            txn.respond(make_response(req, 480, "Temporarily Unavailable", to_tag=_token()))
+            return
+        from minisip.core.router import destination_for
+        dest = destination_for(dests[0])
+        headers = [("Content-Type", req.get("content-type") or "text/plain")]
+        d = self.send_out_of_dialog("MESSAGE", dest.uri, dest.addr, headers, req.body, user,
+                                    f"<sip:{target}@{self.domain}>", None, 1)
+
+        def relay(resp: Response | None) -> None:
+            if resp is None:
+                txn.respond(make_response(req, 408, "Request Timeout", to_tag=_token()))
+            else:
+                txn.respond(make_response(req, resp.status, resp.reason, to_tag=_token()))
+
+        d.addCallback(relay)
+        d.addErrback(lambda f: log.failure("relaying MESSAGE", f))
 
     def new_uac_leg(self, call: Call, dest: Destination) -> SipLeg:
         transport = dest.addr.transport

@@ -272,3 +272,42 @@ class RouterTests(SynchronousTestCase):
         self.assertEqual(self.pbx.records()[-1].cause, "cancelled")
         self.pbx.advance(40)
         self.assertEqual(self.pbx.leftovers(), {})
+
+
+class MessageTests(SynchronousTestCase):
+    """Page-mode MESSAGE (RFC 3428) between extensions."""
+
+    def setUp(self) -> None:
+        self.pbx = PBX()
+        self.alice = self.pbx.phone("100", "10.0.0.1")
+        self.bob = self.pbx.phone("200", "10.0.0.2")
+        self.bob.register()
+        self.bob.inbox()
+
+    def send_message(self, to: str, auth: str | None = None) -> list[Any]:
+        ruri = f"sip:{to}@{DOMAIN}"
+        hdrs = [("Proxy-Authorization", auth)] if auth else []
+        req = self.alice.build("MESSAGE", ruri, call_id="m1", from_=f"<sip:100@{DOMAIN}>;tag=a", to=f"<{ruri}>",
+                               cseq=2 if auth else 1, contact=False, headers=hdrs, body=b"hello",
+                               ctype="text/plain")
+        return self.alice.send_request(req)
+
+    def authorized(self, to: str) -> list[Any]:
+        (challenge,) = [m for m in self.send_message(to) if isinstance(m, Response)]
+        self.assertEqual(challenge.status, 407)
+        value = challenge.get_all("proxy-authenticate")[0]
+        return self.send_message(to, self.alice.authorization(value, "MESSAGE", f"sip:{to}@{DOMAIN}"))
+
+    def test_relayed_to_the_extension_and_answer_relayed_back(self) -> None:
+        self.assertEqual(self.authorized("200"), [])
+        (msg,) = requests(self.bob.inbox(), "MESSAGE")
+        self.assertEqual(msg.body, b"hello")
+        self.assertIn("sip:100@", msg.get("from") or "")
+        self.bob.reply(msg, 200)
+        self.assertEqual(statuses(self.alice.inbox()), [200])
+        self.pbx.advance(40)
+        self.assertEqual(self.pbx.leftovers(), {})
+
+    def test_unknown_and_unregistered(self) -> None:
+        self.assertEqual(statuses(self.authorized("555")), [404])
+        self.assertEqual(statuses(self.authorized("300")), [480])
