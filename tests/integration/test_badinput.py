@@ -499,7 +499,9 @@ class BadInputTests(unittest.TestCase):
                     self.assertEqual(answers, [], name)
                 elif answers:
                     mine = [m for m in answers if m.key in keys]
-                    self.assertEqual(len(mine), len(answers), f"{name}: answers for something else")
+                    if name != "rfc4475/dblreq.dat":
+                        # dblreq carries a second request after its body: on a stream both are answered
+                        self.assertEqual(len(mine), len(answers), f"{name}: answers for something else")
                     expected = EXPECTED[name]
                     assert expected is not None
                     # 400: a message UDP tolerates may break a stream rule (Content-Length is mandatory)
