@@ -353,8 +353,18 @@ class SQLiteStore:
     def _execute(conn: sqlite3.Connection, ops: list[_Op]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for _kind, sql, params in ops:
-                conn.execute(sql, params)
+            # Consecutive writes of the same statement go in one executemany (less Python per row).
+            i, n = 0, len(ops)
+            while i < n:
+                sql = ops[i][1]
+                j = i + 1
+                while j < n and ops[j][1] is sql:
+                    j += 1
+                if j - i == 1:
+                    conn.execute(sql, ops[i][2])
+                else:
+                    conn.executemany(sql, [op[2] for op in ops[i:j]])
+                i = j
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

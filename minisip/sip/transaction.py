@@ -500,13 +500,14 @@ class TransactionLayer:
         is_invite = method == "INVITE"
         txn = ServerTransaction(self, key, request, source, is_invite)
         self._servers[key] = txn
-        if is_invite:
-            # RFC 3261 17.2.1: a 100 at once stops the client's Timer A retransmissions.
+        self.tu.request_received(txn, request)
+        if is_invite and txn.state == PROCEEDING and txn.last_response is None:
+            # RFC 3261 17.2.1: a 100 stops the client's Timer A retransmissions. Sent once the TU has
+            # had its turn, so an INVITE answered at once (a 407 challenge, a 404) costs no extra message.
             trying = make_response(request, 100)
             txn.last_response = trying
             txn._last = trying.to_bytes()
             self.send(txn._last, source)
-        self.tu.request_received(txn, request)
 
     def _match_ack(self, ack: Request, via: Via, rfc3261: bool) -> ServerTransaction | None:
         if rfc3261:

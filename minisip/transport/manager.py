@@ -7,6 +7,7 @@ connection to that host and port, or a new outbound connection for TCP/TLS.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 from collections import defaultdict
@@ -339,6 +340,7 @@ def replace_top_via(msg: Request, value: str) -> None:
             return
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_broadcast(host: str) -> bool:
     try:
         ip = ipaddress.ip_address(host)

@@ -66,8 +66,8 @@ class SetupTests(CallTestCase):
     def test_invite_is_challenged(self) -> None:
         self.alice.call("200", SDP_A, auth=False)
         got = self.alice.inbox()
-        self.assertEqual(statuses(got), [100, 407])
-        challenges = got[1].get_all("proxy-authenticate")
+        self.assertEqual(statuses(got), [407])
+        challenges = got[0].get_all("proxy-authenticate")
         self.assertEqual(len(challenges), 2)
         self.assertIn("algorithm=MD5", challenges[0])
         self.assertEqual(self.bob.incoming(), [])
@@ -122,14 +122,14 @@ class SetupTests(CallTestCase):
 
     def test_unknown_number(self) -> None:
         self.alice.call("555", SDP_A)
-        self.assertEqual(statuses(self.alice.inbox()), [100, 404])
+        self.assertEqual(statuses(self.alice.inbox()), [404])
         rec = self.last_record()
         self.assertEqual((rec.caller, rec.callee, rec.cause, rec.answer), ("100", "555", "not-found", None))
         self.assertClean()
 
     def test_known_but_unregistered(self) -> None:
         self.alice.call("300", SDP_A)
-        self.assertEqual(statuses(self.alice.inbox()), [100, 480])
+        self.assertEqual(statuses(self.alice.inbox()), [480])
         self.assertClean()
 
     def test_phone_behind_nat_is_reached_where_it_registered_from(self) -> None:
@@ -174,7 +174,7 @@ class SetupTests(CallTestCase):
         self.pbx.advance(3601, step=100)
         self.alice.register()
         self.alice.call("200", SDP_A)
-        self.assertEqual(statuses(self.alice.inbox()), [100, 480])
+        self.assertEqual(statuses(self.alice.inbox()), [480])
 
 
 class AnswerTests(CallTestCase):

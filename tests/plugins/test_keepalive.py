@@ -265,8 +265,8 @@ class OutOfDialogMessageTests(SynchronousTestCase):
         self.assertEqual(self.bob.inbox(), [])
 
     def test_message_with_body_left_to_the_core(self) -> None:
-        # The core has no pager-mode MESSAGE yet: it answers 481 itself; the point is that we let it.
-        self.assertEqual(statuses(self.message(b"hi")), [481])
+        # Page-mode MESSAGE is the core's: it challenges the sender (407); the point is that we let it.
+        self.assertEqual(statuses(self.message(b"hi")), [407])
         self.assertEqual(self.bob.inbox(), [])
 
 

@@ -182,10 +182,13 @@ class InviteServerTests(LayerTestCase):
         self.assertIsNone(trying.to_tag)
         self.assertEqual(len(self.layer), 1)
 
-    def test_100_precedes_a_synchronous_answer(self) -> None:
+    def test_no_100_when_the_tu_answers_at_once(self) -> None:
+        """RFC 3261 17.2.1: the 100 is only needed when the TU does not answer straight away."""
         self.tu.on_request = lambda txn, req: txn.respond(make_response(req, 180, to_tag="t"))
         self.layer.receive_request(request(), UDP)
-        self.assertEqual([m.status for m in self.send.messages()], [100, 180])  # type: ignore[union-attr]
+        self.assertEqual([m.status for m in self.send.messages()], [180])  # type: ignore[union-attr]
+        self.layer.receive_request(request(), UDP)  # a retransmission gets the 180 again
+        self.assertEqual([m.status for m in self.send.messages()], [180, 180])  # type: ignore[union-attr]
 
     def test_retransmission_resends_last_provisional(self) -> None:
         req = request()
