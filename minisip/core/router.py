@@ -83,31 +83,53 @@ class RouterChain:
         self._entries = [e for e in self._entries if e.owner != owner]
 
     def route(self, call: "Call") -> defer.Deferred:
-        """Deferred firing with the winning decision; a failing router gives Reject(500)."""
-        entries = list(self._entries)
+        """Deferred firing with the winning decision; a failing router gives Reject(500).
 
-        def step(i: int) -> defer.Deferred:
-            if i >= len(entries):
-                return defer.succeed(Reject(404, "Not Found"))
+        Routers answering synchronously (the usual case) are asked in a plain loop; Deferred
+        machinery is only used from the first router that returns a Deferred."""
+        return self._route_from(call, list(self._entries), 0)
+
+    def _route_from(self, call: "Call", entries: list[_Entry], i: int) -> defer.Deferred:
+        while i < len(entries):
             entry = entries[i]
-            d = defer.maybeDeferred(entry.router.route, call)
+            try:
+                result = entry.router.route(call)
+            except Exception:
+                log.failure("router {owner} failed for call {call}", owner=entry.owner, call=call.id)
+                return defer.succeed(Reject(500, "Server Internal Error"))
+            if isinstance(result, defer.Deferred):
+                return self._await(call, entries, i, result)
+            decision = self._check(entry, result)
+            if decision is not None:
+                return defer.succeed(decision)
+            i += 1
+        return defer.succeed(Reject(404, "Not Found"))
 
-            def decided(decision: RouteDecision) -> Any:
-                if isinstance(decision, Continue):
-                    return step(i + 1)
-                if not isinstance(decision, (Reject, Route)):
-                    log.error("router {owner} returned {d!r}: failing the call", owner=entry.owner, d=decision)
-                    return Reject(500, "Server Internal Error")
-                return decision
+    def _await(self, call: "Call", entries: list[_Entry], i: int, d: defer.Deferred) -> defer.Deferred:
+        entry = entries[i]
 
-            def failed(f: Any) -> RouteDecision:
-                log.failure("router {owner} failed for call {call}", f, owner=entry.owner, call=call.id)
-                return Reject(500, "Server Internal Error")
+        def decided(result: Any) -> Any:
+            decision = self._check(entry, result)
+            if decision is None:
+                return self._route_from(call, entries, i + 1)
+            return decision
 
-            d.addCallbacks(decided, failed)
-            return d
+        def failed(f: Any) -> RouteDecision:
+            log.failure("router {owner} failed for call {call}", f, owner=entry.owner, call=call.id)
+            return Reject(500, "Server Internal Error")
 
-        return step(0)
+        d.addCallbacks(decided, failed)
+        return d
+
+    @staticmethod
+    def _check(entry: _Entry, result: Any) -> RouteDecision | None:
+        """The decision, None for Continue, Reject(500) for nonsense."""
+        if isinstance(result, Continue):
+            return None
+        if not isinstance(result, (Reject, Route)):
+            log.error("router {owner} returned {d!r}: failing the call", owner=entry.owner, d=result)
+            return Reject(500, "Server Internal Error")
+        return result
 
 
 class ExtensionRouter:

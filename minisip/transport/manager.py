@@ -286,8 +286,15 @@ class TransportManager:
                         proto = pr
                         break
             try:
-                proto.transport.write(data, (target.host, target.port))
-            except Exception as e:  # e.g. EHOSTUNREACH, EMSGSIZE
+                # The socket directly when there is one: Port.write re-validates the address each time.
+                sock = getattr(proto.transport, "socket", None)
+                if sock is not None:
+                    sock.sendto(data, (target.host, target.port))
+                else:
+                    proto.transport.write(data, (target.host, target.port))
+            except BlockingIOError:
+                log.warn("UDP send buffer full: dropped a message to {target}", target=str(target))
+            except OSError as e:  # e.g. EHOSTUNREACH, EMSGSIZE, ECONNREFUSED
                 log.info("UDP send to {target} failed: {err}", target=str(target), err=str(e))
             return
         conn = None
