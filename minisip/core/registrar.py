@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
@@ -81,7 +82,12 @@ class Registrar:
                     raise SIPParseError("bad q") from None
             changes.append((str(na.uri), min(expires, self.max_expires), q))
         existing = {b.contact: b for b in self.location.lookup(aor)}
-        ua = req.get("user-agent") or ""
+        # One copy of each string instead of one a binding: the aor of the bindings already there (it is
+        # the location table's key), interned values that repeat across extensions.
+        if existing:
+            aor = next(iter(existing.values())).aor
+        ua = sys.intern(req.get("user-agent") or "")
+        transport, source_host = sys.intern(src.transport), sys.intern(src.host)
         instance = None
         for contact, expires, q in changes:
             old = existing.get(contact)
@@ -98,7 +104,7 @@ class Registrar:
                 del existing[oldest.contact]
             b = Binding(aor=aor, contact=contact, expires_at=now + expires,
                         registered_at=old.registered_at if old is not None else now,
-                        call_id=call_id, cseq=cseq, q=q, transport=src.transport, source_host=src.host,
+                        call_id=call_id, cseq=cseq, q=q, transport=transport, source_host=source_host,
                         source_port=src.port, user_agent=ua, instance_id=instance)
             self.location.update(aor, b)
             existing[contact] = b

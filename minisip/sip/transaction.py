@@ -7,11 +7,19 @@ the transaction user (the core) is told about requests, ACKs for 2xx and stray r
 Transactions live in dicts keyed the way RFC 3261 17.1.3 and 17.2.3 match messages, so every message
 costs one or two lookups. A transaction leaves its table as soon as it terminates and cancels the
 timers it no longer needs, so ``len(layer)`` returning to 0 proves nothing leaked.
+
+Memory: a UDP registrar holds every REGISTER transaction for Timer J (32 s) after answering it, so a
+transaction that has sent its final response keeps only what absorbing retransmissions needs (the
+response bytes, its key, the source, one timer), not the parsed request or Response. Timers with a
+fixed delay (B, D, F, H, I, J, K, L, M) expire in the order they were started: they wait in one FIFO
+queue per delay served by a single DelayedCall, instead of costing a DelayedCall each.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
@@ -50,6 +58,11 @@ TERMINATED = "Terminated"
 
 # Timer D's floor on unreliable transports (RFC 3261 17.1.1.2: "at least 32 seconds").
 TIMER_D_MIN = 32.0
+
+# A queued timer may fire up to this much early: the timers due within it share one wake-up.
+_QUEUE_SLACK = 0.001
+
+_intern = sys.intern
 
 
 class IDelayedCall(Protocol):
@@ -100,6 +113,80 @@ def _cancel(handle: IDelayedCall | None) -> None:
         handle.cancel()
 
 
+class _QueuedTimer:
+    """One timer waiting in a ``_TimerQueue``; ``active`` and ``cancel`` as on an IDelayedCall."""
+
+    __slots__ = ("due", "owner", "queue")
+
+    def __init__(self, due: float, owner: object, queue: _TimerQueue) -> None:
+        self.due = due
+        self.owner: object | None = owner
+        self.queue = queue
+
+    def active(self) -> bool:
+        return self.owner is not None
+
+    def cancel(self) -> None:
+        if self.owner is not None:
+            self.owner = None
+            self.queue._cancelled()
+
+
+class _TimerQueue:
+    """Timers with one fixed delay and one callback: they expire in the order they were started, so
+    one DelayedCall (for the earliest) serves them all. Cancelled ones are dropped when they reach the
+    front, or all at once when none is left running (then no DelayedCall stays pending either)."""
+
+    __slots__ = ("call", "clock", "delay", "entries", "firing", "func", "live")
+
+    def __init__(self, clock: IClock, delay: float, func: Callable[[object], None]) -> None:
+        self.clock = clock
+        self.delay = delay
+        self.func = func
+        self.entries: deque[_QueuedTimer] = deque()
+        self.live = 0
+        self.call: IDelayedCall | None = None
+        self.firing = False
+
+    def start(self, owner: object) -> _QueuedTimer:
+        timer = _QueuedTimer(self.clock.seconds() + self.delay, owner, self)
+        self.entries.append(timer)
+        self.live += 1
+        if self.call is None and not self.firing:
+            self.call = self.clock.callLater(self.delay, self._fire)
+        return timer
+
+    def _cancelled(self) -> None:
+        self.live -= 1
+        if self.live == 0:
+            self.entries.clear()
+            if self.call is not None:
+                self.call.cancel()
+                self.call = None
+
+    def _fire(self) -> None:
+        self.call = None
+        self.firing = True
+        entries = self.entries
+        try:
+            limit = self.clock.seconds() + _QUEUE_SLACK
+            while entries:
+                timer = entries[0]
+                owner = timer.owner
+                if owner is not None and timer.due > limit:
+                    break
+                entries.popleft()
+                if owner is not None:
+                    timer.owner = None
+                    self.live -= 1
+                    self.func(owner)
+        finally:
+            self.firing = False
+            if entries and self.call is None:
+                delay = max(0.0, entries[0].due - self.clock.seconds() - _QUEUE_SLACK / 2)
+                self.call = self.clock.callLater(delay, self._fire)
+
+
 class ServerTransaction:
     """An INVITE or non-INVITE server transaction (RFC 3261 17.2, RFC 6026 7.1)."""
 
@@ -119,7 +206,9 @@ class ServerTransaction:
     )
 
     def __init__(self, layer: TransactionLayer, key: Hashable, request: Request, source: Addr, is_invite: bool) -> None:
-        self.request = request
+        # The request until the final response; the last response only on INVITE transactions (ACK
+        # matching needs its To tag): a non-INVITE one keeps the bytes alone.
+        self.request: Request | None = request
         self.source = source
         self.is_invite = is_invite
         self.state = PROCEEDING if is_invite else TRYING
@@ -133,7 +222,8 @@ class ServerTransaction:
         self._timeout: IDelayedCall | None = None
 
     def __repr__(self) -> str:
-        return f"<ServerTransaction {self.request.method} {self.state} {self.source}>"
+        method = "INVITE" if self.is_invite else self.request.method if self.request is not None else "non-INVITE"
+        return f"<ServerTransaction {method} {self.state} {self.source}>"
 
     def respond(self, response: Response) -> None:
         """Send a response to ``source`` and move the state machine.
@@ -151,14 +241,16 @@ class ServerTransaction:
                 self.last_response = response
                 if status >= 300:
                     self.state = COMPLETED
+                    self.request = None
                     t1 = layer.timers.T1
                     if not self._reliable:
                         self._interval = t1
                         self._retrans = layer.clock.callLater(t1, self._timer_g)
-                    self._timeout = layer.clock.callLater(64 * t1, self._timer_h)
+                    self._timeout = layer._after(64 * t1, ServerTransaction._timer_h, self)
                 elif status >= 200:
                     self.state = ACCEPTED
-                    self._timeout = layer.clock.callLater(64 * layer.timers.T1, self._timer_l)
+                    self.request = None
+                    self._timeout = layer._after(64 * layer.timers.T1, ServerTransaction._timer_l, self)
                 layer.send(data, self.source)
             elif state == ACCEPTED and 200 <= status < 300:
                 # The TU core retransmitting its 2xx, or a 2xx with another tag (RFC 6026 7.1).
@@ -167,17 +259,19 @@ class ServerTransaction:
         if state == TRYING or state == PROCEEDING:
             data = response.to_bytes()
             self._last = data
-            self.last_response = response
             if status < 200:
+                self.last_response = response
                 self.state = PROCEEDING
                 layer.send(data, self.source)
                 return
             self.state = COMPLETED
+            self.request = None
+            self.last_response = None
             layer.send(data, self.source)
             if self._reliable:
                 self._terminate()
             elif self.state == COMPLETED:
-                self._timeout = layer.clock.callLater(64 * layer.timers.T1, self._timer_j)
+                self._timeout = layer._after(64 * layer.timers.T1, ServerTransaction._timer_j, self)
 
     # -- events from the layer -----------------------------------------------------------------
     def _on_retransmission(self) -> None:
@@ -195,7 +289,7 @@ class ServerTransaction:
             if self._reliable:
                 self._terminate()
             else:
-                self._timeout = self._layer.clock.callLater(self._layer.timers.T4, self._timer_i)
+                self._timeout = self._layer._after(self._layer.timers.T4, ServerTransaction._timer_i, self)
         elif state == ACCEPTED:
             self._layer._ack_for_2xx(ack, source)
         # Proceeding (no final yet) and Confirmed: absorbed.
@@ -256,7 +350,8 @@ class ClientTransaction:
 
     def __init__(self, layer: TransactionLayer, key: tuple[str, str], request: Request, target: Addr,
                  on_response: Callable[[Response], None], on_timeout: Callable[[], None]) -> None:
-        self.request = request
+        # The request and its bytes until the final response (Timer D/K then needs neither).
+        self.request: Request | None = request
         self.target = target
         self.is_invite = request.method == "INVITE"
         self.state = CALLING if self.is_invite else TRYING
@@ -272,7 +367,8 @@ class ClientTransaction:
         self._on_timeout = on_timeout
 
     def __repr__(self) -> str:
-        return f"<ClientTransaction {self.request.method} {self.state} {self.target}>"
+        method = "INVITE" if self.is_invite else self.request.method if self.request is not None else "non-INVITE"
+        return f"<ClientTransaction {method} {self.state} {self.target}>"
 
     def cancel_timers(self) -> None:
         """Abandon the transaction: stop every timer and forget it; no callback follows.
@@ -283,14 +379,15 @@ class ClientTransaction:
         if self.state != TERMINATED:
             self._terminate()
 
-    def _start(self) -> None:
+    def _start(self, request: Request) -> None:
         layer = self._layer
         t1 = layer.timers.T1
-        self._data = self.request.to_bytes()
+        self._data = request.to_bytes()
         if not self._reliable:
             self._interval = t1
             self._retrans = layer.clock.callLater(t1, self._timer_a if self.is_invite else self._timer_e)
-        self._timeout = layer.clock.callLater(64 * t1, self._timer_b if self.is_invite else self._timer_f)
+        timeout = ClientTransaction._timer_b if self.is_invite else ClientTransaction._timer_f
+        self._timeout = layer._after(64 * t1, timeout, self)
         layer.send(self._data, self.target)
 
     # -- responses ------------------------------------------------------------------------------
@@ -308,17 +405,19 @@ class ClientTransaction:
                 elif status < 300:
                     self._stop_timers()
                     self.state = ACCEPTED
-                    self._timeout = self._layer.clock.callLater(64 * self._layer.timers.T1, self._timer_m)
+                    self._final()
+                    self._timeout = self._layer._after(64 * self._layer.timers.T1, ClientTransaction._timer_m, self)
                 else:
                     self._stop_timers()
                     self.state = COMPLETED
                     self._ack = self._build_ack(response).to_bytes()
+                    self._final()
                     self._layer.send(self._ack, self.target)
                     if self._reliable:
                         self._terminate()
                     elif self.state == COMPLETED:
                         delay = max(TIMER_D_MIN, 64 * self._layer.timers.T1)
-                        self._timeout = self._layer.clock.callLater(delay, self._timer_d)
+                        self._timeout = self._layer._after(delay, ClientTransaction._timer_d, self)
                 self._on_response(response)
             elif state == ACCEPTED:
                 if 200 <= status < 300:
@@ -337,16 +436,23 @@ class ClientTransaction:
             else:
                 self._stop_timers()
                 self.state = COMPLETED
+                self._final()
                 if self._reliable:
                     self._terminate()
                 else:
-                    self._timeout = self._layer.clock.callLater(self._layer.timers.T4, self._timer_k)
+                    self._timeout = self._layer._after(self._layer.timers.T4, ClientTransaction._timer_k, self)
             self._on_response(response)
         # Completed: retransmitted finals are absorbed.
+
+    def _final(self) -> None:
+        """A final response arrived: the request is never sent again, drop it and its bytes."""
+        self.request = None
+        self._data = b""
 
     def _build_ack(self, response: Response) -> Request:
         """The ACK for a non-2xx final response (RFC 3261 17.1.1.3)."""
         req = self.request
+        assert req is not None
         ack = Request("ACK", req.uri)
         ack.add("Via", str(req.top_via))
         for route in req.get_all("route"):
@@ -469,6 +575,7 @@ class TransactionLayer:
         # (transport, host, port) -> client transactions toward it, for transport_error.
         self._by_target: dict[tuple[str, str, int], set[ClientTransaction]] = {}
         self._ok_retrans: dict[tuple[str, int], _TwoHundredRetransmission] = {}
+        self._queues: dict[tuple[float, Callable[..., None]], _TimerQueue] = {}
 
     def __len__(self) -> int:
         """Live transactions, 2xx retransmissions waiting for their ACK included."""
@@ -490,7 +597,8 @@ class TransactionLayer:
             return
         key: Hashable
         if rfc3261:
-            key = (branch, via.host, via.port, method)
+            # Interned: the key outlives the request by Timer J, and host and method repeat across keys.
+            key = (branch, _intern(via.host), via.port, _intern(method))
         else:
             key = _key_2543(request, via, method, request.to_tag)
         txn = self._servers.get(key)
@@ -566,7 +674,7 @@ class TransactionLayer:
             self._by_target[tkey] = {txn}
         else:
             peers.add(txn)
-        txn._start()
+        txn._start(request)
         return txn
 
     def send_ack(self, ack: Request, target: Addr) -> None:
@@ -622,6 +730,13 @@ class TransactionLayer:
             ok.stop()
 
     # -- bookkeeping ----------------------------------------------------------------------------
+    def _after(self, delay: float, func: Callable[..., None], owner: object) -> _QueuedTimer:
+        """Call ``func(owner)`` in ``delay`` seconds, through the FIFO queue for that delay and function."""
+        queue = self._queues.get((delay, func))
+        if queue is None:
+            queue = self._queues[(delay, func)] = _TimerQueue(self.clock, delay, func)
+        return queue.start(owner)
+
     def _forget_server(self, txn: ServerTransaction) -> None:
         if self._servers.get(txn._key) is txn:
             del self._servers[txn._key]

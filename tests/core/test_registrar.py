@@ -154,6 +154,24 @@ class BindingTests(SynchronousTestCase):
         self.assertEqual(bindings(resp), {"sip:100@10.0.0.1:5060": "3600"})
         self.assertEqual(len(self.pbx.location.lookup("100")), 1)
 
+    def test_bindings_share_repeated_strings(self) -> None:
+        """Bindings live for hours: the aor, source host and transport are not copied into each one."""
+        self.ok()
+        first = self.pbx.location.lookup("100")[0]
+        self.pbx.advance(100, step=100)
+        self.ok()
+        (again,) = self.pbx.location.lookup("100")
+        self.assertIsNot(again, first)
+        self.assertIs(again.aor, first.aor)
+        self.assertIs(again.aor, next(a for a in self.pbx.location.aors() if a == "100"))
+        other = self.pbx.phone("200", "".join(["10.0.0.", "1"]), 5070)  # an equal host, another str object
+        self.assertIsNot(other.addr.host, self.phone.addr.host)
+        resp = other.register()
+        assert resp is not None and resp.status == 200
+        (b200,) = self.pbx.location.lookup("200")
+        self.assertIs(b200.source_host, again.source_host)
+        self.assertIs(b200.transport, again.transport)
+
     def test_query_without_contact(self) -> None:
         self.ok()
         self.pbx.advance(100, step=100)

@@ -308,6 +308,22 @@ class VerifyTests(SynchronousTestCase):
         self.assertTrue(self.auth.verify("REGISTER", self.answer(self.auth.challenge()[0]), lookup).ok)
         self.assertEqual(self.auth.tracked_nonces, 1)
 
+    def test_expiry_counts_from_issue_not_first_use(self) -> None:
+        old = self.md5
+        self.clock.advance(200)
+        self.assertTrue(self.auth.verify("REGISTER", self.answer(old), lookup).ok)
+        self.clock.advance(101)  # 301 s after the challenge, 101 s after first use
+        self.assertTrue(self.auth.verify("REGISTER", self.answer(self.auth.challenge()[1]), lookup).ok)
+        self.assertEqual(self.auth.tracked_nonces, 1)  # the expired one was forgotten from the front
+        result = self.auth.verify("REGISTER", self.answer(old, nc=2), lookup)
+        self.assertEqual(result, AuthResult(False, "100", stale=True, reason="stale nonce"))
+
+    def test_nonce_counts_above_one_byte(self) -> None:
+        self.assertTrue(self.auth.verify("REGISTER", self.answer(nc=300), lookup).ok)
+        self.assertEqual(self.auth.verify("REGISTER", self.answer(nc=300), lookup).reason, "replayed nonce count")
+        self.assertTrue(self.auth.verify("REGISTER", self.answer(nc=0x7FFFFFFF), lookup).ok)
+        self.assertEqual(self.auth.tracked_nonces, 1)
+
     def test_wrong_realm(self) -> None:
         challenge = self.md5.replace(f'realm="{REALM}"', 'realm="elsewhere"')
         result = self.auth.verify("REGISTER", self.answer(challenge), lookup)

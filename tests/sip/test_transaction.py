@@ -21,6 +21,7 @@ from minisip.sip.transaction import (
     ServerTransaction,
     Timers,
     TransactionLayer,
+    _TimerQueue,
     new_branch,
 )
 from minisip.sip.types import Addr
@@ -347,7 +348,8 @@ class InviteServerTests(LayerTestCase):
         resp.set("Reason", "changed after sending")
         self.tick(0.5)
         self.assertEqual(self.send.sent[2][1], self.send.sent[1][1])
-        self.assertIs(txn.last_response, resp)
+        self.assertIs(txn.last_response, resp)  # kept on INVITE: ACK matching needs its To tag
+        self.assertIsNone(txn.request)
 
     def test_terminated_transaction_is_forgotten(self) -> None:
         req = request()
@@ -396,6 +398,30 @@ class NonInviteServerTests(LayerTestCase):
         self.assertEqual(txn.state, TERMINATED)
         self.assert_empty()
 
+    def test_completed_keeps_only_the_response_bytes(self) -> None:
+        """Held for Timer J (32 s) after answering: no parsed request or Response, just what resending needs."""
+        req = request("REGISTER")
+        txn = self.server(req)
+        self.assertIs(txn.request, req)
+        txn.respond(make_response(req, 200, to_tag="t1"))
+        self.assertEqual(txn.state, COMPLETED)
+        self.assertIsNone(txn.request)
+        self.assertIsNone(txn.last_response)
+        self.assertEqual(repr(txn), "<ServerTransaction non-INVITE Completed udp:192.0.2.10:5060>")
+        self.layer.receive_request(request("REGISTER"), UDP)
+        self.assertEqual([d for _, d, _ in self.send.sent], [self.send.sent[0][1]] * 2)
+        self.tick(32)
+        self.assertEqual(txn.state, TERMINATED)
+        self.assert_empty()
+
+    def test_provisional_keeps_the_request(self) -> None:
+        req = request("OPTIONS")
+        txn = self.server(req)
+        txn.respond(make_response(req, 183, to_tag="t1"))
+        self.assertIs(txn.request, req)
+        txn.respond(make_response(req, 200, to_tag="t1"))
+        self.assertIsNone(txn.request)
+
     def test_timer_j_zero_on_tcp(self) -> None:
         req = request("REGISTER", via="SIP/2.0/TCP 192.0.2.10:5060")
         txn = self.server(req, TCP)
@@ -432,13 +458,14 @@ class CancelTests(LayerTestCase):
 
     def test_find_server_invite_misses(self) -> None:
         self.assertIsNone(self.layer.find_server_invite(request("CANCEL")))
-        txn = self.server(request())
+        inv = request()
+        txn = self.server(inv)
         self.assertIsNone(self.layer.find_server_invite(request("CANCEL", branch="z9hG4bKother")))
         self.assertIsNone(self.layer.find_server_invite(request("CANCEL", via="SIP/2.0/UDP 192.0.2.99:5060")))
         # A non-INVITE transaction with the same branch is not an INVITE.
         self.server(request("OPTIONS", branch="z9hG4bKopt"))
         self.assertIsNone(self.layer.find_server_invite(request("CANCEL", branch="z9hG4bKopt")))
-        txn.respond(make_response(txn.request, 200, to_tag="t1"))
+        txn.respond(make_response(inv, 200, to_tag="t1"))
         self.tick(32)
         self.assertIsNone(self.layer.find_server_invite(request("CANCEL")))
 
@@ -676,6 +703,7 @@ class InviteClientTests(LayerTestCase):
         self.assertEqual(ack.get_all("route"), routes)
         self.assertEqual(ack.get("max-forwards"), "70")
         self.assertEqual(ack.body, b"")
+        self.assertIsNone(txn.request)  # Completed resends the ACK bytes only
         # Retransmitted 486: the same ACK again, the TU is not told twice.
         self.layer.receive_response(response_to(req, 486, to_tag="busytag"), UDP)
         self.assertEqual(len(self.send.sent), 3)
@@ -825,6 +853,7 @@ class NonInviteClientTests(LayerTestCase):
         self.layer.receive_response(response_to(req, 200), UDP)  # absorbed
         self.assertEqual(calls.responses, [ok])
         self.assertEqual(self.tu.strays, [])
+        self.assertIsNone(txn.request)  # never sent again: only the state and Timer K remain
         self.tick(4.9)
         self.assertEqual(len(self.send.sent), 1)
         self.assertEqual(txn.state, COMPLETED)
@@ -967,3 +996,112 @@ class MiscTests(LayerTestCase):
         self.assert_empty()
         for i, calls in enumerate(clients):
             self.assertEqual(calls.timeouts, 1 if i % 4 in (2, 3) else 0)
+
+
+class TimerQueueTests(LayerTestCase):
+    """Fixed-delay timers (B, D, F, H, I, J, K, L, M) share one DelayedCall per delay."""
+
+    def register(self, i: int) -> ServerTransaction:
+        req = request("REGISTER", branch=f"z9hG4bKq{i}", call_id=f"q{i}")
+        txn = self.server(req)
+        txn.respond(make_response(req, 200, to_tag="t"))
+        return txn
+
+    def test_many_transactions_one_delayed_call(self) -> None:
+        txns = []
+        for i in range(100):
+            txns.append(self.register(i))
+            self.tick(0.1, step=0.1)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.tick(31.9 - 10.0, step=0.1)  # the first one answered at 0, the last at 9.9
+        self.assertEqual(txns[0].state, COMPLETED)
+        # Each one still ends exactly 64*T1 after its final response.
+        for i in range(len(txns)):
+            self.tick(0.1, step=0.1)
+            self.assertEqual([t.state for t in txns[: i + 1]], [TERMINATED] * (i + 1))
+            self.assertEqual([t.state for t in txns[i + 1:]], [COMPLETED] * (len(txns) - i - 1))
+        self.assert_empty()
+
+    def test_cancelled_timers_do_not_delay_the_others(self) -> None:
+        # INVITE errors wait for Timer H; the ACK cancels it in favour of Timer I.
+        txns = []
+        for i in range(3):
+            inv = request(branch=f"z9hG4bKh{i}", call_id=f"h{i}")
+            txn = self.server(inv)
+            txn.respond(make_response(inv, 486, to_tag="t"))
+            txns.append(txn)
+            self.tick(1)
+        self.layer.receive_request(request("ACK", branch="z9hG4bKh0", call_id="h0", to_tag="t"), UDP)
+        self.assertEqual(txns[0].state, CONFIRMED)
+        self.tick(5)  # Timer I = T4
+        self.assertEqual([t.state for t in txns], [TERMINATED, COMPLETED, COMPLETED])
+        self.tick(33 - 8 - 0.1)
+        self.assertEqual(txns[1].state, COMPLETED)
+        self.tick(0.1)  # answered at 1 s: Timer H at 33 s
+        self.assertEqual([t.state for t in txns], [TERMINATED, TERMINATED, COMPLETED])
+        self.tick(1)
+        self.assertEqual(txns[2].state, TERMINATED)
+        self.assert_empty()
+
+    def test_all_cancelled_leaves_no_delayed_call(self) -> None:
+        for i in range(3):
+            self.register(i)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.layer.close()
+        self.assert_empty()
+
+
+class TimerQueueUnitTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000.1)  # large times: rescheduling rounds
+        self.fired: list[tuple[str, float]] = []
+        self.queue = _TimerQueue(self.clock, 2.0, lambda owner: self.fired.append((str(owner), self.clock.seconds())))
+        self.t0 = self.clock.seconds()
+
+    def advance_to(self, when: float) -> None:
+        while self.clock.seconds() < when:
+            self.clock.advance(max(when - self.clock.seconds(), 1e-7))
+
+    def test_fires_in_order_never_late(self) -> None:
+        dues = []
+        for name in "abc":
+            self.queue.start(name)
+            dues.append(self.clock.seconds() + 2.0)
+            self.clock.advance(0.3)
+        for i, due in enumerate(dues):
+            self.advance_to(due - 0.0011)  # at most the queue's slack (1 ms) early
+            self.assertEqual(len(self.fired), i)
+            self.advance_to(due)  # never late, although later timers are rescheduled from earlier ones
+            self.assertEqual([n for n, _ in self.fired], list("abc"[: i + 1]))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_cancel_and_active(self) -> None:
+        a = self.queue.start("a")
+        b = self.queue.start("b")
+        self.assertTrue(a.active())
+        a.cancel()
+        a.cancel()
+        self.assertFalse(a.active())
+        self.clock.advance(2.0)
+        self.assertEqual([n for n, _ in self.fired], ["b"])
+        self.assertFalse(b.active())
+        b.cancel()  # after firing: nothing happens
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_start_while_firing(self) -> None:
+        queue = _TimerQueue(self.clock, 1.0, lambda owner: (self.fired.append((str(owner), self.clock.seconds())),
+                                                             queue.start(f"{owner}+") if len(str(owner)) < 3 else None))
+        queue.start("a")
+        self.clock.advance(0.5)
+        queue.start("b")
+        self.clock.advance(0.5)
+        self.assertEqual([n for n, _ in self.fired], ["a"])
+        self.clock.advance(0.5)
+        self.assertEqual([n for n, _ in self.fired], ["a", "b"])
+        self.clock.advance(0.5)
+        self.assertEqual([n for n, _ in self.fired], ["a", "b", "a+"])
+        for _ in range(20):
+            self.clock.advance(0.25)
+        self.assertEqual([n for n, _ in self.fired], ["a", "b", "a+", "b+", "a++", "b++"])
+        self.assertEqual(len(self.clock.getDelayedCalls()), 0)
