@@ -96,7 +96,6 @@ class LocationService:
                 self._store.delete_binding(aor, old.contact)
         self._next_expiry = min(self._next_expiry, binding.expires_at)
         self._store.save_binding(binding)
-        log.debug("{event} {aor} at {contact}", event=event, aor=aor, contact=binding.contact)
         self._notify(event, aor, binding)
 
     def remove(self, aor: str, contact: str) -> None:

@@ -116,8 +116,20 @@ class Registrar:
     def _ok(self, txn: "ServerTransaction", req: Request, aor: str, now: float) -> None:
         extra = [("Contact", f"<{b.contact}>;expires={max(0, int(b.expires_at - now))}")
                  for b in self.location.lookup(aor)]
-        extra.append(("Date", formatdate(now, usegmt=True)))
+        extra.append(("Date", _http_date(now)))
         txn.respond(make_response(req, 200, "OK", to_tag=_tag(req), extra=extra))
+
+
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def _http_date(now: float) -> str:
+    """The Date header value (RFC 3261 20.17), formatted once per second."""
+    global _date_cache
+    second = int(now)
+    if _date_cache[0] != second:
+        _date_cache = (second, formatdate(second, usegmt=True))
+    return _date_cache[1]
 
 
 def _tag(req: Request) -> str:
