@@ -7,18 +7,17 @@ import time
 from typing import Any, Iterable
 
 from twisted.logger import Logger
-
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
 from minisip.api import ServerAPI
 from minisip.config import Config, ConfigError
-from minisip.interfaces import IFeature
-from minisip.plugins import LoadedPlugin, PluginError
 from minisip.core.location import LocationService
 from minisip.core.security import FailureTracker
 from minisip.core.server import SIPCore
 from minisip.core.store import SQLiteStore
+from minisip.interfaces import IFeature
+from minisip.plugins import LoadedPlugin, PluginError
 from minisip.transport import tls
 from minisip.transport.manager import TransportManager
 
@@ -73,21 +72,21 @@ class Server:
         self.transport.sink = self.core
         self._load_features()
         self.transport.on_send_failed = self.core.transactions.transport_error
-        for l in cfg.udp:
-            self.ports.append(self.transport.listen_udp(l.host, l.port))
-            log.info("listening for SIP on udp {addr}", addr=str(l))
-        for l in cfg.tcp:
-            self.ports.append(self.transport.listen_tcp(l.host, l.port))
-            log.info("listening for SIP on tcp {addr}", addr=str(l))
+        for listen in cfg.udp:
+            self.ports.append(self.transport.listen_udp(listen.host, listen.port))
+            log.info("listening for SIP on udp {addr}", addr=str(listen))
+        for listen in cfg.tcp:
+            self.ports.append(self.transport.listen_tcp(listen.host, listen.port))
+            log.info("listening for SIP on tcp {addr}", addr=str(listen))
         if cfg.tls:
             cert, key = tls.ensure_certificate(cfg.datadir, cfg.tls_certificate, cfg.tls_private_key, cfg.domain)
             ctx = tls.server_context_factory(cert, key)
             log.info("TLS certificate {cert}, fingerprint {fp}", cert=cert, fp=tls.certificate_fingerprint(cert))
-            for l in cfg.tls:
-                self.ports.append(self.transport.listen_tls(l.host, l.port, ctx))
-                log.info("listening for SIP on tls {addr}", addr=str(l))
+            for listen in cfg.tls:
+                self.ports.append(self.transport.listen_tls(listen.host, listen.port, ctx))
+                log.info("listening for SIP on tls {addr}", addr=str(listen))
         self.expiry_call = self.reactor.callLater(EXPIRY_INTERVAL, self._expire)
-        for owner, svc in self.core.hooks.services:  # after the listeners: services may send at once
+        for _owner, svc in self.core.hooks.services:  # after the listeners: services may send at once
             svc.startService()
             self.services.append(svc)
         log.info("minisip ready: domain {domain}, {n} extensions, {r} registrations restored, data in {datadir}",

@@ -25,8 +25,20 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from minisip.api import (
-    CONTINUE, Addr, CallerIdentity, ConfigError, Destination, Reject, Response, Route, RouteDecision, ServerAPI,
-    SipURI, TelURI, build_authorization, parse_name_addr,
+    CONTINUE,
+    Addr,
+    CallerIdentity,
+    ConfigError,
+    Destination,
+    Reject,
+    Response,
+    Route,
+    RouteDecision,
+    ServerAPI,
+    SipURI,
+    TelURI,
+    build_authorization,
+    parse_name_addr,
 )
 from minisip.interfaces import API_VERSION, ICallerIdentifier, ICallRouter, IFeature, IFeatureFactory
 

@@ -45,7 +45,9 @@ class Registrar:
         now = self.wallclock()
         values = req.get_all("contact")
         hdr_expires = req.get("expires")
-        default = int(hdr_expires) if hdr_expires is not None and hdr_expires.strip().isdigit() else self.default_expires
+        default = self.default_expires
+        if hdr_expires is not None and hdr_expires.strip().isdigit():
+            default = int(hdr_expires)
         call_id = req.call_id
         cseq = req.cseq[0]
         src = txn.source

@@ -164,6 +164,7 @@ def destination_for(binding: Any) -> Destination:
             uri = parse_uri(binding.contact)
         except SIPParseError:
             uri = None
-        if isinstance(uri, SipURI) and uri.host.strip("[]") == binding.source_host and (uri.transport or "udp") == "udp":
+        same_host = isinstance(uri, SipURI) and uri.host.strip("[]") == binding.source_host
+        if same_host and (uri.transport or "udp") == "udp":
             source = Addr("udp", binding.source_host, uri.port or 5060)
     return Destination(binding.contact, source, binding.aor)

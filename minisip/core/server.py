@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from urllib.parse import unquote
 from typing import Any, Callable, Mapping
+from urllib.parse import unquote
 
 from twisted.logger import Logger
 
 from minisip.core.call import Call, Leg, PassthroughMedia, SipLeg
 from minisip.core.hooks import HookRegistry
-from minisip.core.router import Destination, ExtensionRouter, RouterChain
 from minisip.core.registrar import Registrar
+from minisip.core.router import Destination, ExtensionRouter, RouterChain
 from minisip.core.security import FailureTracker
 from minisip.core.store import CallRecord
 from minisip.sip.auth import DigestAuthenticator
@@ -455,8 +455,10 @@ class SIPCore:
             return
         other = call.other(leg)
         if other is None or call.state != "answered":
-            txn.respond(make_response(req, 491 if req.method in ("INVITE", "UPDATE") else 481,
-                                      None if req.method in ("INVITE", "UPDATE") else "Call/Transaction Does Not Exist"))
+            if req.method in ("INVITE", "UPDATE"):
+                txn.respond(make_response(req, 491, "Request Pending"))
+            else:
+                txn.respond(make_response(req, 481, "Call/Transaction Does Not Exist"))
             return
         if req.method == "INVITE":
             leg.remote_sdp = req.body or leg.remote_sdp

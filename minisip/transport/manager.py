@@ -11,7 +11,8 @@ import functools
 import ipaddress
 import itertools
 from collections import defaultdict
-from typing import Callable, Protocol as TProtocol
+from typing import Callable
+from typing import Protocol as TProtocol
 
 from twisted.internet import protocol
 from twisted.internet.interfaces import IReactorTime
@@ -281,7 +282,7 @@ class TransportManager:
                 return
             port, proto, _ = self.udp[0]
             if ":" in target.host and len(self.udp) > 1:
-                for p, pr, h in self.udp:
+                for _port, pr, h in self.udp:
                     if ":" in h:
                         proto = pr
                         break

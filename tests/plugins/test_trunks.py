@@ -191,7 +191,9 @@ class NumberTests(SynchronousTestCase):
                      "trunk b": {"proxy": "10.0.0.2", "prefix": "900"},
                      "trunk c": {"proxy": "10.0.0.3", "prefix": "90"},
                      "trunk d": {"proxy": "10.0.0.4"}})
-        pick = lambda n: getattr(trunks.select_trunk(cfg.trunks, n), "name", None)
+        def pick(n: str) -> str | None:
+            return getattr(trunks.select_trunk(cfg.trunks, n), "name", None)
+
         self.assertEqual(pick("9123"), "a")
         self.assertEqual(pick("9012"), "c")
         self.assertEqual(pick("90012"), "b")

@@ -230,7 +230,7 @@ class ServerContextTests(CertificateTestCase):
         try:
             client, _ = handshake(permissive, limited_client(SSL.TLS1_1_VERSION))
         except SSL.Error as e:
-            raise SkipTest(f"this OpenSSL cannot speak TLS 1.1 at all: {e}")
+            raise SkipTest(f"this OpenSSL cannot speak TLS 1.1 at all: {e}") from e
         self.assertEqual(client.get_protocol_version_name(), "TLSv1.1")
 
     def test_accepts_tls12_and_tls13_without_client_certificate(self) -> None:
