@@ -14,6 +14,8 @@ $SUDO apt-get install -y -q --no-install-recommends \
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q . ruff
+echo "== lint (ruff)"
+.venv/bin/ruff check minisip plugins tests bench
 log=$(mktemp)
 status=0
 echo "== unit tests on Debian 12's python3 packages ($(/usr/bin/python3 -c 'import twisted; print("Twisted", twisted.__version__)'))"
