@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from twisted.trial import unittest
 
-from tests.integration.harness import REPO, SKIP_REASON, Minisip
+from tests.corpus import corpus_dir, corpus_files, read_corpus
+from tests.integration.harness import SKIP_REASON, Minisip
 
 ALIVE_TIMEOUT = 2.0      # seconds for the 200 to an OPTIONS
 ANSWER_TIMEOUT = 2.0     # seconds for the final answer to a corpus request
@@ -27,24 +28,6 @@ SILENCE = 0.15           # seconds to listen for an answer that must not come (a
 MAX_CONNECTIONS = 8      # a low per-host cap, so a leaked connection slot shows within the corpus run
 
 
-def corpus_dir() -> str:
-    """Like tests/sip/test_conformance.py: $MINISIP_CONFORMANCE_DIR, else ``shared/conformance`` beside the clone."""
-    return os.environ.get("MINISIP_CONFORMANCE_DIR") or os.path.join(REPO, "..", "shared", "conformance")
-
-
-def corpus_files() -> list[str]:
-    root = corpus_dir()
-    out: list[str] = []
-    for sub in sorted(os.listdir(root)):
-        path = os.path.join(root, sub)
-        if os.path.isdir(path):
-            out.extend(f"{sub}/{name}" for name in sorted(os.listdir(path)) if not name.startswith("."))
-    return out
-
-
-def read_corpus(name: str) -> bytes:
-    with open(os.path.join(corpus_dir(), *name.split("/")), "rb") as f:
-        return f.read()
 
 
 CORPUS_SKIP = None if os.path.isdir(corpus_dir()) else f"conformance corpus not found at {corpus_dir()}"

@@ -18,6 +18,7 @@ from minisip.sip.errors import SIPParseError
 from minisip.sip.message import Request, Response, StreamFramer, make_response, parse_message
 from minisip.sip.uri import AbsoluteURI, SipURI
 from minisip.sip.validate import precheck_request
+from tests.corpus import corpus_dir, corpus_files, read_corpus
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PARSE = "parse"
@@ -29,25 +30,6 @@ ACCEPTED = frozenset({"application/sdp", "application/dtmf-relay", "message/sipf
                       "multipart/mixed"})
 
 
-def corpus_dir() -> str:
-    """The conformance corpus: $MINISIP_CONFORMANCE_DIR, else ``shared/conformance`` beside the clone."""
-    return os.environ.get("MINISIP_CONFORMANCE_DIR") or os.path.join(REPO_ROOT, "..", "shared", "conformance")
-
-
-def corpus_files() -> list[str]:
-    """Every message file of the corpus, as paths relative to ``corpus_dir()`` with '/' separators."""
-    root = corpus_dir()
-    out: list[str] = []
-    for sub in sorted(os.listdir(root)):
-        path = os.path.join(root, sub)
-        if os.path.isdir(path):
-            out.extend(f"{sub}/{name}" for name in sorted(os.listdir(path)) if not name.startswith("."))
-    return out
-
-
-def read_corpus(name: str) -> bytes:
-    with open(os.path.join(corpus_dir(), *name.split("/")), "rb") as f:
-        return f.read()
 
 
 Check = Callable[[SynchronousTestCase, "Request | Response"], None]
