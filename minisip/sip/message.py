@@ -4,16 +4,23 @@ Headers are kept as written, in order, as ``(key, name, value)`` triples where `
 lowercase full name (compact forms expanded) so lookups are cheap. Folded lines are joined with one
 space. The headers every message needs (Via, From, To, Call-ID, CSeq, Contact, Route) are parsed
 and checked once while parsing and cached, so a message that parses never fails later on them.
+
+Parsing is the hottest path of the server, so the common shapes take fast paths (one regex each,
+see uri.py) that give exactly what the full grammar gives; From/To/Contact/Route values are only
+checked while parsing and built into NameAddr objects on first use; values that recur from message
+to message (a dialog's From, a phone's Contact, "2 REGISTER") are looked up in bounded caches.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from minisip.sip.errors import SIPParseError
 from minisip.sip.uri import (
+    FAST_GEN_PARAMS,
     HOST_PATTERN,
     TOKEN_CLASS,
     URI,
@@ -22,10 +29,14 @@ from minisip.sip.uri import (
     check_host,
     format_params,
     is_token,
+    match_name_addr,
+    name_addr_from_match,
     parse_gen_params,
     parse_name_addr,
+    parse_name_addr_full,
     parse_uri,
     split_comma_list,
+    split_simple_params,
 )
 
 MAX_MESSAGE_SIZE = 65535
@@ -61,6 +72,13 @@ _SINGLE = ("from", "to", "call-id", "cseq", "content-length", "max-forwards", "c
 _SINGLE_SET = frozenset(_SINGLE)
 _MANDATORY = ("from", "to", "call-id", "cseq")
 _ADDRESS_LISTS = frozenset({"contact", "route", "record-route"})
+_ADDRESS_KEYS = ("contact", "route", "record-route")
+# Methods known to be tokens (anything else is checked against the token grammar).
+_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK",
+                      "REFER", "NOTIFY", "SUBSCRIBE", "MESSAGE", "PUBLISH"})
+# Content-Type values known to be valid as written (anything else goes through the grammar).
+_KNOWN_TYPES = frozenset({"application/sdp", "text/plain", "message/sipfrag", "application/dtmf-relay",
+                          "application/pidf+xml", "application/simple-message-summary"})
 
 _REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued", 183: "Session Progress",
@@ -85,6 +103,9 @@ def reason_phrase(status: int) -> str:
 
 
 def header_key(name: str) -> str:
+    entry = _KNOWN_NAMES.get(name)
+    if entry is not None:
+        return entry[0]
     k = name.lower()
     return COMPACT.get(k, k)
 
@@ -103,16 +124,21 @@ _NAME_CACHE_MAX = 2048
 
 
 def _seed_name_cache() -> None:
+    # Keys are interned so that comparing them with the literals in this module is an identity check.
     for key, name in _CANONICAL.items():
+        entry = (sys.intern(key), name)
         for written in (name, key, key.upper()):
-            _NAME_CACHE[written] = (key, name)
+            _NAME_CACHE[written] = entry
     for letter, key in COMPACT.items():
-        entry = (key, _CANONICAL.get(key, canonical_name(key)))
+        entry = (sys.intern(key), _CANONICAL.get(key, canonical_name(key)))
         _NAME_CACHE[letter] = entry
         _NAME_CACHE[letter.upper()] = entry
 
 
 _seed_name_cache()
+# (key, name to serialize) of the names code asks for (get("call-id"), extra=[("Contact", ...)]);
+# unlike _NAME_CACHE, it never holds names as written with trailing blanks.
+_KNOWN_NAMES: dict[str, tuple[str, str]] = dict(_NAME_CACHE)
 
 
 def _lookup_name(name: str) -> tuple[str, str] | None:
@@ -123,7 +149,7 @@ def _lookup_name(name: str) -> tuple[str, str] | None:
         if not is_token(stripped):
             return None
         key = stripped.lower()
-        key = COMPACT.get(key, key)
+        key = sys.intern(COMPACT.get(key, key))
         entry = (key, _CANONICAL.get(key, stripped))
     if len(_NAME_CACHE) < _NAME_CACHE_MAX:
         _NAME_CACHE[name] = entry
@@ -172,8 +198,31 @@ _RECEIVED_RE = re.compile(r"[0-9A-Fa-f:.]+|\[[0-9A-Fa-f:.]+\]")
 _HOST_RE = re.compile(HOST_PATTERN)
 
 
+# The common shape (``SIP/2.0/UDP host:port;branch=...;rport``): a subset of what _VIA_RE and
+# parse_gen_params accept, with the same result.
+_VIA_FAST_RE = re.compile(
+    rf"SIP/2\.0/([A-Za-z]++) ([A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_])?\.?)(?::([0-9]{{1,5}}))?"
+    rf"({FAST_GEN_PARAMS})")
+
+
 def parse_via(value: str) -> Via:
     """Parse one via-parm (RFC 3261 20.42); LWS around '/', ':', ';' and '=' is allowed."""
+    m = _VIA_FAST_RE.fullmatch(value)
+    if m is not None:
+        transport, host, port_s, params_s = m.groups()
+        port = None
+        if port_s is not None:
+            port = int(port_s)
+            if port > 65535:
+                raise SIPParseError("bad Via port")
+        if not params_s:
+            params = {}
+        elif params_s[:8] == ";branch=" and params_s.find(";", 8) == -1:
+            params = {"branch": params_s[8:]}  # a non-empty token: nothing to check
+        else:
+            params = split_simple_params(params_s)
+            _check_via_params(params)
+        return Via(transport.upper(), host.lower(), port, params, "SIP/2.0")
     m = _VIA_RE.match(value)
     if m is None:
         raise SIPParseError(f"bad Via {value[:80]!r}")
@@ -214,19 +263,57 @@ def _check_via_params(params: dict[str, str | None]) -> None:
 _CSEQ_RE = re.compile(rf"([0-9]{{1,10}})[ \t]+([{TOKEN_CLASS}]+)")
 
 
+# CSeq values seen before ("1 INVITE", "2 REGISTER"). Bounded: emptied when full.
+_CSEQ_CACHE: dict[str, tuple[int, str]] = {}
+_CACHE_MAX = 4096
+
+
 def parse_cseq(value: str) -> tuple[int, str]:
+    c = _CSEQ_CACHE.get(value)
+    if c is not None:
+        return c
+    c = _parse_cseq(value)
+    if len(_CSEQ_CACHE) >= _CACHE_MAX:
+        _CSEQ_CACHE.clear()
+    _CSEQ_CACHE[value] = c
+    return c
+
+
+def _parse_cseq(value: str) -> tuple[int, str]:
+    num, sp, method = value.partition(" ")
+    if sp and method in _METHODS and num.isascii() and num.isdigit() and len(num) <= 10:
+        n = int(num)
+        if n >= 2 ** 31:
+            raise SIPParseError("CSeq number too large")
+        return n, method
     m = _CSEQ_RE.fullmatch(value.strip(" \t"))
     if m is None:
         raise SIPParseError("bad CSeq")
-    num = int(m.group(1))
-    if num >= 2 ** 31:
+    n = int(m.group(1))
+    if n >= 2 ** 31:
         raise SIPParseError("CSeq number too large")
-    return num, m.group(2)
+    return n, m.group(2)
 
 
 _WORD = r"A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}"
 _CALL_ID_RE = re.compile(rf"[{_WORD}]+(?:@[{_WORD}]+)?")
 _MEDIA_TYPE_RE = re.compile(rf"([{TOKEN_CLASS}]+)[ \t]*/[ \t]*([{TOKEN_CLASS}]+)")
+
+
+def _match_tag(m: re.Match[str]) -> str | None:
+    """The tag parameter of a NAME_ADDR_FAST_RE match (see ``_checked_name_addr``)."""
+    tag = m[9]
+    if tag is None and m[8]:
+        return split_simple_params(m[8]).get("tag")
+    return tag
+
+
+def _checked_name_addr(value: str) -> re.Match[str] | NameAddr:
+    """A From/To/Contact/Route value checked, for the parsed-view cache: its fast-path match, from
+    which the NameAddr is built on first use, or else its NameAddr from the full parser (which raises
+    SIPParseError when the value is bad)."""
+    m = match_name_addr(value)
+    return m if m is not None else parse_name_addr_full(value)
 
 
 class Message:
@@ -241,7 +328,8 @@ class Message:
 
     # -- header access -------------------------------------------------------------------
     def get(self, name: str) -> str | None:
-        key = header_key(name)
+        entry = _KNOWN_NAMES.get(name)
+        key = header_key(name) if entry is None else entry[0]
         for k, _, v in self.headers:
             if k == key:
                 return v
@@ -249,20 +337,26 @@ class Message:
 
     def get_all(self, name: str) -> list[str]:
         """Every value of a header; list headers are split on top-level commas."""
-        key = header_key(name)
+        entry = _KNOWN_NAMES.get(name)
+        key = header_key(name) if entry is None else entry[0]
         out: list[str] = []
         split = key in LIST_HEADERS
         for k, _, v in self.headers:
             if k == key:
-                if split:
+                if not split:
+                    out.append(v)
+                elif "," in v:
                     out.extend(split_comma_list(v))
                 else:
-                    out.append(v)
+                    out.append(v.strip(" \t"))
         return out
 
     def has(self, name: str) -> bool:
         key = header_key(name)
-        return any(k == key for k, _, _ in self.headers)
+        for h in self.headers:
+            if h[0] == key:
+                return True
+        return False
 
     def set(self, name: str, value: str) -> None:
         """Replace all values of ``name`` with one value (appended if absent)."""
@@ -318,14 +412,19 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        vias = self.vias
+        vias = self._cache.get("via")
+        if vias is None:
+            vias = self.vias
         if not vias:
             raise SIPParseError("missing Via")
-        return vias[0]
+        return vias[0]  # type: ignore[index,no-any-return]
 
     @property
     def call_id(self) -> str:
-        return self.get("call-id") or ""
+        c = self._cache.get("call-id")
+        if c is None:
+            return self.get("call-id") or ""
+        return c  # type: ignore[return-value]
 
     @property
     def cseq(self) -> tuple[int, str]:
@@ -345,25 +444,45 @@ class Message:
 
     def _name_addr(self, key: str) -> NameAddr:
         c = self._cache.get(key)
+        if c.__class__ is NameAddr:
+            return c  # type: ignore[return-value]
         if c is None:
-            c = parse_name_addr(self.get(key) or "")
-            self._cache[key] = c
-        return c  # type: ignore[return-value]
+            na = parse_name_addr(self.get(key) or "")
+        else:
+            na = name_addr_from_match(c)  # type: ignore[arg-type]
+        self._cache[key] = na
+        return na
 
     @property
     def from_tag(self) -> str | None:
-        return self.from_.tag
+        c = self._cache.get("from")
+        if c is None:
+            c = self._name_addr("from")
+        if c.__class__ is NameAddr:
+            return c.params.get("tag")  # type: ignore[attr-defined,no-any-return]
+        return _match_tag(c)  # type: ignore[arg-type]
 
     @property
     def to_tag(self) -> str | None:
-        return self.to.tag
+        c = self._cache.get("to")
+        if c is None:
+            c = self._name_addr("to")
+        if c.__class__ is NameAddr:
+            return c.params.get("tag")  # type: ignore[attr-defined,no-any-return]
+        return _match_tag(c)  # type: ignore[arg-type]
 
     def _name_addr_list(self, key: str) -> list[NameAddr]:
         c = self._cache.get(key)
+        if c.__class__ is list:
+            return c  # type: ignore[return-value]
         if c is None:
-            c = [parse_name_addr(v) for v in self.get_all(key) if v != "*"]
-            self._cache[key] = c
-        return c  # type: ignore[return-value]
+            out = [parse_name_addr(v) for v in self.get_all(key) if v != "*"]
+        else:  # a tuple of fast-path matches (or NameAddr) left by the parser
+            out = []
+            for x in c:  # type: ignore[attr-defined]
+                out.append(x if x.__class__ is NameAddr else name_addr_from_match(x))
+        self._cache[key] = out
+        return out
 
     def contacts(self) -> list[NameAddr]:
         """Every Contact except ``*`` (see ``star_contact``)."""
@@ -372,7 +491,10 @@ class Message:
     @property
     def star_contact(self) -> bool:
         """True when a Contact value is ``*`` (REGISTER: remove all bindings)."""
-        return "*" in self.get_all("contact")
+        for k, _, v in self.headers:
+            if k == "contact" and (v == "*" or ("*" in v and "*" in split_comma_list(v))):
+                return True
+        return False
 
     def routes(self) -> list[NameAddr]:
         return self._name_addr_list("route")
@@ -446,7 +568,9 @@ class Response(Message):
 
     def __init__(self, status: int, reason: str | None = None, headers: list[tuple[str, str, str]] | None = None,
                  body: bytes = b"", version: str = "SIP/2.0") -> None:
-        super().__init__(headers, body)
+        self.headers = headers if headers is not None else []
+        self.body = body
+        self._cache = {}
         self.status = status
         self.reason = reason_phrase(status) if reason is None else reason
         self.version = version
@@ -466,24 +590,35 @@ def make_response(request: Request, status: int, reason: str | None = None, to_t
     Works on the ``partial`` request of a SIPParseError too, whose headers may not all parse.
     """
     headers: list[tuple[str, str, str]] = []
+    append = headers.append
+    record_route = 100 < status < 300
+    add_tag = to_tag is not None and status > 100
     for h in request.headers:
         k = h[0]
-        if k in ("via", "from", "call-id", "cseq") or (k == "record-route" and 100 < status < 300):
-            headers.append(h)
+        if k in _COPIED:
+            append(h)
         elif k == "to":
-            if to_tag is not None and status > 100 and not _has_tag(request, h[2]):
-                headers.append((k, h[1], f"{h[2]};tag={to_tag}"))
+            if add_tag and not _has_tag(request, h[2]):
+                append((k, h[1], f"{h[2]};tag={to_tag}"))
             else:
-                headers.append(h)
+                append(h)
+        elif record_route and k == "record-route":
+            append(h)
     for name, value in extra:
-        key = header_key(name)
-        headers.append((key, canonical_name(key), value))
+        entry = _KNOWN_NAMES.get(name)
+        if entry is None:
+            key = header_key(name)
+            entry = (key, canonical_name(key))
+        append((entry[0], entry[1], value))
     return Response(status, reason, headers, body)
+
+
+_COPIED = frozenset({"via", "from", "call-id", "cseq"})
 
 
 def _has_tag(request: Request, to_value: str) -> bool:
     try:
-        return request.to.tag is not None
+        return request.to_tag is not None
     except SIPParseError:
         return "tag=" in to_value.lower()
 
@@ -508,13 +643,17 @@ def parse_message(data: bytes, *, datagram: bool = True, max_headers: int = MAX_
         data = data.lstrip(b"\r\n")  # RFC 3261 7.5: CRLFs before the start line are ignored
     error: str | None = None
     end = data.find(b"\r\n\r\n")
-    if end != -1 and data.count(b"\n", 0, end) == data.count(b"\r\n", 0, end):
-        head = data[:end].decode("utf-8", "surrogateescape")
-        body = data[end + 4:]
-        lines = head.split("\r\n")
-        if head.count("\r") != len(lines) - 1:
-            error = "bare CR in header"
-    else:
+    lines: list[str] = []
+    if end != -1:
+        lines = data[:end].decode("utf-8", "surrogateescape").split("\r\n")
+        rest = "".join(lines)  # what is left of a CR or LF is bare (a memchr is cheaper than str.count)
+        if "\n" in rest:
+            lines = []  # a bare LF: the end of the headers may be earlier
+        else:
+            body = data[end + 4:]
+            if "\r" in rest:
+                error = "bare CR in header"
+    if not lines:
         # Bare LF line ends (tolerated), or no end of headers at all.
         m = _EOH_RE.search(data)
         if m is None:
@@ -574,9 +713,15 @@ def _parse_request(start: str, headers: list[tuple[str, str, str]], body: bytes,
                 loose[0], _uri_or_placeholder(" ".join(loose[1:-1])), headers, body, loose[-1]))
         raise SIPParseError("bad start line", status=None)
     method, uri_s, version = parts
-    req = Request(method, SipURI("invalid"), headers, body, version)
+    uri: URI | None
+    uri_error: SIPParseError | None = None
     try:
-        if not is_token(method):
+        uri = parse_uri(uri_s)
+    except SIPParseError as e:
+        uri, uri_error = None, e
+    req = Request(method, SipURI("invalid") if uri is None else uri, headers, body, version)
+    try:
+        if method not in _METHODS and not is_token(method):
             raise SIPParseError("bad method")
         if version != "SIP/2.0":
             if _VERSION_RE.fullmatch(version) is None:
@@ -586,16 +731,15 @@ def _parse_request(start: str, headers: list[tuple[str, str, str]], body: bytes,
             req.version = "SIP/2.0"
         if error is not None:
             raise SIPParseError(error)
-        try:
-            req.uri = parse_uri(uri_s)
-        except SIPParseError as e:
-            raise SIPParseError(f"bad Request-URI: {e.reason}") from None
-        if isinstance(req.uri, SipURI) and req.uri.headers is not None:
+        if uri_error is not None:
+            raise SIPParseError(f"bad Request-URI: {uri_error.reason}")
+        if uri.__class__ is SipURI and uri.headers is not None:  # type: ignore[union-attr]
             raise SIPParseError("headers in Request-URI")
         _check_headers(req, datagram)
-        if req.cseq[1] != method:
+        cache = req._cache
+        if cache["cseq"][1] != method:  # type: ignore[index]
             raise SIPParseError("CSeq method does not match the request")
-        if req.vias[0].params.get("branch") == _BRANCH_COOKIE:
+        if cache["via"][0].params.get("branch") == _BRANCH_COOKIE:  # type: ignore[index]
             # RFC 4475 3.3.15: the magic cookie alone is no transaction id.
             raise SIPParseError("Via branch is only the magic cookie")
     except SIPParseError as e:
@@ -630,43 +774,62 @@ def _parse_response(start: str, headers: list[tuple[str, str, str]], body: bytes
 
 
 def _check_headers(msg: Message, datagram: bool) -> None:
-    """Check the headers every element relies on, fill the parsed-view cache, apply Content-Length."""
-    singles: dict[str, str] = {}
-    vias: list[str] = []
-    addresses: list[tuple[str, str]] = []
-    for k, _, v in msg.headers:
-        if k in _SINGLE_SET:
-            if k in singles:
-                raise SIPParseError(f"more than one {canonical_name(k)} header")
-            singles[k] = v
-        elif k == "via":
-            vias.append(v)
-        elif k in _ADDRESS_LISTS:
-            addresses.append((k, v))
+    """Check the headers every element relies on, fill the parsed-view cache, apply Content-Length.
+
+    From, To, Contact, Route and Record-Route values of the common shapes are only matched here (one
+    regex each); their NameAddr is built from the kept match on first use, so nothing fails later.
+    """
+    headers = msg.headers
+    d: dict[str, str] = {}
+    for k, _, v in headers:  # a plain loop is cheaper than a comprehension on 3.11
+        d[k] = v
+    vias: list[str] | tuple[str, ...]
+    lists: dict[str, list[str]] | None = None
+    if len(d) == len(headers):
+        vias = (d["via"],) if "via" in d else ()
+    else:
+        # Some name repeats: fine for list headers, not for the single ones.
+        vias = []
+        lists = {}
+        seen: set[str] = set()
+        for k, _, v in headers:
+            if k in _SINGLE_SET:
+                if k in seen:
+                    raise SIPParseError(f"more than one {canonical_name(k)} header")
+                seen.add(k)
+            elif k == "via":
+                vias.append(v)
+            elif k in _ADDRESS_LISTS:
+                values = lists.get(k)
+                if values is None:
+                    lists[k] = [v]
+                else:
+                    values.append(v)
     if not vias:
         raise SIPParseError("missing Via header")
     for k in _MANDATORY:
-        if k not in singles:
+        if k not in d:
             raise SIPParseError(f"missing {canonical_name(k)} header")
 
-    cl = singles.get("content-length")
+    cl = d.get("content-length")
     if cl is not None:
         if not cl.isascii() or not cl.isdigit() or len(cl) > 9:
             raise SIPParseError("bad Content-Length")
         n = int(cl)
-        if n > len(msg.body):
-            raise SIPParseError("Content-Length larger than the body")
-        if n < len(msg.body):
+        if n != len(msg.body):
+            if n > len(msg.body):
+                raise SIPParseError("Content-Length larger than the body")
             msg.body = msg.body[:n]
     elif not datagram:
         raise SIPParseError("missing Content-Length on a stream")
-    mf = singles.get("max-forwards")
+    mf = d.get("max-forwards")
     if mf is not None and not (mf.isascii() and mf.isdigit() and len(mf) <= 10 and int(mf) <= 255):
         raise SIPParseError("bad Max-Forwards")
-    if _CALL_ID_RE.fullmatch(singles["call-id"]) is None:
+    call_id = d["call-id"]
+    if _CALL_ID_RE.fullmatch(call_id) is None:
         raise SIPParseError("bad Call-ID")
-    ct = singles.get("content-type")
-    if ct is not None:
+    ct = d.get("content-type")
+    if ct is not None and ct not in _KNOWN_TYPES:
         m = _MEDIA_TYPE_RE.match(ct)
         if m is None:
             raise SIPParseError("bad Content-Type")
@@ -674,7 +837,8 @@ def _check_headers(msg: Message, datagram: bool) -> None:
             parse_gen_params(ct, m.end())
 
     cache = msg._cache
-    cache["cseq"] = parse_cseq(singles["cseq"])
+    cache["cseq"] = parse_cseq(d["cseq"])
+    cache["call-id"] = call_id
     parsed_vias: list[Via] = []
     for v in vias:
         if "," in v:
@@ -684,20 +848,32 @@ def _check_headers(msg: Message, datagram: bool) -> None:
     if not parsed_vias:
         raise SIPParseError("empty Via header")
     cache["via"] = parsed_vias
-    cache["from"] = parse_name_addr(singles["from"])
-    cache["to"] = parse_name_addr(singles["to"])
-    contacts: list[NameAddr] = []
-    routes: list[NameAddr] = []
-    record_routes: list[NameAddr] = []
-    cache["contact"] = contacts
-    cache["route"] = routes
-    cache["record-route"] = record_routes
-    for k, v in addresses:
-        target = contacts if k == "contact" else routes if k == "route" else record_routes
+    cache["from"] = _checked_name_addr(d["from"])
+    cache["to"] = _checked_name_addr(d["to"])
+    try:
+        for k in _ADDRESS_KEYS:
+            if lists is None:
+                value = d.get(k)
+                cache[k] = () if value is None else _checked_values((value,), k == "contact")
+            else:
+                cache[k] = _checked_values(lists.get(k, ()), k == "contact")
+    except SIPParseError:
+        # Report the first bad value in header order, whatever its kind.
+        for k, _, v in headers:
+            if k in _ADDRESS_LISTS:
+                _checked_values((v,), k == "contact")
+        raise
+
+
+def _checked_values(values: Iterable[str], contact: bool) -> tuple[re.Match[str] | NameAddr, ...]:
+    """Every Contact (``*`` skipped), Route or Record-Route element of ``values``, checked."""
+    items: list[re.Match[str] | NameAddr] = []
+    for v in values:
         if "," in v:
-            target.extend(parse_name_addr(item) for item in split_comma_list(v) if item != "*" or k != "contact")
-        elif v != "*" or k != "contact":
-            target.append(parse_name_addr(v))
+            items.extend(_checked_name_addr(x) for x in split_comma_list(v) if x != "*" or not contact)
+        elif v != "*" or not contact:
+            items.append(_checked_name_addr(v))
+    return tuple(items)
 
 
 # -- stream framing ---------------------------------------------------------------------------

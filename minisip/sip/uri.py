@@ -2,7 +2,9 @@
 
 Parsing is strict enough to reject the RFC 4475 malformed URIs and tolerant of what real phones
 send. Each grammar is one precompiled regular expression, so a URI costs one or two C-level
-matches. Escapes are kept as written (``%00`` is never decoded into a NUL); ``str()`` serializes.
+matches; the shapes phones send most take a narrower fast-path regex first, and values seen before
+come from bounded caches (never shared: each caller gets its own objects). Escapes are kept as
+written (``%00`` is never decoded into a NUL); ``str()`` serializes.
 """
 
 from __future__ import annotations
@@ -48,6 +50,28 @@ _NAME_ADDR_RE = re.compile(
     rf"[ \t]*(?:({QUOTED_STRING})[ \t]*|([{TOKEN_CLASS}]+(?:[ \t]+[{TOKEN_CLASS}]+)*)[ \t]*)?<([^<>]*)>", re.DOTALL)
 _VISUAL = str.maketrans("", "", "-.()")
 
+# Fast paths for the shapes phones and SIPp send, each one precompiled regex. Each accepts a strict
+# subset of what the full grammar above accepts (no escapes, passwords, IPv6 references, URI headers,
+# quoted or LWS-spaced parameters) and yields the same result; anything else takes the full path.
+# Possessive repeats (``++``, ``*+``) only where the next character can never belong to the repeat.
+_HOSTNAME = r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_])?\.?"
+_FAST_PCHAR = rf"[{_UNRESERVED}\[\]/:&+$]"
+_FAST_SIP = (rf"(sips?):(?:([{_UNRESERVED}&=+$,?/]++)@)?({_HOSTNAME})(?::([0-9]{{1,5}}))?"
+             rf"((?:;{_FAST_PCHAR}++(?:={_FAST_PCHAR}++)?)*+)")
+FAST_GEN_PARAMS = rf"(?:;[{TOKEN_CLASS}]++(?:=[{TOKEN_CLASS}]++)?)*+"
+_SIP_FAST_RE = re.compile(_FAST_SIP)
+# groups: 1 quoted display, 2 token display, 3 scheme, 4 user, 5 host, 6 port, 7 URI params,
+# 8 header params, 9 the tag when the header params are just ``;tag=...``
+NAME_ADDR_FAST_RE = re.compile(
+    rf"(?:({QUOTED_STRING})[ \t]*+|([{TOKEN_CLASS}]++(?:[ \t]++[{TOKEN_CLASS}]++)*+)[ \t]*+)?"
+    rf"<{_FAST_SIP}>(;tag=([{TOKEN_CLASS}]++)|{FAST_GEN_PARAMS})", re.DOTALL)
+# one list element: quoted strings and <...> (neither nesting nor quotes inside) hold commas
+_LIST_ITEM = r'"(?:[^"\\]|\\.)*+"|<[^<>"]*+>|[^,<>"]++'
+# no quotes, no comma inside <...>, no nested or unclosed '<': every comma separates ("<sip:a;lr>, <sip:b>")
+_PLAIN_LIST_RE = re.compile(r'(?:[^<"]++|<[^<>",]*+>)*+')
+_SIMPLE_LIST_RE = re.compile(rf"(?:{_LIST_ITEM}|,)*+", re.DOTALL)
+_LIST_ITEM_RE = re.compile(rf"(?:{_LIST_ITEM})++", re.DOTALL)
+
 
 def is_token(s: str) -> bool:
     """True when ``s`` is a non-empty RFC 3261 token."""
@@ -81,15 +105,40 @@ def parse_params(s: str) -> dict[str, str | None]:
 
 
 def format_params(params: dict[str, str | None]) -> str:
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+    s = ""
+    for k, v in params.items():
+        s += f";{k}" if v is None else f";{k}={v}"
+    return s
 
 
 def _uri_params(s: str) -> dict[str, str | None]:
-    """Split already validated URI parameters ``;a=b;c`` (names lowercased)."""
+    """Split already validated parameters ``;a=b;c`` (names lowercased)."""
     params: dict[str, str | None] = {}
     for part in s.split(";")[1:]:
         name, eq, value = part.partition("=")
         params[name.lower()] = value if eq else None
+    return params
+
+
+# Parameter strings seen before (``;transport=udp;lr``, ``;expires=3600``) -> their dict, copied
+# on use. Bounded: emptied when full, so unique values (tags, branches) cannot grow it.
+_PARAMS_CACHE: dict[str, dict[str, str | None]] = {}
+_CACHE_MAX = 4096
+
+
+def split_simple_params(s: str) -> dict[str, str | None]:
+    """``_uri_params`` for the hot path: one parameter split directly, repeated strings cached."""
+    if s.find(";", 1) == -1:
+        name, eq, value = s[1:].partition("=")
+        return {name.lower(): value if eq else None}
+    c = _PARAMS_CACHE.get(s)
+    if c is not None:
+        return c.copy()
+    params = _uri_params(s)
+    if "tag=" not in s and "branch=" not in s:
+        if len(_PARAMS_CACHE) >= _CACHE_MAX:
+            _PARAMS_CACHE.clear()
+        _PARAMS_CACHE[s] = params.copy()
     return params
 
 
@@ -131,7 +180,18 @@ def split_comma_list(value: str) -> list[str]:
     """Split a multi-valued header value (Via, Contact, Route, ...) on top-level commas."""
     if "," not in value:
         return [value.strip(" \t")]
-    return [v for v in (p.strip(" \t") for p in _split_unquoted(value, ",")) if v]
+    if _PLAIN_LIST_RE.fullmatch(value) is not None:
+        parts = value.split(",")
+    elif _SIMPLE_LIST_RE.fullmatch(value) is not None:
+        parts = _LIST_ITEM_RE.findall(value)
+    else:
+        parts = _split_unquoted(value, ",")
+    out = []
+    for p in parts:
+        p = p.strip(" \t")
+        if p:
+            out.append(p)
+    return out
 
 
 def unquote(s: str) -> str:
@@ -158,20 +218,20 @@ class SipURI:
     headers: str | None = None
 
     def __str__(self) -> str:
-        s = [self.scheme, ":"]
-        if self.user is not None:
-            s.append(self.user)
-            if self.password is not None:
-                s.append(":" + self.password)
-            s.append("@")
-        s.append(self.host)
+        user = self.user
+        if user is None:
+            s = f"{self.scheme}:{self.host}"
+        elif self.password is None:
+            s = f"{self.scheme}:{user}@{self.host}"
+        else:
+            s = f"{self.scheme}:{user}:{self.password}@{self.host}"
         if self.port is not None:
-            s.append(f":{self.port}")
+            s = f"{s}:{self.port}"
         if self.params:
-            s.append(format_params(self.params))
+            s += format_params(self.params)
         if self.headers:
-            s.append("?" + self.headers)
-        return "".join(s)
+            s = f"{s}?{self.headers}"
+        return s
 
     @property
     def transport(self) -> str | None:
@@ -273,8 +333,28 @@ def parse_host_port(s: str) -> tuple[str, int | None]:
     return check_host(m.group(1)), _port(m.group(2))
 
 
+# Request-URIs and the like that took the fast path -> a private SipURI, copied on use.
+_URI_CACHE: dict[str, SipURI] = {}
+
+
 def parse_uri(s: str) -> URI:
     """Parse an addr-spec. Raises SIPParseError for malformed sip:/sips:/tel: URIs."""
+    c = _URI_CACHE.get(s)
+    if c is not None:
+        return SipURI(c.host, c.user, c.port, c.scheme, None, c.params.copy() if c.params else {}, None)
+    m = _SIP_FAST_RE.fullmatch(s)
+    if m is not None:
+        scheme, user, host, port_s, params_s = m.groups()
+        port = None
+        if port_s is not None:
+            port = int(port_s)
+            if port > 65535:
+                raise SIPParseError(f"bad port {port_s!r}")
+        uri = SipURI(host.lower(), user, port, scheme, None, split_simple_params(params_s) if params_s else {}, None)
+        if len(_URI_CACHE) >= _CACHE_MAX:
+            _URI_CACHE.clear()
+        _URI_CACHE[s] = uri.copy()
+        return uri
     if s[:4] == "sip:":
         return _parse_sip_uri("sip", s, 4)
     colon = s.find(":")
@@ -348,8 +428,47 @@ class NameAddr:
         return NameAddr(self.uri.copy(), self.display, dict(self.params))
 
 
+def name_addr_from_match(m: re.Match[str]) -> NameAddr:
+    """The NameAddr of a NAME_ADDR_FAST_RE match whose port was checked (see ``match_name_addr``)."""
+    quoted, tokens, scheme, user, host, port_s, uparams, hparams, tag = m.groups()
+    uri = SipURI(host.lower(), user, None if port_s is None else int(port_s), scheme, None,
+                 split_simple_params(uparams) if uparams else {}, None)
+    if tag is not None:
+        params: dict[str, str | None] = {"tag": tag}
+    else:
+        params = split_simple_params(hparams) if hparams else {}
+    return NameAddr(uri, quoted or tokens, params)
+
+
+# Values that took the fast path (the From of every request of a dialog, a phone's Contact) -> their
+# match (immutable). Bounded like the other caches.
+_MATCH_CACHE: dict[str, re.Match[str]] = {}
+
+
+def match_name_addr(value: str) -> re.Match[str] | None:
+    """The fast-path match of a common name-addr, or None when ``parse_name_addr_full`` must decide."""
+    m = _MATCH_CACHE.get(value)
+    if m is not None:
+        return m
+    m = NAME_ADDR_FAST_RE.fullmatch(value)
+    if m is None or (m[6] is not None and int(m[6]) > 65535):
+        return None
+    if len(_MATCH_CACHE) >= _CACHE_MAX:
+        _MATCH_CACHE.clear()
+    _MATCH_CACHE[value] = m
+    return m
+
+
 def parse_name_addr(value: str) -> NameAddr:
     """Parse name-addr or addr-spec with header params (RFC 3261 20.10/20.20/20.39)."""
+    m = match_name_addr(value)
+    if m is not None:
+        return name_addr_from_match(m)
+    return parse_name_addr_full(value)
+
+
+def parse_name_addr_full(value: str) -> NameAddr:
+    """``parse_name_addr`` without the fast path (the reference the fast path is tested against)."""
     m = _NAME_ADDR_RE.match(value)
     if m is None:
         v = value.strip(" \t")

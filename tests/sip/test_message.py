@@ -18,7 +18,7 @@ from minisip.sip.message import (
     parse_message,
     parse_via,
 )
-from minisip.sip.uri import SipURI, TelURI
+from minisip.sip.uri import SipURI, TelURI, parse_name_addr, parse_name_addr_full
 
 INVITE = (
     b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n"
@@ -180,7 +180,8 @@ class ParseTests(SynchronousTestCase):
     def test_multi_valued_headers(self) -> None:
         data = replace(INVITE, b"Max-Forwards: 70\r\n",
                        b"Max-Forwards: 70\r\n"
-                       b"Via: SIP/2.0/TCP p1.example.com;branch=z9hG4bK2, SIP/2.0/UDP [2001:db8::1]:5070;branch=z9hG4bK3\r\n"
+                       b"Via: SIP/2.0/TCP p1.example.com;branch=z9hG4bK2, "
+                       b"SIP/2.0/UDP [2001:db8::1]:5070;branch=z9hG4bK3\r\n"
                        b"Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\n"
                        b"Route: <sip:p3.example.com;lr>\r\n"
                        b"Record-Route: <sip:rr.example.com;lr>\r\n"
@@ -557,6 +558,78 @@ class ViaAndCSeqTests(SynchronousTestCase):
             self.assertRaises(SIPParseError, parse_delta_seconds, text)
 
 
+class LazyViewTests(SynchronousTestCase):
+    """From/To/Contact/Route values are checked while parsing but built into NameAddr on first use;
+    the result is the same as parsing them with the full grammar, and never shared between messages."""
+
+    def make(self, *lines: str) -> bytes:
+        head = ["OPTIONS sip:b@example.com SIP/2.0", "Via: SIP/2.0/UDP h:5060;branch=z9hG4bK1",
+                "Call-ID: x@h", "CSeq: 1 OPTIONS", *lines]
+        return ("\r\n".join(head) + "\r\n\r\n").encode()
+
+    def test_views_equal_full_parse(self) -> None:
+        values = ["<sip:a@example.com>;tag=1", '"A" <sip:a@example.com:5060;lr>;TAG=Q;x=1', "sip:a@example.com;tag=2",
+                  "<sip:a@example.com>;tag=a;tag=b", "<sip:a@example.com>;x=1;tag=3", "<sip:a@[::1]>;tag=4",
+                  "<sip:a@example.com>", "B <tel:+123>;tag=5", '"\\"" <sip:a@b>;p="q"']
+        for frm in values:
+            for to in values[-3:]:
+                msg = parse_message(self.make(f"From: {frm}", f"To: {to}", f"Contact: {frm}, {to}",
+                                              f"Record-Route: {to}", f"Route: {frm}"))
+                self.assertEqual(msg.from_tag, parse_name_addr_full(frm).tag, frm)
+                self.assertEqual(msg.to_tag, parse_name_addr_full(to).tag, to)
+                self.assertEqual(msg.from_, parse_name_addr_full(frm))
+                self.assertEqual(msg.to, parse_name_addr_full(to))
+                self.assertEqual(msg.from_tag, msg.from_.tag)
+                self.assertEqual(msg.contacts(), [parse_name_addr_full(frm), parse_name_addr_full(to)])
+                self.assertEqual(msg.record_routes(), [parse_name_addr_full(to)])
+                self.assertEqual(msg.routes(), [parse_name_addr_full(frm)])
+                self.assertIs(msg.contacts(), msg.contacts())
+
+    def test_bad_values_rejected_while_parsing(self) -> None:
+        for line in ("Route: <sip:a@example.com:65536>", "Record-Route: <sip:a@b>, <sip:a@[::1::2]>",
+                     "Contact: <sip:a@b>;=x", "Route: <sip:a@b>x"):
+            with self.assertRaises(SIPParseError) as cm:
+                parse_message(self.make("From: <sip:a@b>;tag=1", "To: <sip:b@b>", line))
+            self.assertEqual(cm.exception.status, 400, line)
+        self.assertRaises(SIPParseError, parse_message, self.make("From: <sip:a@b:99999>;tag=1", "To: <sip:b@b>"))
+
+    def test_parsed_objects_not_shared(self) -> None:
+        data = self.make("From: <sip:a@b;lr>;tag=1", "To: <sip:b@b>", "Contact: <sip:c@d>;expires=60")
+        first = parse_message(data)
+        first.from_.params["tag"] = "changed"
+        first.contacts()[0].params["expires"] = "0"
+        first.top_via.params["received"] = "192.0.2.1"
+        assert isinstance(first.from_.uri, SipURI)
+        first.from_.uri.params["lr"] = "x"
+        second = parse_message(data)
+        self.assertEqual(second.from_tag, "1")
+        self.assertEqual(second.from_, parse_name_addr("<sip:a@b;lr>;tag=1"))
+        self.assertEqual(second.contacts()[0].params, {"expires": "60"})
+        self.assertEqual(second.top_via.params, {"branch": "z9hG4bK1"})
+
+    def test_set_after_parse(self) -> None:
+        msg = parse_message(self.make("From: <sip:a@b>;tag=1", "To: <sip:b@b>", "Contact: *"))
+        self.assertTrue(msg.star_contact)
+        self.assertEqual(msg.contacts(), [])
+        msg.set("From", "<sip:x@y>;tag=2")
+        self.assertEqual(msg.from_tag, "2")
+        msg.set("Contact", " <sip:c@d>, * ")
+        self.assertTrue(msg.star_contact)
+        self.assertEqual(msg.contacts(), [parse_name_addr("<sip:c@d>")])
+        msg.set("Call-ID", "other@h")
+        self.assertEqual(msg.call_id, "other@h")
+        self.assertTrue(msg.has("call-id") and msg.has("i") and not msg.has("accept"))
+
+    def test_fast_via_matches_full_grammar(self) -> None:
+        for text in ("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1", "SIP/2.0/udp H.example.COM;BRANCH=Z",
+                     "SIP/2.0/TCP h;branch=z9hG4bKx;rport;received=192.0.2.1", "SIP/2.0/UDP h;ttl=3;maddr=m.c"):
+            spaced = text.replace("/", " / ").replace(";", " ; ")  # forces the full grammar
+            self.assertEqual(parse_via(text), parse_via(spaced), text)
+        for text in ("SIP/2.0/UDP h;branch", "SIP/2.0/UDP h;rport=70000", "SIP/2.0/UDP h;received=h.com",
+                     "SIP/2.0/UDP h;ttl=256", "SIP/2.0/UDP h:65536;branch=z9hG4bK1"):
+            self.assertRaises(SIPParseError, parse_via, text)
+
+
 class StreamFramerTests(SynchronousTestCase):
     def test_one_message(self) -> None:
         f = StreamFramer()
@@ -641,8 +714,8 @@ class StreamFramerTests(SynchronousTestCase):
 
 class StreamFramerErrorAfterFramesTests(SynchronousTestCase):
     def test_good_frames_before_a_bad_one_are_delivered_first(self) -> None:
-        from minisip.sip.message import StreamFramer
         from minisip.sip.errors import SIPParseError
+        from minisip.sip.message import StreamFramer
         good = (b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n"
                 b"To: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
         framer = StreamFramer()

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.trial.unittest import SynchronousTestCase
 
+from minisip.sip import uri as uri_module
 from minisip.sip.errors import SIPParseError
 from minisip.sip.uri import (
+    NAME_ADDR_FAST_RE,
     AbsoluteURI,
     NameAddr,
     SipURI,
     TelURI,
+    _parse_sip_uri,
+    _split_unquoted,
     format_params,
     is_token,
+    match_name_addr,
     parse_gen_params,
     parse_host_port,
     parse_name_addr,
+    parse_name_addr_full,
     parse_params,
     parse_uri,
     split_comma_list,
@@ -290,3 +298,89 @@ class HelperTests(SynchronousTestCase):
         self.assertEqual(unquote('"a\\"b\\\\c"'), 'a"b\\c')
         self.assertEqual(unquote("plain"), "plain")
         self.assertEqual(unquote('"'), '"')
+
+
+def _outcome(parse: Callable[[str], object], text: str) -> object:
+    try:
+        result = parse(text)
+    except SIPParseError as e:
+        return ("error", e.reason)
+    return (repr(result), str(result))
+
+
+class FastPathTests(SynchronousTestCase):
+    """The fast paths (one regex for the common shapes, bounded caches) give exactly what the full
+    grammar gives, for values they take and values they leave to the full parser."""
+
+    NAME_ADDRS = (
+        "<sip:1742@127.0.0.1>;tag=3141SIPpTag001742", "<sip:1742@127.0.0.1>", '"Alice" <sip:a@b.com>;tag=9',
+        "Bob  Smith\t<sips:bob@Example.COM:5061;transport=TLS;lr>;expires=3600;q=0.5",
+        "<sip:10.0.0.2:5070;transport=udp;lr>", "<sip:h;lr>", "<sip:a@b>;TAG=Q", "<sip:a@b>;tag=a;tag=b",
+        "<sip:a@b>;q=1;tag=x", "<sip:a@b>;tag=x;q=1", "<sip:a@b>;tag", "<sip:a@b>;tag=", "<sip:a@b:65535>",
+        "<sip:a@b:65536>", "<sip:a@b:99999>", "<sip:a@b:00005>", "<sip:a@h_>", "<sip:a@-h>", "<sip:a@h.>",
+        "<sip:a@h..>", "<sip:a@h->", "<sip:a;b@h>", "<sip:a%41@h>", "<sip:a:pw@h>", "<sip:a@[::1]:5060>",
+        "<sip:a@h?x=y>", "<sip:a@h;x=%41>", "<sip:a@h;x=[1:2]/z>", "<SIP:a@h>", "<tel:+123>", "sip:a@b;tag=1",
+        '"x\\"y" <sip:a@b>', '"unbalanced <sip:a@b>', "<sip:a@b> ;tag=x", "<sip:a@b>;tag=x ", " <sip:a@b>",
+        "<sip:a@b>;+sip.instance=\"<urn:x>\"", "<sip:a@b>;tag=[::1]", "<sip:@h>", "<sip:a@>", "<sip:a@b@c>",
+    )
+
+    def test_name_addr_fast_path_matches_full_parser(self) -> None:
+        for text in self.NAME_ADDRS:
+            for _ in range(2):  # the second time from the cache
+                self.assertEqual(_outcome(parse_name_addr, text), _outcome(parse_name_addr_full, text), text)
+
+    def test_fast_path_taken_for_common_shapes(self) -> None:
+        for text in ("<sip:1742@127.0.0.1>;tag=3141SIPpTag001742", '"Alice" <sip:a@b.com:5060;lr>;tag=9',
+                     "Bob <sips:bob@example.com>", "<sip:10.0.0.1;lr>"):
+            self.assertIsNotNone(match_name_addr(text), text)
+        for text in ("<sip:a@b:65536>", "<sip:a@[::1]>", "<sip:a%41@h>", "sip:a@b", "<sip:a@b> ;tag=x"):
+            self.assertIsNone(match_name_addr(text), text)
+        m = NAME_ADDR_FAST_RE.fullmatch("<sip:a@b>;tag=xyz")
+        assert m is not None
+        self.assertEqual(m[9], "xyz")
+        m = NAME_ADDR_FAST_RE.fullmatch("<sip:a@b>;tag=xyz;lr")
+        assert m is not None
+        self.assertIsNone(m[9])
+
+    def test_uri_fast_path_matches_full_parser(self) -> None:
+        for text in ("sip:127.0.0.1:5060", "sip:1000@127.0.0.1:5060", "sips:a@B.C;transport=TLS;lr", "sip:a@b:99999",
+                     "sip:h;x=%41", "sip:a_b@c_d", "sip:a@b.", "sip:-a@b", "sip:a@-b", "sip:a@b;", "sip:a@b;;lr",
+                     "sip:a;b=c@d", "sip:a@b;x=", "sip:a:@b", "sip:a@b?x=y"):
+            scheme = text.partition(":")[0]
+            full = _outcome(lambda t, s=scheme: _parse_sip_uri(s.lower(), t, len(s) + 1), text)
+            for _ in range(2):
+                self.assertEqual(_outcome(parse_uri, text), full, text)
+
+    def test_cached_values_are_not_shared(self) -> None:
+        for _ in range(2):
+            u = parse_uri("sip:alice@example.com;transport=udp;lr")
+            assert isinstance(u, SipURI)
+            u.params["x"] = "1"
+            u.host = "changed"
+        u = parse_uri("sip:alice@example.com;transport=udp;lr")
+        assert isinstance(u, SipURI)
+        self.assertEqual((u.host, u.params), ("example.com", {"transport": "udp", "lr": None}))
+        for _ in range(2):
+            na = parse_name_addr("<sip:a@b;lr>;expires=60;q=1")
+            na.params["expires"] = "0"
+            assert isinstance(na.uri, SipURI)
+            na.uri.params.clear()
+        na = parse_name_addr("<sip:a@b;lr>;expires=60;q=1")
+        assert isinstance(na.uri, SipURI)
+        self.assertEqual((na.params, na.uri.params), ({"expires": "60", "q": "1"}, {"lr": None}))
+
+    def test_caches_are_bounded(self) -> None:
+        for i in range(uri_module._CACHE_MAX + 10):
+            parse_name_addr(f"<sip:{i}@example.com>;tag={i}")
+            parse_uri(f"sip:{i}@example.com;x=1;y={i}")
+        self.assertLessEqual(len(uri_module._MATCH_CACHE), uri_module._CACHE_MAX)
+        self.assertLessEqual(len(uri_module._URI_CACHE), uri_module._CACHE_MAX)
+        self.assertLessEqual(len(uri_module._PARAMS_CACHE), uri_module._CACHE_MAX)
+
+    def test_split_comma_list_fast_path_matches_slow_one(self) -> None:
+        for text in ('<sip:a@b;lr>, <sip:c@d;lr>', '"x, y" <sip:a@b.com>;p="1,2", <sip:c@d.com>',
+                     "<sip:a@b.com;x=1,2>, <sip:c@d.com>", '"a\\", b" <sip:a@b>, c', "a, <b, c>, d",
+                     "<a<b>,c>, d", "a>, b", '<"x,y">, z', " , a, , b ,", "<a, b>", "x<a>y, <b", "a<b>c>d, e",
+                     "a>b<c>, d", "<a>, <b<c>>, d", '"a", <b,c>', '<a;x="1,2">, b'):
+            expected = [v for v in (p.strip(" \t") for p in _split_unquoted(text, ",")) if v]
+            self.assertEqual(split_comma_list(text), expected, text)
