@@ -318,7 +318,10 @@ class SipLeg(Leg):
     def forward_request(self, req: Request, on_final: Callable[[Response | None], None]) -> None:
         """Send an in-dialog request across (re-INVITE, UPDATE, INFO, MESSAGE, ...)."""
         ctype = req.get("content-type")
-        out = self._request(req.method, body=req.body, content_type=ctype)
+        body = req.body
+        if body and (ctype or "").split(";")[0].strip().lower() == "application/sdp":
+            body = self.call.sdp_for(self, body)  # the media layer sees every offer and answer
+        out = self._request(req.method, body=body, content_type=ctype)
         for name in ("Event", "Subscription-State", "Refer-To", "Info-Package", "Session-Expires"):
             v = req.get(name)
             if v is not None:
@@ -342,7 +345,10 @@ class SipLeg(Leg):
         if resp is None:
             self._respond(txn, req, 408, "Request Timeout")
             return
-        self._respond(txn, req, resp.status, resp.reason, resp.body, resp.get("content-type"))
+        body = resp.body
+        if body and resp.content_type == "application/sdp":
+            body = self.call.sdp_for(self, body)
+        self._respond(txn, req, resp.status, resp.reason, body, resp.get("content-type"))
 
 
 class Call:
@@ -576,10 +582,3 @@ class PassthroughMedia:
 
     def rewrite(self, call: Call, to_leg: Leg, sdp: bytes) -> bytes:
         return sdp
-
-
-def destination_uri_user(dest: Destination) -> str | None:
-    try:
-        return parse_uri(dest.uri).user  # type: ignore[union-attr]
-    except Exception:
-        return None

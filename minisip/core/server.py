@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 from twisted.logger import Logger
 
-from minisip.core.call import Call, Leg, PassthroughMedia, SipLeg
+from minisip.core.call import Call, PassthroughMedia, SipLeg
 from minisip.core.hooks import HookRegistry
 from minisip.core.registrar import Registrar
 from minisip.core.router import Destination, ExtensionRouter, RouterChain
@@ -397,7 +397,6 @@ class SIPCore:
         d.addErrback(lambda f: log.failure("relaying MESSAGE", f))
 
     def new_uac_leg(self, call: Call, dest: Destination) -> SipLeg:
-        transport = dest.addr.transport
         ext = self.extensions.get(call.caller)
         name = call.caller_display or (f'"{ext.name}"' if ext is not None and getattr(ext, "name", None) else None)
         from_uri = dest.from_uri or f"<sip:{call.caller}@{self.domain}>"
@@ -407,7 +406,6 @@ class SIPCore:
         leg = SipLeg(self, call, "uac", _token() + "@minisip", _token(), from_uri, to_uri, dest.uri, dest.addr)
         leg.description = f"{dest.uri} via {dest.addr}"
         leg.destination = dest
-        del transport
         return leg
 
     def _cancel(self, txn: ServerTransaction, req: Request) -> None:
@@ -462,8 +460,6 @@ class SIPCore:
             return
         if req.method == "INVITE":
             leg.remote_sdp = req.body or leg.remote_sdp
-            if req.to_tag and leg.role == "uas":
-                pass
         other.forward_request(req, lambda resp: leg.relay_final(txn, req, resp))
 
     def respond_invite_2xx(self, txn: ServerTransaction, resp: Response) -> None:
@@ -485,7 +481,7 @@ class SIPCore:
         other = call.other(leg)
         if other is not None and request.body:
             leg.remote_sdp = request.body
-            other.forward_ack(self_sdp(call, other, request.body), request.get("content-type"))
+            other.forward_ack(call.sdp_for(other, request.body), request.get("content-type"))
         elif other is not None:
             other.forward_ack(b"", None)
 
@@ -494,9 +490,6 @@ class SIPCore:
             leg = self.dialogs.get((response.call_id, response.from_tag or ""))
             if leg is not None:
                 leg.resend_ack(response.cseq[0])
-
-    def cancel_received(self, txn: ServerTransaction, invite_txn: ServerTransaction | None) -> None:
-        pass
 
     # -- call end ----------------------------------------------------------------------------------------------
     def call_ended(self, call: Call) -> None:
@@ -518,10 +511,6 @@ class SIPCore:
                                                   cause=call.cause))
         except Exception:
             log.failure("cannot store the record of call {id}", id=call.id)
-
-
-def self_sdp(call: Call, to_leg: Leg, sdp: bytes) -> bytes:
-    return call.sdp_for(to_leg, sdp)
 
 
 def _hp(host: str, port: int) -> str:
