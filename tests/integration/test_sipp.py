@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 
 from twisted.trial import unittest
 
@@ -64,12 +65,22 @@ class SippTestBase(unittest.TestCase):
         self.assertEqual(rc, 0, uac.diagnostics() + self.server.read_log()[-3000:])
         return uac
 
-    def call_records(self) -> list[tuple]:
-        db = sqlite3.connect(os.path.join(self.server.datadir, "minisip.sqlite"))
-        try:
-            return db.execute("SELECT caller, callee, answer_time IS NOT NULL, cause FROM call_records").fetchall()
-        finally:
-            db.close()
+    def call_records(self, timeout: float = 5.0) -> list[tuple]:
+        """The call records in the server's SQLite file, once every call the log says ended is there
+        (records are written off the reactor thread, a moment after the call ends)."""
+        ended = self.server.read_log().count(" ended: ")
+        deadline = time.monotonic() + timeout
+        while True:
+            db = sqlite3.connect(os.path.join(self.server.datadir, "minisip.sqlite"))
+            try:
+                rows = db.execute("SELECT caller, callee, answer_time IS NOT NULL, cause FROM call_records").fetchall()
+            except sqlite3.OperationalError:
+                rows = []
+            finally:
+                db.close()
+            if len(rows) >= ended or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.05)
 
 
 class RegistrationTests(SippTestBase):
