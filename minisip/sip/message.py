@@ -201,7 +201,7 @@ _HOST_RE = re.compile(HOST_PATTERN)
 # The common shape (``SIP/2.0/UDP host:port;branch=...;rport``): a subset of what _VIA_RE and
 # parse_gen_params accept, with the same result.
 _VIA_FAST_RE = re.compile(
-    rf"SIP/2\.0/([A-Za-z]++) ([A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_])?\.?)(?::([0-9]{{1,5}}))?"
+    rf"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_])?\.?)(?::([0-9]{{1,5}}))?"
     rf"({FAST_GEN_PARAMS})")
 
 
