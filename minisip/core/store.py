@@ -10,7 +10,6 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -195,12 +194,9 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
 class SQLiteStore:
     """SQLite (WAL) store: synchronous reads, writes batched by one background thread."""
 
-    def __init__(self, path: str, *, max_batch: int = 5000, linger: float = 0.05) -> None:
+    def __init__(self, path: str, *, max_batch: int = 5000) -> None:
         self.path = path
         self._max_batch = max_batch
-        # After the first queued write, the writer sleeps this long (without the GIL) so that one
-        # transaction takes everything queued meanwhile: far fewer wake-ups competing with the reactor.
-        self._linger = linger
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._closed = False
         # Held by the writer around each batch (tests hold it to make batching deterministic).
@@ -306,8 +302,6 @@ class SQLiteStore:
         try:
             while not stopping:
                 first = self._queue.get()
-                if self._linger > 0 and first is not _STOP and not isinstance(first, threading.Event):
-                    time.sleep(self._linger)
                 with self._batch_lock:
                     batch: list[_Op] = []
                     markers: list[threading.Event] = []
