@@ -6,16 +6,12 @@ from __future__ import annotations
 import os
 
 from tests.integration.harness import REPO, Minisip, Sipp
+from tests.integration.scenarios import _HEAD
 from tests.integration.test_sipp import SippTestBase
 
 PLUGIN = os.path.join(REPO, "plugins", "trunks.py")
 EXTS = {"100": "100", "101": "101"}
 USER, PASSWORD = "trunkuser", "carrierpw"
-
-_HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="{name}">
-"""
 
 _SDP = """
       v=0
