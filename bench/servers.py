@@ -27,7 +27,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 SCENARIOS = BENCH_DIR / "scenarios"
 
-DEFAULT_MINISIP_CMD = "{python} -m twisted --log-format=text minisip --config {config} --datadir {datadir}"
+# twistd as the service runs it (debian/minisip.service, scripts/run.sh), with minisip's log observer.
+DEFAULT_MINISIP_CMD = ("{python} -c 'from twisted.scripts.twistd import run; run()' -n --pidfile= "
+                       "--logger minisip.log.observer minisip --config {config} --datadir {datadir}")
 
 
 class ServerStartError(RuntimeError):

@@ -9,4 +9,4 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q .
-exec .venv/bin/twistd -n minisip --config "${MINISIP_CONFIG:-etc/minisip.conf}" "$@"
+exec .venv/bin/twistd -n --logger minisip.log.observer minisip --config "${MINISIP_CONFIG:-etc/minisip.conf}" "$@"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote
@@ -16,6 +15,7 @@ from minisip.core.router import Destination, ExtensionRouter, RouterChain
 from minisip.core.security import FailureTracker
 from minisip.core.store import CallRecord
 from minisip.sip.auth import DigestAuthenticator
+from minisip.sip.ids import random_hex
 from minisip.sip.message import Request, Response, make_response
 from minisip.sip.transaction import ServerTransaction, TransactionLayer, new_branch
 from minisip.sip.types import Addr
@@ -34,7 +34,7 @@ USER_AGENT = "minisip/0.1"
 
 
 def _token() -> str:
-    return os.urandom(6).hex()
+    return random_hex(6)
 
 
 class SIPCore:

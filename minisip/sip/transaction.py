@@ -17,13 +17,13 @@ queue per delay served by a single DelayedCall, instead of costing a DelayedCall
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
+from minisip.sip.ids import random_hex
 from minisip.sip.message import Request, Response, Via, make_response
 from minisip.sip.types import Addr
 
@@ -105,7 +105,7 @@ class TransactionUser(Protocol):
 
 def new_branch() -> str:
     """A fresh RFC 3261 branch: the magic cookie and 64 random bits."""
-    return BRANCH_COOKIE + os.urandom(8).hex()
+    return BRANCH_COOKIE + random_hex(8)
 
 
 def _cancel(handle: IDelayedCall | None) -> None:

@@ -18,6 +18,10 @@ from typing import Iterable
 from twisted.trial import unittest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The server command up to the plugin name, as debian/minisip.service runs it: twistd in the
+# foreground, no pid file, minisip's log observer.
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+          "--logger", "minisip.log.observer"]
 
 SKIP_REASON = None
 if os.environ.get("MINISIP_SKIP_INTEGRATION"):
@@ -103,11 +107,12 @@ class Minisip:
             f.write("\n".join(lines) + "\n")
 
     def start(self, timeout: float = 20.0) -> None:
+        """Start the server as the service runs it (twistd, minisip's log observer) and wait until ready."""
         env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
         before = self.read_log().count("minisip ready")
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "twisted", "--log-format=text", "minisip", "--config", self.conf],
+            [*TWISTD, "minisip", "--config", self.conf],
             cwd=REPO, env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         logf.close()
         self.wait_log("minisip ready", timeout, count=before + 1)

@@ -205,7 +205,7 @@ class PackageContentsTests(unittest.TestCase):
         exec_start = re.search(r"^ExecStart=(.*)$", unit, re.MULTILINE)
         assert exec_start is not None
         self.assertRegex(exec_start.group(1),
-                         r"^/usr/bin/twistd3? -n --pidfile= minisip --config /etc/minisip/minisip.conf"
+                         r"^/usr/bin/twistd3? -n --pidfile= --logger minisip.log.observer minisip --config /etc/minisip/minisip.conf"
                          r" --datadir /var/lib/minisip$")
         for line in ("User=minisip", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict",
                      "ReadWritePaths=/var/lib/minisip", "AmbientCapabilities=CAP_NET_BIND_SERVICE"):
@@ -290,7 +290,9 @@ class PackageRunTests(unittest.TestCase):
         datadir = os.path.join(self.dir, "data")
         log_path = os.path.join(self.dir, "minisip.log")
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen([SYSTEM_PYTHON, "-s", "-m", "twisted", "--log-format=text", "minisip",
+            # As the unit runs it: twistd with minisip's log observer.
+            proc = subprocess.Popen([SYSTEM_PYTHON, "-s", "-c", "from twisted.scripts.twistd import run; run()",
+                                     "-n", "--pidfile=", "--logger", "minisip.log.observer", "minisip",
                                      "--config", conf_path, "--datadir", datadir],
                                     cwd=self.dir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL)
