@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 
-from twisted.logger import LogLevel, Logger, textFileLogObserver
+from twisted.logger import Logger, LogLevel, textFileLogObserver
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
