@@ -289,7 +289,8 @@ class SipLeg(Leg):
         headers.append(("cseq", "CSeq", f"{inv.cseq[0]} CANCEL"))
         cancel = Request("CANCEL", inv.uri, headers)
         self.core.transactions.send_request(cancel, self.target, lambda r: None, lambda: None)
-        self.cancel_timer = self.core.clock.callLater(64 * self.core.transactions.timers.T1, self._cancel_expired)
+        txns = self.core.transactions
+        self.cancel_timer = txns.after(64 * txns.timers.T1, SipLeg._cancel_expired, self)
 
     def _cancel_expired(self) -> None:
         """No final response 64*T1 after our CANCEL: give the INVITE up (RFC 3261 9.1)."""
@@ -418,7 +419,7 @@ class Call:
         self.current_route = decision
         self.failures = []
         ring_time = decision.ring_time if decision.ring_time is not None else self.core.ring_timeout
-        self.ring_timer = self.clock.callLater(ring_time, self._no_answer)
+        self.ring_timer = self.core.transactions.after(ring_time, Call._no_answer, self)
         for dest in decision.targets:
             leg = self.core.new_uac_leg(self, dest)
             self.b_legs.append(leg)

@@ -503,7 +503,7 @@ class SIPCore:
             if isinstance(leg, SipLeg) and leg.state == "terminated":
                 self.forget_dialog(leg)
         if a is not None and isinstance(a, SipLeg):
-            self.clock.callLater(32, self.forget_dialog, a)
+            self.transactions.after(32, self.forget_dialog, a)
         assert call.end_time is not None
         try:
             self.store.add_call_record(CallRecord(call_id=call.id, caller=call.caller, callee=call.callee,
