@@ -159,8 +159,11 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_HASHES = {"md5": hashlib.md5, "sha256": hashlib.sha256}  # the constructors: hashlib.new looks the name up each time
+
+
 def _hash(hash_name: str, text: str) -> str:
-    return hashlib.new(hash_name, text.encode("utf-8")).hexdigest()
+    return _HASHES[hash_name](text.encode("utf-8")).hexdigest()
 
 
 def digest_response(
