@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+import traceback
 from typing import Any, Iterable
 
 from twisted.logger import Logger
@@ -26,6 +27,14 @@ log = Logger(namespace="minisip")
 
 EXPIRY_INTERVAL = 10.0
 GC_THRESHOLDS = (50_000, 20, 50)
+
+
+def _raised(e: BaseException) -> str:
+    """``ZeroDivisionError: division by zero (at /path/plugin.py:12)``: the exception and the line of
+    the plugin's code (the innermost frame) that raised it, for a one-line start-up error."""
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(e).__name__}: {e}{where}"
 
 
 class _WallClock:
@@ -114,11 +123,16 @@ class Server:
                 if e.file is None:
                     raise ConfigError(e.message, self.config.path, e.section, e.key) from None
                 raise
+            except Exception as e:  # noqa: BLE001 - a plugin's bug: refuse the start, name the plugin
+                raise PluginError(plugin.path, f"make_feature failed: {_raised(e)}") from None
             try:
                 verifyObject(IFeature, feature)
             except Invalid as e:
                 raise PluginError(plugin.path, f"make_feature did not return an IFeature: {e}") from None
-            feature.register(self.core.hooks.for_owner(plugin.name))
+            try:
+                feature.register(self.core.hooks.for_owner(plugin.name))
+            except Exception as e:  # noqa: BLE001 - as above (the whole start is abandoned)
+                raise PluginError(plugin.path, f"register failed: {_raised(e)}") from None
             self.features[plugin.name] = feature
             log.info("plugin {name} loaded from {path}: {description}", name=plugin.name, path=plugin.path,
                      description=getattr(plugin.factory, "description", ""))

@@ -577,6 +577,11 @@ class ServerTests(PluginDirTestCase):
 
     def test_start_refused_when_make_feature_returns_no_feature(self) -> None:
         source = plugin_source("test.a").replace("return Feature(api, config)", "return object()")
+        self.assertIn(f"minisip: cannot start: plugin {self.dir}/plugins/a.py: make_feature did not return an "
+                      "IFeature", self.refused_start(source))
+
+    def refused_start(self, source: str) -> str:
+        """Start with plugin ``source`` in plugins/a.py; the exit code must be 2; what stderr says."""
         self.plugin_dir(files={"a.py": source})
         path = self.write_config("", plugins="directories = plugins")
         config, plugins, configs = load_all(path, None, [])
@@ -584,8 +589,25 @@ class ServerTests(PluginDirTestCase):
         stderr = io.StringIO()
         self.patch(sys, "stderr", stderr)
         self.assertEqual(self.assertRaises(SystemExit, svc.startService).code, 2)
-        self.assertIn(f"minisip: cannot start: plugin {self.dir}/plugins/a.py: make_feature did not return an "
-                      "IFeature", stderr.getvalue())
+        self.assertIsNone(svc.server)
+        self.assertEqual(self.flushLoggedErrors(), [], "no traceback in the log")
+        return stderr.getvalue()
+
+    def test_start_refused_when_make_feature_raises(self) -> None:
+        source = plugin_source("test.a").replace("return Feature(api, config)", "return 1 / 0")
+        line = source.splitlines().index(next(x for x in source.splitlines() if "return 1 / 0" in x)) + 1
+        self.assertEqual(self.refused_start(source),
+                         f"minisip: cannot start: plugin {self.dir}/plugins/a.py: make_feature failed: "
+                         f"ZeroDivisionError: division by zero (at {self.dir}/plugins/a.py:{line})\n")
+
+    def test_start_refused_when_register_raises(self) -> None:
+        source = plugin_source("test.a").replace("    def register(self, hooks):\n",
+                                                 "    def register(self, hooks):\n        {}['missing']\n")
+        self.assertIn("{}['missing']", source)
+        err = self.refused_start(source)
+        self.assertTrue(err.startswith(f"minisip: cannot start: plugin {self.dir}/plugins/a.py: register failed: "
+                                       f"KeyError: 'missing' (at {self.dir}/plugins/a.py:"), err)
+        self.assertEqual(err.count("\n"), 1, err)
 
 
 # -- the real command line -------------------------------------------------------------------------------
