@@ -42,7 +42,7 @@ class Leg:
     def cancel(self) -> None: ...
     # both, once answered
     def hangup(self) -> None: ...
-    def forward_request(self, req: Request, on_final: Callable[[Response | None], None]) -> None: ...
+    def forward_request(self, req: Request, on_final: Callable[[Response | None], None]) -> "Forwarded": ...
     def forward_ack(self, body: bytes, content_type: str | None) -> None: ...
 
 
@@ -284,13 +284,18 @@ class SipLeg(Leg):
         inv = self.invite_req
         if inv is None or self.cancel_timer is not None:
             return
+        self.send_cancel_for(inv)
+        txns = self.core.transactions
+        self.cancel_timer = txns.after(64 * txns.timers.T1, SipLeg._cancel_expired, self)
+
+    def send_cancel_for(self, inv: Request) -> None:
+        """CANCEL our INVITE ``inv`` (the first one or a re-INVITE): same Via, Route, Call-ID, From, To and
+        CSeq number (RFC 3261 9.1); its own non-INVITE transaction."""
         headers = [h for h in inv.headers if h[0] in ("via", "from", "call-id", "route", "max-forwards")]
         headers.append(("to", "To", inv.get("to") or ""))
         headers.append(("cseq", "CSeq", f"{inv.cseq[0]} CANCEL"))
         cancel = Request("CANCEL", inv.uri, headers)
         self.core.transactions.send_request(cancel, self.target, lambda r: None, lambda: None)
-        txns = self.core.transactions
-        self.cancel_timer = txns.after(64 * txns.timers.T1, SipLeg._cancel_expired, self)
 
     def _cancel_expired(self) -> None:
         """No final response 64*T1 after our CANCEL: give the INVITE up (RFC 3261 9.1)."""
@@ -316,8 +321,9 @@ class SipLeg(Leg):
         self.state = "terminated"
         self.core.forget_dialog(self)
 
-    def forward_request(self, req: Request, on_final: Callable[[Response | None], None]) -> None:
-        """Send an in-dialog request across (re-INVITE, UPDATE, INFO, MESSAGE, ...)."""
+    def forward_request(self, req: Request, on_final: Callable[[Response | None], None]) -> "Forwarded":
+        """Send an in-dialog request across (re-INVITE, UPDATE, INFO, MESSAGE, ...); ``on_final`` gets
+        its final response (None: none came). The handle lets a CANCEL follow a re-INVITE."""
         ctype = req.get("content-type")
         body = req.body
         if body and (ctype or "").split(";")[0].strip().lower() == "application/sdp":
@@ -328,8 +334,11 @@ class SipLeg(Leg):
             if v is not None:
                 out.set(name, v)
 
+        fwd = Forwarded(self, out, on_final)
+
         def on_response(resp: Response) -> None:
             if resp.status < 200:
+                fwd.provisional()
                 return
             if req.method == "INVITE" and 200 <= resp.status < 300:
                 if req.body:
@@ -337,9 +346,10 @@ class SipLeg(Leg):
                 else:
                     self.late_ack_cseq = resp.cseq[0]
                 self.remote_sdp = resp.body or self.remote_sdp
-            on_final(resp)
+            fwd.final(resp)
 
-        self.core.transactions.send_request(out, self.target, on_response, lambda: on_final(None))
+        fwd.ctx = self.core.transactions.send_request(out, self.target, on_response, lambda: fwd.final(None))
+        return fwd
 
     def relay_final(self, txn: "ServerTransaction", req: Request, resp: Response | None) -> None:
         """Answer our side's pending in-dialog request with the other side's final response."""
@@ -350,6 +360,63 @@ class SipLeg(Leg):
         if body and resp.content_type == "application/sdp":
             body = self.call.sdp_for(self, body)
         self._respond(txn, req, resp.status, resp.reason, body, resp.get("content-type"))
+
+
+class Forwarded:
+    """A request sent across by ``SipLeg.forward_request`` until its final response.
+
+    A CANCEL of a re-INVITE (RFC 3261 9.1, 9.2) reaches the other side through ``cancel``: sent at
+    once after a provisional response, or held until one arrives (a CANCEL must not overtake the
+    INVITE), or never when the final response comes first. The final response (a 487, usually) goes
+    back through ``on_final`` like any other. With no final 64*T1 after the CANCEL, the request is
+    given up and ``on_final`` gets None.
+    """
+
+    __slots__ = ("cancel_wanted", "ctx", "done", "got_provisional", "leg", "on_final", "request", "timer")
+
+    def __init__(self, leg: SipLeg, request: Request, on_final: Callable[[Response | None], None]) -> None:
+        self.leg = leg
+        self.request = request
+        self.on_final = on_final
+        self.ctx: Any = None
+        self.timer: Any = None
+        self.done = False
+        self.got_provisional = False
+        self.cancel_wanted = False
+
+    def cancel(self) -> None:
+        if self.done or self.cancel_wanted or self.request.method != "INVITE":
+            return
+        self.cancel_wanted = True
+        if self.got_provisional:
+            self._send_cancel()
+
+    def provisional(self) -> None:
+        if not self.got_provisional:
+            self.got_provisional = True
+            if self.cancel_wanted and not self.done:
+                self._send_cancel()
+
+    def final(self, resp: Response | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        self.on_final(resp)
+
+    def _send_cancel(self) -> None:
+        self.leg.send_cancel_for(self.request)
+        txns = self.leg.core.transactions
+        self.timer = txns.after(64 * txns.timers.T1, Forwarded._cancel_expired, self)
+
+    def _cancel_expired(self) -> None:
+        self.timer = None
+        if not self.done:
+            if self.ctx is not None:
+                self.ctx.cancel_timers()
+            self.final(None)
 
 
 class Call:

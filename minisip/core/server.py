@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from twisted.logger import Logger
 
-from minisip.core.call import Call, PassthroughMedia, SipLeg
+from minisip.core.call import Call, Forwarded, PassthroughMedia, SipLeg
 from minisip.core.hooks import HookRegistry
 from minisip.core.registrar import Registrar
 from minisip.core.router import Destination, ExtensionRouter, RouterChain
@@ -71,6 +71,7 @@ class SIPCore:
         self.digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
         self.dialogs: dict[tuple[str, str], SipLeg] = {}
         self.invites: dict[tuple[str, str, int], Call] = {}   # (call-id, from-tag, cseq) of the caller's INVITE
+        self.reinvites: dict[ServerTransaction, Forwarded] = {}  # in-dialog INVITEs passed across, until answered
         self.calls: dict[str, Call] = {}
 
     # -- configuration -------------------------------------------------------------------------------
@@ -238,6 +239,9 @@ class SIPCore:
         handlers = self.hooks.handlers(method, req.to_tag is not None)
         if handlers and self._run_handlers(handlers, txn, req):
             return
+        if method == "CANCEL":  # in a dialog too: it cancels a re-INVITE, it is never passed across
+            self._cancel(txn, req)
+            return
         if req.to_tag is not None:
             self._in_dialog(txn, req)
             return
@@ -249,8 +253,6 @@ class SIPCore:
             txn.respond(make_response(req, 200, "OK", to_tag=_token(), extra=[
                 ("Allow", ALLOW_HEADER), ("Accept", "application/sdp"),
                 ("Supported", ", ".join(sorted(SUPPORTED))), ("Server", USER_AGENT)]))
-        elif method == "CANCEL":
-            self._cancel(txn, req)
         elif method == "MESSAGE":
             self._message(txn, req)
         elif method in ("BYE", "UPDATE", "INFO", "NOTIFY", "REFER"):
@@ -414,9 +416,14 @@ class SIPCore:
         if inv is None and call is None:
             txn.respond(make_response(req, 481, "Call/Transaction Does Not Exist", to_tag=_token()))
             return
+        # RFC 3261 9.2: 200 whenever the INVITE's transaction exists, even if it was answered already.
         txn.respond(make_response(req, 200, "OK", to_tag=_token()))
         if call is not None:
             call.a_cancelled()
+        elif inv is not None:
+            fwd = self.reinvites.get(inv)
+            if fwd is not None:
+                fwd.cancel()  # the other side's 487 comes back as the re-INVITE's answer
 
     # -- dialogs ---------------------------------------------------------------------------------------------
     def register_dialog(self, leg: SipLeg) -> None:
@@ -460,7 +467,17 @@ class SIPCore:
             return
         if req.method == "INVITE":
             leg.remote_sdp = req.body or leg.remote_sdp
-        other.forward_request(req, lambda resp: leg.relay_final(txn, req, resp))
+        if req.method != "INVITE":
+            other.forward_request(req, lambda resp: leg.relay_final(txn, req, resp))
+            return
+
+        def answered(resp: Response | None) -> None:
+            self.reinvites.pop(txn, None)
+            leg.relay_final(txn, req, resp)
+
+        fwd = other.forward_request(req, answered)
+        if not fwd.done:
+            self.reinvites[txn] = fwd
 
     def respond_invite_2xx(self, txn: ServerTransaction, resp: Response) -> None:
         txn.respond(resp)
@@ -494,6 +511,9 @@ class SIPCore:
     # -- call end ----------------------------------------------------------------------------------------------
     def call_ended(self, call: Call) -> None:
         self.calls.pop(call.id, None)
+        for txn, fwd in list(self.reinvites.items()):
+            if fwd.leg.call is call:
+                del self.reinvites[txn]
         self.call_event("call_ended", call)
         a = call.a_leg
         if isinstance(a, SipLeg) and a.invite_req is not None:

@@ -509,6 +509,88 @@ class MidCallTests(CallTestCase):
         self.hang_up(a)
         self.assertClean()
 
+    def test_caller_cancels_a_reinvite(self) -> None:
+        """RFC 3261 9.2: the CANCEL is answered at once and reaches the callee's re-INVITE; its 487 comes
+        back as the answer to the caller's re-INVITE; the call goes on."""
+        a, b = self.answered()
+        a.send_invite(sdp("10.0.0.1", 4002, version=2))
+        self.assertEqual(statuses(self.alice.inbox()), [100])
+        (reinv,) = requests(self.bob.inbox(), "INVITE")
+        self.bob.reply(reinv, 100, tag=b.local_tag)
+        a.cancel()
+        self.assertEqual(statuses(self.alice.inbox()), [200])
+        (cancel,) = self.bob.inbox()
+        assert isinstance(cancel, Request)
+        self.assertEqual(cancel.method, "CANCEL")
+        self.assertEqual((cancel.top_via.branch, cancel.cseq, cancel.call_id, cancel.to_tag, cancel.from_tag),
+                         (reinv.top_via.branch, (reinv.cseq[0], "CANCEL"), reinv.call_id, b.local_tag,
+                          reinv.from_tag))
+        self.bob.reply(cancel, 200, tag=b.local_tag)
+        self.bob.reply(reinv, 487, tag=b.local_tag)
+        self.assertEqual(len(requests(self.bob.inbox(), "ACK")), 1)
+        (final,) = self.alice.inbox()
+        assert isinstance(final, Response)
+        self.assertEqual((final.status, final.cseq[1]), (487, "INVITE"))
+        self.assertEqual(self.pbx.core.reinvites, {})
+        # Still talking: a new re-INVITE goes through, and the hang-up ends it all.
+        a.send_invite(sdp("10.0.0.1", 4004, version=3))
+        (again,) = requests(self.bob.inbox(), "INVITE")
+        self.bob.reply(again, 200, sdp("10.0.0.2", 5004, version=3), tag=b.local_tag)
+        self.assertEqual(statuses(self.alice.inbox()), [100, 200])
+        a.ack()
+        self.hang_up(a)
+        self.assertClean()
+
+    def test_cancel_of_a_reinvite_waits_for_a_provisional(self) -> None:
+        """A CANCEL never overtakes the INVITE (RFC 3261 9.1): held until the callee's 1xx; and when
+        the callee answers first, the re-INVITE simply succeeds."""
+        a, b = self.answered()
+        a.send_invite(sdp("10.0.0.1", 4002, version=2))
+        (reinv,) = requests(self.bob.inbox(), "INVITE")
+        a.cancel()
+        self.assertEqual(statuses(self.alice.inbox()), [100, 200])
+        self.assertEqual(self.bob.inbox(), [])
+        self.bob.reply(reinv, 180, tag=b.local_tag)
+        (cancel,) = requests(self.bob.inbox(), "CANCEL")
+        self.bob.reply(cancel, 200, tag=b.local_tag)
+        self.bob.reply(reinv, 487, tag=b.local_tag)
+        self.assertEqual(statuses(self.alice.inbox()), [487])
+
+        a.send_invite(sdp("10.0.0.1", 4004, version=3))
+        (reinv,) = requests(self.bob.inbox(), "INVITE")
+        a.cancel()
+        ok = sdp("10.0.0.2", 5004, version=3)
+        self.bob.reply(reinv, 200, ok, tag=b.local_tag)
+        self.assertEqual(requests(self.bob.inbox(), "CANCEL"), [])
+        finals = responses(self.alice.inbox())
+        self.assertEqual([(r.status, r.cseq[1]) for r in finals], [(100, "INVITE"), (200, "CANCEL"),
+                                                                    (200, "INVITE")])
+        a.ack()
+        self.hang_up(a)
+        self.assertClean()
+
+    def test_cancel_of_a_reinvite_the_callee_ignores(self) -> None:
+        """No final response 64*T1 after the CANCEL: the caller's re-INVITE gets 408, the call stays."""
+        a, b = self.answered()
+        a.send_invite(sdp("10.0.0.1", 4002, version=2))
+        (reinv,) = requests(self.bob.inbox(), "INVITE")
+        self.bob.reply(reinv, 100, tag=b.local_tag)
+        a.cancel()
+        self.assertEqual(len(requests(self.bob.inbox(), "CANCEL")), 1)
+        self.pbx.advance(33)
+        self.assertIn(408, statuses(self.alice.inbox()))
+        self.assertEqual(self.pbx.core.reinvites, {})
+        self.hang_up(a)
+        self.assertClean()
+
+    def test_cancel_matching_no_reinvite(self) -> None:
+        a, _b = self.answered()
+        req = a.build("CANCEL", b"", None, cseq=99)
+        self.alice.deliver(req)
+        self.assertEqual(statuses(self.alice.inbox()), [481])
+        self.hang_up(a)
+        self.assertClean()
+
     def test_reinvite_refused(self) -> None:
         a, b = self.answered()
         a.send_invite(sdp("10.0.0.1", 4002, version=2))
