@@ -454,6 +454,9 @@ class SIPCore:
             if leg is call.a_leg and leg.invite_txn is not None:
                 call.a_cancelled()  # the caller's BYE on an early dialog: 487 to its INVITE (RFC 3261 15.1.2)
                 return
+            if leg is not call.a_leg and leg.state == "early" and leg in call.b_legs:
+                call.leg_declined(leg)  # a callee's BYE before its 200: that fork declines
+                return
             leg.state = "terminated"
             self.forget_dialog(leg)
             call.leg_hungup(leg)

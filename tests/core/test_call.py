@@ -681,6 +681,42 @@ class LateOfferTests(CallTestCase):
 
 
 class RecordTests(CallTestCase):
+    def test_callee_bye_before_answering_declines_its_fork(self) -> None:
+        """A phone rejecting a ringing call with BYE on its early dialog: that fork is cancelled, the
+        other rings on; when none is left the caller gets 603 and the record says declined."""
+        bob2 = self.second_phone()
+        self.alice.call("200", SDP_A)
+        self.assertEqual(statuses(self.alice.inbox()), [100])
+        (b1,) = self.bob.incoming()
+        (b2,) = bob2.incoming()
+        b1.respond(180)
+        b2.respond(180)
+        self.assertEqual(statuses(self.alice.inbox()), [180, 180])
+        b1.bye()
+        msgs = self.bob.inbox()
+        self.assertEqual(statuses(msgs), [200])
+        (cancel,) = requests(msgs, "CANCEL")
+        self.bob.reply(cancel, 200, tag=b1.local_tag)
+        b1.respond(487)
+        self.assertEqual(len(requests(self.bob.inbox(), "ACK")), 1)
+        self.assertEqual(self.alice.inbox(), [])  # bob2 still rings
+        b2.bye()
+        msgs = bob2.inbox()
+        (cancel,) = requests(msgs, "CANCEL")
+        bob2.reply(cancel, 200, tag=b2.local_tag)
+        b2.respond(487)
+        self.assertEqual(statuses(self.alice.inbox()), [603])
+        self.assertEqual((self.last_record().cause, self.last_record().answer), ("declined 603", None))
+        self.assertClean()
+
+    def test_callee_bye_before_answering_with_its_invite_left_unanswered(self) -> None:
+        a, b = self.ring()
+        b.bye()
+        self.assertEqual(statuses(self.alice.inbox()), [603])
+        self.assertEqual(len(requests(self.bob.inbox(), "CANCEL")), 1)  # and the phone never answers it
+        self.assertEqual(self.last_record().cause, "declined 603")
+        self.assertClean()
+
     def test_records(self) -> None:
         a, b = self.answered()
         self.hang_up(a)
