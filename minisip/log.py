@@ -8,9 +8,12 @@ time stamp once per second and the message with ``str.format_map`` (C code). Eve
 format that way (failures with tracebacks, Twisted's callable ``{f()}`` fields, legacy events)
 go through Twisted's own formatter, so nothing is lost or worded differently.
 
-Use it with twistd, which then writes to standard output (journald under systemd)::
+Use it with twistd in the foreground; it writes to standard output (journald under systemd)::
 
     twistd -n --logger minisip.log.observer minisip --config /etc/minisip/minisip.conf
+
+``--logger`` replaces twistd's ``--logfile`` and ``--syslog``, and a daemonized twistd (no ``-n``)
+points standard output at /dev/null: there, keep twistd's own observer.
 """
 
 from __future__ import annotations
