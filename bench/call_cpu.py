@@ -184,7 +184,6 @@ def run_once(calls: int, warmup: int, log: str, profile: str | None) -> dict[str
         if prof is not None:
             prof.disable()
             prof.dump_stats(profile)
-        b.server.store.flush() if hasattr(b.server.store, "flush") else None
         b.server.store.close()
         return {"reactor_us": 1e6 * b.cpu / calls, "process_us_incl_phones": 1e6 * proc / calls}
 

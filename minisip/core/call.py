@@ -434,7 +434,6 @@ class Call:
         self.a_leg: Leg | None = None
         self.b_legs: list[Leg] = []
         self.answered_leg: Leg | None = None
-        self.declined: list[Leg] = []   # forks that sent BYE before answering (leg_declined)
         self.state = "routing"         # routing, ringing, answered, ended
         self.start = wallclock()
         self.answer_time: float | None = None
@@ -525,21 +524,11 @@ class Call:
                  callee=self.callee, leg=leg.description)
 
     def leg_failed(self, leg: Leg, status: int, reason: str | None) -> None:
-        if leg in self.declined:
-            return  # its INVITE ending after it declined: already counted
-        self._fork_failed(leg, status, reason)
-
-    def leg_declined(self, leg: Leg) -> None:
-        """A callee sent BYE on its early dialog (RFC 3261 15 leaves ending an early dialog to the caller,
-        but phones do it to reject a call): its INVITE is cancelled and the fork counts as a 603
-        Decline; the other forks ring on, and the caller hears 603 if none answers."""
-        self.declined.append(leg)
-        leg.cancel()
-        self._fork_failed(leg, 603, "Decline")
-
-    def _fork_failed(self, leg: Leg, status: int, reason: str | None) -> None:
-        if leg in self.b_legs:
-            self.b_legs.remove(leg)
+        """A fork's INVITE failed. Only current forks count: a leg already given up (no answer, declined,
+        another fork answered) reports its 487 too, and that changes nothing."""
+        if leg not in self.b_legs:
+            return
+        self.b_legs.remove(leg)
         self.failures.append((status, reason))
         if self.state != "ringing" or self.b_legs:
             return
@@ -579,6 +568,13 @@ class Call:
         d.addCallback(decided)
         d.addErrback(failed)
         return True
+
+    def leg_declined(self, leg: Leg) -> None:
+        """A callee sent BYE on its early dialog (RFC 3261 15 leaves ending an early dialog to the caller,
+        but phones do it to reject a call): its INVITE is cancelled and the fork counts as a 603
+        Decline; the other forks ring on, and the caller hears 603 if none answers."""
+        leg.cancel()
+        self.leg_failed(leg, 603, "Decline")
 
     def _best_failure(self) -> tuple[int, str | None, str]:
         codes = [c for c, _ in self.failures]

@@ -468,11 +468,10 @@ class SIPCore:
             else:
                 txn.respond(make_response(req, 481, "Call/Transaction Does Not Exist"))
             return
-        if req.method == "INVITE":
-            leg.remote_sdp = req.body or leg.remote_sdp
         if req.method != "INVITE":
             other.forward_request(req, lambda resp: leg.relay_final(txn, req, resp))
             return
+        leg.remote_sdp = req.body or leg.remote_sdp
 
         def answered(resp: Response | None) -> None:
             self.reinvites.pop(txn, None)

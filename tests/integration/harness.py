@@ -66,6 +66,16 @@ def wait_udp_bound(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> 
     raise AssertionError(f"nothing bound UDP port {port} within {timeout}s")
 
 
+def plugin_folder(parent: str, *files: str) -> str:
+    """``parent``/plugins holding links to the named files of the checkout's plugins/: a server with
+    ``[plugins] directories`` set to it loads only those."""
+    folder = os.path.join(parent, "plugins")
+    os.makedirs(folder)
+    for name in files:
+        os.symlink(os.path.join(REPO, "plugins", name), os.path.join(folder, name))
+    return folder
+
+
 def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
     if proc.poll() is not None:
         return

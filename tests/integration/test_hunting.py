@@ -6,10 +6,9 @@ import os
 import re
 
 from tests.integration import scenarios
-from tests.integration.harness import REPO, Minisip
+from tests.integration.harness import Minisip, plugin_folder
 from tests.integration.test_sipp import SippTestBase, auth
 
-PLUGIN = os.path.join(REPO, "plugins", "hunting.py")
 EXTS = {"100": "100", "101": "101", "102": "102", "103": "103"}
 RINGING = re.compile(r"hunt 600 \([\w-]+\), call (\w+) from 100: ringing (\d+) ")
 
@@ -20,12 +19,10 @@ class HuntingTestBase(SippTestBase):
     group = ""
 
     def setUp(self) -> None:
-        plugin_dir = os.path.abspath(self.mktemp())
-        os.makedirs(plugin_dir)
-        os.symlink(PLUGIN, os.path.join(plugin_dir, "hunting.py"))
-        extra = "\n".join(["no_answer_timeout = 10", "[plugins]", f"directories = {plugin_dir}", self.group])
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
+        plugin_dir = plugin_folder(self.dir, "hunting.py")
+        extra = "\n".join(["no_answer_timeout = 10", "[plugins]", f"directories = {plugin_dir}", self.group])
         self.server = Minisip(self.dir, EXTS, extra=extra)
         self.addCleanup(self.server.stop)
         self.server.start()

@@ -8,11 +8,9 @@ import socket
 import time
 
 from minisip.sip.message import Request, make_response, parse_message
-from tests.integration.harness import REPO, Minisip
+from tests.integration.harness import Minisip, plugin_folder
 from tests.integration.scenarios import _AUTH, _HEAD, _in_dialog, _uas_resp
 from tests.integration.test_sipp import EXTS, SippTestBase, auth
-
-PLUGIN = os.path.join(REPO, "plugins", "keepalive.py")
 
 
 def _expect(code: int) -> str:
@@ -112,13 +110,11 @@ class KeepaliveTestBase(SippTestBase):
     keepalive = ""
 
     def setUp(self) -> None:
-        plugin_dir = os.path.abspath(self.mktemp())
-        os.makedirs(plugin_dir)
-        os.symlink(PLUGIN, os.path.join(plugin_dir, "keepalive.py"))
-        extra = "\n".join(["no_answer_timeout = 3", "[plugins]", f"directories = {plugin_dir}",
-                           "[keepalive]", self.keepalive])
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
+        plugin_dir = plugin_folder(self.dir, "keepalive.py")
+        extra = "\n".join(["no_answer_timeout = 3", "[plugins]", f"directories = {plugin_dir}",
+                           "[keepalive]", self.keepalive])
         self.server = Minisip(self.dir, EXTS, extra=extra)
         self.addCleanup(self.server.stop)
         self.server.start()

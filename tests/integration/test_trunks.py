@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 
-from tests.integration.harness import REPO, Minisip, Sipp
+from tests.integration.harness import Minisip, Sipp, plugin_folder
 from tests.integration.scenarios import _HEAD
 from tests.integration.test_sipp import SippTestBase
 
-PLUGIN = os.path.join(REPO, "plugins", "trunks.py")
 EXTS = {"100": "100", "101": "101"}
 USER, PASSWORD = "trunkuser", "carrierpw"
 
@@ -157,9 +156,7 @@ class TrunkTestBase(SippTestBase):
     def setUp(self) -> None:
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
-        plugin_dir = os.path.join(self.dir, "plugins")
-        os.makedirs(plugin_dir)
-        os.symlink(PLUGIN, os.path.join(plugin_dir, "trunks.py"))
+        plugin_dir = plugin_folder(self.dir, "trunks.py")
         self.peers: list[Sipp] = []
         self.carrier = self.carrier_peer()
         trunk = "\n".join(f"{k} = {v}" for k, v in self.trunk_keys(self.carrier.port).items())
