@@ -18,13 +18,13 @@ queue per delay served by a single DelayedCall, instead of costing a DelayedCall
 from __future__ import annotations
 
 import sys
-from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
 from minisip.sip.ids import random_hex
 from minisip.sip.message import Request, Response, Via, make_response
+from minisip.sip.timers import QueuedTimer, TimerQueues
 from minisip.sip.types import Addr
 
 __all__ = [
@@ -58,9 +58,6 @@ TERMINATED = "Terminated"
 
 # Timer D's floor on unreliable transports (RFC 3261 17.1.1.2: "at least 32 seconds").
 TIMER_D_MIN = 32.0
-
-# A queued timer may fire up to this much early: the timers due within it share one wake-up.
-_QUEUE_SLACK = 0.001
 
 _intern = sys.intern
 
@@ -111,80 +108,6 @@ def new_branch() -> str:
 def _cancel(handle: IDelayedCall | None) -> None:
     if handle is not None and handle.active():
         handle.cancel()
-
-
-class _QueuedTimer:
-    """One timer waiting in a ``_TimerQueue``; ``active`` and ``cancel`` as on an IDelayedCall."""
-
-    __slots__ = ("due", "owner", "queue")
-
-    def __init__(self, due: float, owner: object, queue: _TimerQueue) -> None:
-        self.due = due
-        self.owner: object | None = owner
-        self.queue = queue
-
-    def active(self) -> bool:
-        return self.owner is not None
-
-    def cancel(self) -> None:
-        if self.owner is not None:
-            self.owner = None
-            self.queue._cancelled()
-
-
-class _TimerQueue:
-    """Timers with one fixed delay and one callback: they expire in the order they were started, so
-    one DelayedCall (for the earliest) serves them all. Cancelled ones are dropped when they reach the
-    front, or all at once when none is left running (then no DelayedCall stays pending either)."""
-
-    __slots__ = ("call", "clock", "delay", "entries", "firing", "func", "live")
-
-    def __init__(self, clock: IClock, delay: float, func: Callable[[object], None]) -> None:
-        self.clock = clock
-        self.delay = delay
-        self.func = func
-        self.entries: deque[_QueuedTimer] = deque()
-        self.live = 0
-        self.call: IDelayedCall | None = None
-        self.firing = False
-
-    def start(self, owner: object) -> _QueuedTimer:
-        timer = _QueuedTimer(self.clock.seconds() + self.delay, owner, self)
-        self.entries.append(timer)
-        self.live += 1
-        if self.call is None and not self.firing:
-            self.call = self.clock.callLater(self.delay, self._fire)
-        return timer
-
-    def _cancelled(self) -> None:
-        self.live -= 1
-        if self.live == 0:
-            self.entries.clear()
-            if self.call is not None:
-                self.call.cancel()
-                self.call = None
-
-    def _fire(self) -> None:
-        self.call = None
-        self.firing = True
-        entries = self.entries
-        try:
-            limit = self.clock.seconds() + _QUEUE_SLACK
-            while entries:
-                timer = entries[0]
-                owner = timer.owner
-                if owner is not None and timer.due > limit:
-                    break
-                entries.popleft()
-                if owner is not None:
-                    timer.owner = None
-                    self.live -= 1
-                    self.func(owner)
-        finally:
-            self.firing = False
-            if entries and self.call is None:
-                delay = max(0.0, entries[0].due - self.clock.seconds() - _QUEUE_SLACK / 2)
-                self.call = self.clock.callLater(delay, self._fire)
 
 
 class ServerTransaction:
@@ -576,7 +499,7 @@ class TransactionLayer:
         # (transport, host, port) -> client transactions toward it, for transport_error.
         self._by_target: dict[tuple[str, str, int], set[ClientTransaction]] = {}
         self._ok_retrans: dict[tuple[str, int], _TwoHundredRetransmission] = {}
-        self._queues: dict[tuple[float, Callable[..., None]], _TimerQueue] = {}
+        self._queues = TimerQueues(clock)
 
     def __len__(self) -> int:
         """Live transactions, 2xx retransmissions waiting for their ACK included."""
@@ -731,20 +654,10 @@ class TransactionLayer:
             ok.stop()
 
     # -- bookkeeping ----------------------------------------------------------------------------
-    def after(self, delay: float, func: Callable[..., None], owner: object) -> _QueuedTimer:
-        """Call ``func(owner)`` in ``delay`` seconds (up to a millisecond early); the handle has
-        ``cancel`` and ``active``.
-
-        Every SIP timer goes through here, and the TU's own fixed timers may too: timers of one delay
-        and function wait in one FIFO queue with a single reactor DelayedCall for its head, so starting
-        or cancelling one costs O(1). Twisted's heap of DelayedCalls (a Python comparison per step)
-        held tens of thousands of 32-second timers under load, and pushing onto it was a tenth of the
-        CPU per call. ``func`` must be the same object each time (a function, an unbound method, or
-        a method of a long-lived object): a method bound to each owner would give each its own queue."""
-        queue = self._queues.get((delay, func))
-        if queue is None:
-            queue = self._queues[(delay, func)] = _TimerQueue(self.clock, delay, func)
-        return queue.start(owner)
+    def after(self, delay: float, func: Callable[..., None], owner: object) -> QueuedTimer:
+        """Call ``func(owner)`` in ``delay`` seconds: every SIP timer goes through the layer's FIFO
+        timer queues (minisip.sip.timers), and the TU's own fixed timers may too."""
+        return self._queues.after(delay, func, owner)
 
     def _forget_server(self, txn: ServerTransaction) -> None:
         if self._servers.get(txn._key) is txn:

@@ -8,6 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from minisip.sip.message import Request, Response, make_response, parse_message
+from minisip.sip.timers import TimerQueue
 from minisip.sip.transaction import (
     ACCEPTED,
     BRANCH_COOKIE,
@@ -21,7 +22,6 @@ from minisip.sip.transaction import (
     ServerTransaction,
     Timers,
     TransactionLayer,
-    _TimerQueue,
     new_branch,
 )
 from minisip.sip.types import Addr
@@ -1056,7 +1056,7 @@ class TimerQueueUnitTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_700_000_000.1)  # large times: rescheduling rounds
         self.fired: list[tuple[str, float]] = []
-        self.queue = _TimerQueue(self.clock, 2.0, lambda owner: self.fired.append((str(owner), self.clock.seconds())))
+        self.queue = TimerQueue(self.clock, 2.0, lambda owner: self.fired.append((str(owner), self.clock.seconds())))
         self.t0 = self.clock.seconds()
 
     def advance_to(self, when: float) -> None:
@@ -1090,7 +1090,7 @@ class TimerQueueUnitTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_start_while_firing(self) -> None:
-        queue = _TimerQueue(self.clock, 1.0, lambda owner: (self.fired.append((str(owner), self.clock.seconds())),
+        queue = TimerQueue(self.clock, 1.0, lambda owner: (self.fired.append((str(owner), self.clock.seconds())),
                                                              queue.start(f"{owner}+") if len(str(owner)) < 3 else None))
         queue.start("a")
         self.clock.advance(0.5)
