@@ -15,7 +15,21 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from minisip.config import ConfigError as _CoreConfigError
-from minisip.core.router import CONTINUE, Continue, Destination, Reject, Route, RouteDecision, destination_for
+from minisip.core.call import CallInfo, LegRequest, LegResponse
+from minisip.core.media import MediaRefused, PassthroughMedia
+from minisip.core.router import (
+    CONTINUE,
+    ContactDestination,
+    Continue,
+    Destination,
+    LegDestination,
+    Reject,
+    Reroute,
+    Route,
+    RouteDecision,
+    SipDestination,
+    destination_for,
+)
 from minisip.core.store import Binding
 from minisip.interfaces import API_VERSION
 from minisip.sip.auth import build_authorization
@@ -24,13 +38,13 @@ from minisip.sip.types import Addr
 from minisip.sip.uri import NameAddr, SipURI, TelURI, parse_name_addr, parse_uri
 
 if TYPE_CHECKING:
-    from minisip.core.call import Call
     from minisip.core.server import SIPCore
 
 __all__ = [
-    "API_VERSION", "CONTINUE", "Addr", "Binding", "CallerIdentity", "ConfigError", "Continue", "Destination",
-    "IncomingRequest", "NameAddr", "Reject", "Request", "Response", "Route", "RouteDecision", "ServerAPI",
-    "SipURI", "TelURI", "build_authorization", "parse_name_addr", "parse_uri",
+    "API_VERSION", "CONTINUE", "Addr", "Binding", "CallInfo", "CallerIdentity", "ConfigError", "ContactDestination",
+    "Continue", "Destination", "IncomingRequest", "LegDestination", "LegRequest", "LegResponse", "MediaRefused",
+    "NameAddr", "PassthroughMedia", "Reject", "Request", "Reroute", "Response", "Route", "RouteDecision",
+    "ServerAPI", "SipDestination", "SipURI", "TelURI", "build_authorization", "parse_name_addr", "parse_uri",
 ]
 
 
@@ -77,8 +91,9 @@ class IncomingRequest:
         return self._leg is not None and self._leg.state != "terminated"
 
     @property
-    def call(self) -> "Call | None":
-        return self._leg.call if self._leg is not None else None
+    def call(self) -> CallInfo | None:
+        """The call of the dialog (read-only), or None."""
+        return self._leg.call.info if self._leg is not None else None
 
     def touch(self) -> None:
         """Record dialog activity (for supervision)."""
@@ -136,16 +151,16 @@ class ServerAPI:
     def set_reachable(self, binding: Binding, reachable: bool) -> None:
         self._core.set_reachable(binding, reachable)
 
-    def destinations(self, aor: str) -> list[Destination]:
+    def destinations(self, aor: str) -> list[ContactDestination]:
         """Where to ring an extension now: its registered, reachable contacts."""
         return [destination_for(b) for b in self._core.location.lookup(aor) if self._core.is_reachable(b)]
 
-    def destination_for(self, binding: Binding) -> Destination:
+    def destination_for(self, binding: Binding) -> ContactDestination:
         return destination_for(binding)
 
     def in_call(self, number: str) -> bool:
         """True while the extension is the caller, or the answering callee, of a call through this server."""
-        return self._core.busy.get(number, 0) > 0
+        return self._core.calls.busy.get(number, 0) > 0
 
     def route_to_extension(self, number: str, ring_time: float | None = None) -> RouteDecision:
         if number not in self._core.extensions:
@@ -154,6 +169,11 @@ class ServerAPI:
         if not dests:
             return Reject(480, "Temporarily Unavailable")
         return Route(tuple(dests), ring_time=ring_time, callee=number)
+
+    def route_to_number(self, number: str, reason: str | None = None) -> Reroute:
+        """Send the call back through routing as a call to ``number`` (any router may take it: an
+        extension, a hunting group, a trunk's outside number). Loops end with 482."""
+        return Reroute(number, reason)
 
     # -- signalling -----------------------------------------------------------------------------
     def send_request(self, method: str, uri: str, target: Addr, headers: Iterable[tuple[str, str]] = (),
@@ -171,16 +191,34 @@ class ServerAPI:
         return self._core.contact_value(transport, user)
 
     # -- calls ----------------------------------------------------------------------------------
-    def calls(self) -> list["Call"]:
-        return list(self._core.calls.values())
+    def calls(self) -> list[CallInfo]:
+        """Every call in progress, read-only."""
+        return [c.info for c in self._core.calls.calls.values()]
 
-    def probe_call(self, call: "Call") -> defer.Deferred:
-        """Send a body-less in-dialog INFO to every leg; Deferred firing True if all answered (any final
-        response but 408/481 counts as alive)."""
-        return self._core.probe_call(call)
+    def call(self, call_id: str) -> CallInfo | None:
+        c = self._core.calls.calls.get(call_id)
+        return c.info if c is not None else None
 
-    def hangup(self, call: "Call", cause: str = "released") -> None:
-        self._core.hangup_call(call, cause)
+    def _live(self, call: CallInfo | str) -> Any:
+        return self._core.calls.calls.get(call if isinstance(call, str) else call.id)
+
+    def probe_call(self, call: CallInfo | str) -> defer.Deferred:
+        """Ask every answered leg whether its peer still knows the call (a body-less in-dialog INFO for
+        SIP): Deferred firing True if all did (any final response but 408/481 counts as alive)."""
+        live = self._live(call)
+        return self._core.calls.probe(live) if live is not None else defer.succeed(False)
+
+    def touch(self, call: CallInfo | str) -> None:
+        """Record activity on a call (for supervision)."""
+        live = self._live(call)
+        if live is not None:
+            live.touch()
+
+    def hangup(self, call: CallInfo | str, cause: str = "released") -> None:
+        """End a call from the server's side: BYE to answered legs, 480 to an unanswered caller."""
+        live = self._live(call)
+        if live is not None:
+            self._core.calls.hangup(live, cause)
 
     # -- persistent state -----------------------------------------------------------------------
     def state_get(self, key: str, default: Any = None) -> Any:

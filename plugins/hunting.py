@@ -26,7 +26,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from minisip.api import CONTINUE, ConfigError, Destination, Reject, Route, RouteDecision, ServerAPI
+from minisip.api import CONTINUE, ConfigError, ContactDestination, Reject, Route, RouteDecision, ServerAPI
 from minisip.interfaces import API_VERSION, ICallRouter, IFeature, IFeatureFactory
 
 POLICIES = ("linear", "round-robin", "parallel")
@@ -195,7 +195,7 @@ class _Hunt:
 
     def _ring_parallel(self) -> RouteDecision:
         group = self.group
-        targets: list[Destination] = []
+        targets: list[ContactDestination] = []
         ringing: list[str] = []
         for op in self.pending:
             dests = self._available(op)
@@ -208,12 +208,12 @@ class _Hunt:
         self._log_step("ringing {op} at once for {t:g}s", op=" ".join(ringing), t=group.ring_time)
         return self._route(targets, None, ringing)
 
-    def _route(self, targets: list[Destination], callee: str | None, ringing: list[str] | None = None) -> Route:
+    def _route(self, targets: list[ContactDestination], callee: str | None, ringing: list[str] | None = None) -> Route:
         self.current = ringing if ringing is not None else [callee or ""]
         self.step_started = self.api.clock.seconds()
         return Route(tuple(targets), ring_time=self.group.ring_time, callee=callee, on_failure=self.failed)
 
-    def _available(self, op: Operator) -> list[Destination]:
+    def _available(self, op: Operator) -> list[ContactDestination]:
         """The operator's destinations, or [] (logged) when it cannot take the call now."""
         dests = self.api.destinations(op.number)
         if not dests:

@@ -363,7 +363,7 @@ class Keepalive(Service):
             if call.state != "answered":
                 return      # ended meanwhile
             if alive:
-                call.touch()
+                self.api.touch(call)
                 return
             self.log.warn(  # noqa: G010 (twisted.logger.Logger has no warning())
                 "call {id} from {caller} to {callee}: no in-dialog traffic for {idle:.0f}s and the probe "

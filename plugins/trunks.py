@@ -29,12 +29,12 @@ from minisip.api import (
     Addr,
     CallerIdentity,
     ConfigError,
-    Destination,
     Reject,
     Response,
     Route,
     RouteDecision,
     ServerAPI,
+    SipDestination,
     SipURI,
     TelURI,
     build_authorization,
@@ -678,12 +678,12 @@ class TrunkRouter:
         d.addCallbacks(resolved, unresolved)
         return d
 
-    def destination(self, trunk: TrunkConfig, number: str, ip: str) -> Destination:
+    def destination(self, trunk: TrunkConfig, number: str, ip: str) -> SipDestination:
         uri = request_uri(trunk, number)
         domain = self.feature.api.domain
         from_uri = f"<sip:{trunk.from_number}@{domain}>" if trunk.from_number else None
-        return Destination(uri=uri, addr=Addr(trunk.transport, ip, trunk.port), aor=None, to_uri=f"<{uri}>",
-                           from_uri=from_uri, credentials=trunk.credentials)
+        return SipDestination(uri=uri, addr=Addr(trunk.transport, ip, trunk.port), to_uri=f"<{uri}>",
+                              from_uri=from_uri, credentials=trunk.credentials, trunk=trunk.name)
 
 
 @implementer(ICallerIdentifier)

@@ -222,16 +222,16 @@ class DiscoveryTests(PluginDirTestCase):
         self.assertIn("parse_config", str(e))
 
     def test_unknown_api_version(self) -> None:
-        e = self.load_error(("future.py", plugin_source("test.future", api_version="2")))
+        e = self.load_error(("future.py", plugin_source("test.future", api_version="3")))
         self.assertIn("future.py", str(e))
-        self.assertIn("plugin test.future wants API version 2; this minisip supports [1]", str(e))
+        self.assertIn("plugin test.future wants API version 3; this minisip supports [2]", str(e))
 
     def test_api_version_reported_before_interface_mismatch(self) -> None:
         """A plugin for another API version is told so, not that it lacks a method of this one."""
-        source = plugin_source("test.future", api_version="2").replace("def parse_config(self, sections):",
+        source = plugin_source("test.future", api_version="3").replace("def parse_config(self, sections):",
                                                                         "def parse_configuration(self, sections):")
         e = self.load_error(("future.py", source))
-        self.assertIn("wants API version 2", str(e))
+        self.assertIn("wants API version 3", str(e))
 
     def test_api_version_of_the_wrong_type(self) -> None:
         for version in ("'1'", "1.0", "[1]", "True"):

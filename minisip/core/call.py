@@ -1,463 +1,166 @@
-"""The call model of the B2BUA: a Call joins an A-leg (the caller) to B-legs (forks, then the answerer).
+"""The call layer: calls between legs of any kind, their routing and timers, and the one media seam.
 
-A leg is one side of a call. ``SipLeg`` is a SIP dialog; later issues add browser (MCCP) and
-conference legs with the same methods, so routing and bridging never look at the transport. Each
-leg owns the SDP it received and the SDP it was sent, so a media relay can rewrite SDP per leg
-(``Call.sdp_for``) without touching the signalling.
+It sits above the signalling protocols. A ``Call`` joins the caller's leg (the A-leg) to the callee's
+legs (B-legs: forks, then the one that answered); legs speak call events and SDP offers and answers
+(``ILeg``, ``ICallEvents`` in minisip.interfaces), never SIP messages. B-legs are made by the leg
+factory registered for the destination's kind. Every offer and answer between two legs crosses the
+media policy in ``Call._media``, and nowhere else. The ``CallManager`` owns the calls, their timers, the
+router chain and the factories; SIPCore (and later the MCCP server and the conference mixer) make
+A-legs and B-legs and hand them to it.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
+from twisted.internet import defer
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from minisip.core.router import Destination, Reject, Route, RouteDecision
-from minisip.sip.message import Request, Response, make_response
-from minisip.sip.types import Addr
-from minisip.sip.uri import parse_uri
-
-if TYPE_CHECKING:
-    from minisip.core.server import SIPCore
-    from minisip.sip.transaction import ServerTransaction
+from minisip.core.hooks import HookRegistry
+from minisip.core.media import MediaRefused, PassthroughMedia, sdp_of, then, with_sdp
+from minisip.core.router import MAX_REROUTES, Reject, Reroute, Route, RouteDecision, RouterChain
+from minisip.core.store import CallRecord
+from minisip.interfaces import ICallEvents
+from minisip.sip.timers import TimerQueues
 
 log = Logger(namespace="minisip.call")
 
 
-class Leg:
-    """What a Call needs from any leg. Subclasses: SipLeg now; browser and conference legs later."""
+@dataclass(frozen=True, slots=True)
+class LegRequest:
+    """An in-dialog request passed from one leg to the other: a re-offer (INVITE, UPDATE with SDP),
+    INFO (DTMF), MESSAGE, REFER, NOTIFY... ``headers`` are the ones that travel with it."""
 
-    call: "Call"
-    remote_sdp: bytes = b""
-    local_sdp: bytes = b""
-    description: str = "leg"
-
-    # caller side (A-leg)
-    def progress(self, status: int, sdp: bytes) -> None: ...
-    def answer(self, sdp: bytes) -> None: ...
-    def fail(self, status: int, reason: str | None) -> None: ...
-    # callee side (B-leg)
-    def invite(self, sdp: bytes) -> None: ...
-    def cancel(self) -> None: ...
-    # both, once answered
-    def hangup(self) -> None: ...
-    def forward_request(self, req: Request, on_final: Callable[[Response | None], None]) -> "Forwarded": ...
-    def forward_ack(self, body: bytes, content_type: str | None) -> None: ...
+    method: str
+    body: bytes = b""
+    content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    max_forwards: int = 70
 
 
-class SipLeg(Leg):
-    """One SIP dialog of the B2BUA, as UAS (``role='uas'``, the caller) or UAC (``role='uac'``)."""
+@dataclass(frozen=True, slots=True)
+class LegResponse:
+    """The final answer to a LegRequest."""
 
-    def __init__(self, core: "SIPCore", call: "Call", role: str, call_id: str, local_tag: str, local_uri: str,
-                 remote_uri: str, remote_target: str, target: Addr) -> None:
-        self.core = core
+    status: int
+    reason: str | None = None
+    body: bytes = b""
+    content_type: str | None = None
+
+
+class CallInfo:
+    """A read-only view of a call for plugins: what they may know, nothing they may change."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: "Call") -> None:
+        self._call = call
+
+    id = property(lambda self: self._call.id)
+    caller = property(lambda self: self._call.caller)
+    callee = property(lambda self: self._call.callee, doc="The number being routed now (after reroutes).")
+    dialled = property(lambda self: self._call.dialled, doc="The number the caller dialled.")
+    caller_display = property(lambda self: self._call.caller_display)
+    source = property(lambda self: self._call.source, doc="'extension', 'trunk', 'browser'...")
+    trunk = property(lambda self: self._call.trunk)
+    state = property(lambda self: self._call.state, doc="routing, ringing, rerouting, answered, ended")
+    start = property(lambda self: self._call.start)
+    answer_time = property(lambda self: self._call.answer_time)
+    end_time = property(lambda self: self._call.end_time)
+    cause = property(lambda self: self._call.cause)
+    answered_by = property(lambda self: self._call.answered_by)
+    last_activity = property(lambda self: self._call.last_activity)
+
+    def __repr__(self) -> str:
+        c = self._call
+        return f"<CallInfo {c.id} {c.caller}->{c.callee} {c.state}>"
+
+
+class Relayed:
+    """A LegRequest on its way to the other leg (the media seam may still hold it): ``cancel`` withdraws
+    a re-offer, ``done`` once the final answer went back."""
+
+    __slots__ = ("call", "cancel_wanted", "done", "inner")
+
+    def __init__(self, call: "Call") -> None:
         self.call = call
-        self.role = role
-        self.call_id = call_id
-        self.local_tag = local_tag
-        self.remote_tag: str | None = None
-        self.local_uri = local_uri
-        self.remote_uri = remote_uri
-        self.remote_target = remote_target
-        self.route_set: list[str] = []
-        self.target = target
-        self.local_cseq = 0
-        self.remote_cseq = 0
-        self.state = "init"            # init, early, confirmed, terminated
-        self.invite_txn: "ServerTransaction | None" = None   # uas: the caller's INVITE
-        self.invite_req: Request | None = None               # uac: our INVITE
-        self.invite_ctx: Any = None                          # uac: the INVITE client transaction
-        self.cancel_timer: Any = None                        # uac: set once CANCEL is sent
-        self.got_provisional = False
-        self.cancel_pending = False
-        self.last_ack: Request | None = None
-        self.late_ack_cseq: int | None = None                # uac: ACK held until the other side's ACK (late offer)
-        self.description = str(target)
-        self.destination: Destination | None = None           # uac: where the router sent us
-        self.auth_tried = False
-
-    # -- helpers -------------------------------------------------------------------------------
-    def _request(self, method: str, cseq: int | None = None, body: bytes = b"",
-                 content_type: str | None = None) -> Request:
-        if cseq is None:
-            self.local_cseq += 1
-            cseq = self.local_cseq
-        core = self.core
-        headers = [
-            ("via", "Via", core.via_value(self.target.transport)),
-            ("max-forwards", "Max-Forwards", "70"),
-            ("from", "From", f"{self.local_uri};tag={self.local_tag}"),
-            ("to", "To", self.remote_uri if self.remote_tag is None else f"{self.remote_uri};tag={self.remote_tag}"),
-            ("call-id", "Call-ID", self.call_id),
-            ("cseq", "CSeq", f"{cseq} {method}"),
-        ]
-        for r in self.route_set:
-            headers.append(("route", "Route", r))
-        if method not in ("ACK", "CANCEL", "BYE"):
-            headers.append(("contact", "Contact", core.contact_value(self.target.transport)))
-        headers.append(("user-agent", "User-Agent", core.user_agent))
-        if body and content_type:
-            headers.append(("content-type", "Content-Type", content_type))
-        return Request(method, parse_uri(self.remote_target), headers, body)
-
-    def _respond(self, txn: "ServerTransaction", req: Request, status: int, reason: str | None = None,
-                 body: bytes = b"", content_type: str | None = None) -> None:
-        extra: list[tuple[str, str]] = []
-        if 100 < status < 300:
-            extra.append(("Contact", self.core.contact_value(self.target.transport)))
-        if body:
-            extra.append(("Content-Type", content_type or "application/sdp"))
-        resp = make_response(req, status, reason, to_tag=self.local_tag, extra=extra, body=body)
-        if req.method == "INVITE" and 200 <= status < 300:
-            self.core.respond_invite_2xx(txn, resp)
-        else:
-            txn.respond(resp)
-
-    # -- A-leg (we are UAS) ----------------------------------------------------------------------
-    def progress(self, status: int, sdp: bytes) -> None:
-        if self.invite_txn is None or self.state not in ("init", "early"):
-            return
-        self.state = "early"
-        self.local_sdp = sdp or self.local_sdp
-        assert self.invite_req is not None
-        self._respond(self.invite_txn, self.invite_req, status, None, sdp)
-
-    def answer(self, sdp: bytes) -> None:
-        if self.invite_txn is None or self.state not in ("init", "early"):
-            return
-        self.state = "confirmed"
-        self.local_sdp = sdp
-        assert self.invite_req is not None
-        self._respond(self.invite_txn, self.invite_req, 200, "OK", sdp)
-        self.invite_txn = None
-
-    def fail(self, status: int, reason: str | None) -> None:
-        if self.invite_txn is None or self.state not in ("init", "early"):
-            return
-        self.state = "terminated"
-        assert self.invite_req is not None
-        self._respond(self.invite_txn, self.invite_req, status, reason)
-        self.invite_txn = None
-        self.core.forget_dialog(self)
-
-    # -- B-leg (we are UAC) ----------------------------------------------------------------------
-    def invite(self, sdp: bytes) -> None:
-        self.local_sdp = sdp
-        req = self._request("INVITE", body=sdp, content_type="application/sdp" if sdp else None)
-        req.set("Max-Forwards", str(self.call.max_forwards))
-        self.core.hooks.apply_filters(req, self.destination, self.call)
-        self.invite_req = req
-        self.core.register_dialog(self)
-        self.invite_ctx = self.core.transactions.send_request(req, self.target, self._invite_response,
-                                                              self._invite_timeout)
-
-    def _retry_with_credentials(self, resp: Response) -> bool:
-        """Answer a 401/407 from a trunk with the destination's credentials (once)."""
-        dest = self.destination
-        if dest is None or dest.credentials is None or self.auth_tried or self.invite_req is None:
-            return False
-        hname = "www-authenticate" if resp.status == 401 else "proxy-authenticate"
-        challenges = [v for k, _, v in resp.headers if k == hname]
-        if not challenges:
-            return False
-        from minisip.sip.auth import build_authorization
-        from minisip.sip.transaction import new_branch
-        user, password = dest.credentials
-        old = self.invite_req
-        try:
-            value = build_authorization(challenges[0], "INVITE", str(old.uri), user, password)
-        except ValueError:
-            return False
-        self.auth_tried = True
-        req = Request("INVITE", old.uri, list(old.headers), old.body)
-        req.remove("Authorization")
-        req.remove("Proxy-Authorization")
-        req.add("Authorization" if resp.status == 401 else "Proxy-Authorization", value)
-        self.local_cseq += 1
-        req.set("CSeq", f"{self.local_cseq} INVITE")
-        via = req.get("via") or ""
-        req.set("Via", via.split(";branch=")[0] + f";branch={new_branch()};rport")
-        self.invite_req = req
-        self.invite_ctx = self.core.transactions.send_request(req, self.target, self._invite_response,
-                                                              self._invite_timeout)
-        return True
-
-    def _invite_response(self, resp: Response) -> None:
-        if self.state == "terminated" and resp.status >= 200:
-            if 200 <= resp.status < 300:
-                if self.last_ack is not None and resp.to_tag == self.remote_tag:
-                    self.resend_ack(resp.cseq[0])  # a 2xx already ACKed and hung up
-                else:
-                    self._late_2xx(resp)
-            return
-        status = resp.status
-        if status < 200:
-            self.got_provisional = True  # 100 included: CANCEL may go (RFC 3261 9.1)
-            if status != 100:
-                if self.state == "init":
-                    self.state = "early"
-                if resp.to_tag:
-                    self.remote_tag = resp.to_tag
-            if self.cancel_pending:
-                self._send_cancel()
-                return
-            if status == 100:
-                return
-            self.remote_sdp = resp.body or self.remote_sdp
-            self.call.leg_progress(self, status, resp.body)
-        elif status < 300:
-            if self.state == "confirmed":
-                # A retransmission (our ACK was lost, or is held for the caller's ACK), or a 2xx of another
-                # downstream fork: never a reason to answer the call again.
-                if resp.to_tag == self.remote_tag and self.late_ack_cseq is None:
-                    self.resend_ack(resp.cseq[0])
-                return
-            self._establish(resp)
-            if self.cancel_pending or self.call.answered_leg not in (None, self):
-                # answered by another fork, or cancelled too late: acknowledge, then hang up
-                self._send_ack(resp.cseq[0])
-                self.hangup()
-                return
-            self.remote_sdp = resp.body
-            if self.call.a_leg_late_offer:
-                self.late_ack_cseq = resp.cseq[0]
-            else:
-                self._send_ack(resp.cseq[0])
-            self.call.leg_answered(self, resp.body)
-        else:
-            if status in (401, 407) and not self.cancel_pending and self._retry_with_credentials(resp):
-                return
-            self.state = "terminated"
-            self.core.forget_dialog(self)
-            if not self.cancel_pending:
-                self.call.leg_failed(self, status, resp.reason)
-            else:
-                self.call.leg_failed(self, 487, "Request Terminated")
-
-    def _establish(self, resp: Response) -> None:
-        self.state = "confirmed"
-        self.remote_tag = resp.to_tag
-        contacts = resp.get_all("contact")
-        if contacts:
-            try:
-                from minisip.sip.uri import parse_name_addr
-                self.remote_target = str(parse_name_addr(contacts[0]).uri)
-            except Exception:
-                log.info("bad Contact in 2xx from {leg}; keeping the request URI", leg=self.description)
-        self.route_set = list(reversed(resp.get_all("record-route")))
-
-    def _late_2xx(self, resp: Response) -> None:
-        self._establish(resp)
-        self._send_ack(resp.cseq[0])
-        self.state = "confirmed"
-        self.hangup()
-
-    def _invite_timeout(self) -> None:
-        if self.state in ("init", "early"):
-            self.state = "terminated"
-            self.core.forget_dialog(self)
-            self.call.leg_failed(self, 408, "Request Timeout")
-
-    def _send_ack(self, cseq: int, body: bytes = b"", content_type: str | None = None) -> None:
-        ack = self._request("ACK", cseq=cseq, body=body, content_type=content_type)
-        self.last_ack = ack
-        self.core.transactions.send_ack(ack, self.target)
-
-    def resend_ack(self, cseq: int) -> None:
-        if self.last_ack is not None and self.last_ack.cseq[0] == cseq:
-            self.core.transactions.send_ack(self.last_ack, self.target)
-
-    def forward_ack(self, body: bytes, content_type: str | None) -> None:
-        if self.late_ack_cseq is not None:
-            cseq, self.late_ack_cseq = self.late_ack_cseq, None
-            self._send_ack(cseq, body, content_type)
-
-    def cancel(self) -> None:
-        if self.state not in ("init", "early") or self.role != "uac":
-            return
-        self.cancel_pending = True
-        if self.got_provisional:
-            self._send_cancel()
-
-    def _send_cancel(self) -> None:
-        inv = self.invite_req
-        if inv is None or self.cancel_timer is not None:
-            return
-        self.send_cancel_for(inv)
-        txns = self.core.transactions
-        self.cancel_timer = txns.after(64 * txns.timers.T1, SipLeg._cancel_expired, self)
-
-    def send_cancel_for(self, inv: Request) -> None:
-        """CANCEL our INVITE ``inv`` (the first one or a re-INVITE): same Via, Route, Call-ID, From, To and
-        CSeq number (RFC 3261 9.1); its own non-INVITE transaction."""
-        headers = [h for h in inv.headers if h[0] in ("via", "from", "call-id", "route", "max-forwards")]
-        headers.append(("to", "To", inv.get("to") or ""))
-        headers.append(("cseq", "CSeq", f"{inv.cseq[0]} CANCEL"))
-        cancel = Request("CANCEL", inv.uri, headers)
-        self.core.transactions.send_request(cancel, self.target, lambda r: None, lambda: None)
-
-    def _cancel_expired(self) -> None:
-        """No final response 64*T1 after our CANCEL: give the INVITE up (RFC 3261 9.1)."""
-        if self.state not in ("init", "early"):
-            return
-        if self.invite_ctx is not None:
-            self.invite_ctx.cancel_timers()
-        self.state = "terminated"
-        self.core.forget_dialog(self)
-        self.call.leg_failed(self, 487, "Request Terminated")
-
-    # -- both ----------------------------------------------------------------------------------
-    def hangup(self) -> None:
-        if self.state == "confirmed":
-            self.state = "terminated"
-            bye = self._request("BYE")
-            self.core.transactions.send_request(bye, self.target, lambda r: None, lambda: None)
-        elif self.role == "uac" and self.state in ("init", "early"):
-            self.cancel()
-            return
-        elif self.role == "uas" and self.state in ("init", "early"):
-            self.fail(487, "Request Terminated")
-        self.state = "terminated"
-        self.core.forget_dialog(self)
-
-    def forward_request(self, req: Request, on_final: Callable[[Response | None], None]) -> "Forwarded":
-        """Send an in-dialog request across (re-INVITE, UPDATE, INFO, MESSAGE, ...); ``on_final`` gets
-        its final response (None: none came). The handle lets a CANCEL follow a re-INVITE."""
-        ctype = req.get("content-type")
-        body = req.body
-        if body and (ctype or "").split(";")[0].strip().lower() == "application/sdp":
-            body = self.call.sdp_for(self, body)  # the media layer sees every offer and answer
-        out = self._request(req.method, body=body, content_type=ctype)
-        for name in ("Event", "Subscription-State", "Refer-To", "Info-Package", "Session-Expires"):
-            v = req.get(name)
-            if v is not None:
-                out.set(name, v)
-
-        fwd = Forwarded(self, out, on_final)
-
-        def on_response(resp: Response) -> None:
-            if resp.status < 200:
-                fwd.provisional()
-                return
-            if req.method == "INVITE" and 200 <= resp.status < 300:
-                if req.body:
-                    self._send_ack(resp.cseq[0])
-                else:
-                    self.late_ack_cseq = resp.cseq[0]
-                self.remote_sdp = resp.body or self.remote_sdp
-            fwd.final(resp)
-
-        fwd.ctx = self.core.transactions.send_request(out, self.target, on_response, lambda: fwd.final(None))
-        return fwd
-
-    def relay_final(self, txn: "ServerTransaction", req: Request, resp: Response | None) -> None:
-        """Answer our side's pending in-dialog request with the other side's final response."""
-        if resp is None:
-            self._respond(txn, req, 408, "Request Timeout")
-            return
-        body = resp.body
-        if body and resp.content_type == "application/sdp":
-            body = self.call.sdp_for(self, body)
-        self._respond(txn, req, resp.status, resp.reason, body, resp.get("content-type"))
-
-
-class Forwarded:
-    """A request sent across by ``SipLeg.forward_request`` until its final response.
-
-    A CANCEL of a re-INVITE (RFC 3261 9.1, 9.2) reaches the other side through ``cancel``: sent at
-    once after a provisional response, or held until one arrives (a CANCEL must not overtake the
-    INVITE), or never when the final response comes first. The final response (a 487, usually) goes
-    back through ``on_final`` like any other. With no final 64*T1 after the CANCEL, the request is
-    given up and ``on_final`` gets None.
-    """
-
-    __slots__ = ("cancel_wanted", "ctx", "done", "got_provisional", "leg", "on_final", "request", "timer")
-
-    def __init__(self, leg: SipLeg, request: Request, on_final: Callable[[Response | None], None]) -> None:
-        self.leg = leg
-        self.request = request
-        self.on_final = on_final
-        self.ctx: Any = None
-        self.timer: Any = None
+        self.inner: Any = None
         self.done = False
-        self.got_provisional = False
         self.cancel_wanted = False
 
     def cancel(self) -> None:
-        if self.done or self.cancel_wanted or self.request.method != "INVITE":
-            return
         self.cancel_wanted = True
-        if self.got_provisional:
-            self._send_cancel()
-
-    def provisional(self) -> None:
-        if not self.got_provisional:
-            self.got_provisional = True
-            if self.cancel_wanted and not self.done:
-                self._send_cancel()
-
-    def final(self, resp: Response | None) -> None:
-        if self.done:
-            return
-        self.done = True
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        self.timer = None
-        self.on_final(resp)
-
-    def _send_cancel(self) -> None:
-        self.leg.send_cancel_for(self.request)
-        txns = self.leg.core.transactions
-        self.timer = txns.after(64 * txns.timers.T1, Forwarded._cancel_expired, self)
-
-    def _cancel_expired(self) -> None:
-        self.timer = None
-        if not self.done:
-            if self.ctx is not None:
-                self.ctx.cancel_timers()
-            self.final(None)
+        if self.inner is not None and not self.done:
+            self.inner.cancel()
 
 
+@implementer(ICallEvents)
 class Call:
-    """One call through the B2BUA."""
+    """One call: its legs, its state, and the events its legs report."""
 
-    def __init__(self, core: "SIPCore", call_id: str, caller: str, callee: str, caller_display: str | None,
-                 clock: Any, wallclock: Callable[[], float] = time.time) -> None:
-        self.core = core
+    def __init__(self, manager: "CallManager", call_id: str, caller: str, callee: str,
+                 caller_display: str | None = None, *, source: str = "extension", trunk: str | None = None,
+                 max_forwards: int = 69) -> None:
+        self.manager = manager
+        self.clock = manager.clock
+        self.wallclock = manager.wallclock
         self.id = call_id
         self.caller = caller
         self.callee = callee
+        self.dialled = callee
         self.caller_display = caller_display
-        self.clock = clock
-        self.wallclock = wallclock
-        self.a_leg: Leg | None = None
-        self.b_legs: list[Leg] = []
-        self.answered_leg: Leg | None = None
-        self.state = "routing"         # routing, ringing, answered, ended
-        self.start = wallclock()
+        self.source = source           # who placed it: extension, trunk, browser...
+        self.trunk = trunk
+        self.max_forwards = max_forwards
+        self.info = CallInfo(self)
+        self.a_leg: Any = None
+        self.b_legs: list[Any] = []
+        self.answered_leg: Any = None
+        self.state = "routing"         # routing, ringing, rerouting, answered, ended
+        self.start = self.wallclock()
         self.answer_time: float | None = None
         self.end_time: float | None = None
         self.cause = ""
-        self.max_forwards = 69
-        self.a_leg_late_offer = False
+        self.offer = b""               # the caller's SDP offer (b'': late offer)
+        self.offer_body = b""          # the whole body it came in and its type (multipart keeps its other parts)
+        self.offer_type: str | None = None
         self.ring_timer: Any = None
         self.failures: list[tuple[int, str | None]] = []
-        self.offer = b""
-        self.source = "extension"      # who placed it: extension, trunk, browser...
-        self.trunk: str | None = None
         self.answered_by: str | None = None
         self.current_route: Route | None = None
-        self.last_activity = clock.seconds()
+        self.reroutes: list[str] = []
+        self.last_activity = self.clock.seconds()
+
+    @property
+    def a_leg_late_offer(self) -> bool:
+        return not self.offer
 
     def touch(self) -> None:
         self.last_activity = self.clock.seconds()
 
-    # -- routing ---------------------------------------------------------------------------------
-    def route(self) -> None:
+    def other(self, leg: Any) -> Any:
+        if leg is self.a_leg:
+            return self.answered_leg
+        if leg is self.answered_leg:
+            return self.a_leg
+        return None
+
+    # -- starting and routing --------------------------------------------------------------------------
+    def begin(self, a_leg: Any, body: bytes = b"", content_type: str | None = None) -> None:
+        """Start the call from the caller's leg and the body of its request; route it."""
+        self.a_leg = a_leg
+        self.offer_body = body
+        self.offer_type = content_type
+        self.offer = sdp_of(content_type, body) or b""
         log.info("call {id} from {caller} to {callee} started", id=self.id, caller=self.caller, callee=self.callee)
-        self.core.call_event("call_started", self)
-        d = self.core.routers.route(self)
+        self.manager.call_event("call_started", self)
+        self._route()
+
+    def _route(self) -> None:
+        d = self.manager.routers.route(self.info)
         d.addCallback(self._decided)
         d.addErrback(self._route_failed)
 
@@ -465,9 +168,7 @@ class Call:
         """Acting on the decision failed (e.g. an unusable destination): fail the call, not the server."""
         log.failure("routing call {id}", f, id=self.id)
         if self.state in ("routing", "ringing", "rerouting"):
-            for leg in self.b_legs:
-                leg.cancel()
-            self.b_legs = []
+            self._drop_forks()
             self._fail_a(500, "Server Internal Error", "failed 500")
 
     def _decided(self, decision: RouteDecision) -> None:
@@ -478,6 +179,9 @@ class Call:
                 decision.code, f"rejected {decision.code}")
             self._fail_a(decision.code, decision.reason, cause)
             return
+        if isinstance(decision, Reroute):
+            self._reroute(decision)
+            return
         assert isinstance(decision, Route)
         if not decision.targets:
             self._fail_a(480, "Temporarily Unavailable", "unavailable")
@@ -485,28 +189,97 @@ class Call:
         self.state = "ringing"
         self.current_route = decision
         self.failures = []
-        ring_time = decision.ring_time if decision.ring_time is not None else self.core.ring_timeout
-        self.ring_timer = self.core.transactions.after(ring_time, Call._no_answer, self)
+        ring_time = decision.ring_time if decision.ring_time is not None else self.manager.ring_timeout
+        self.ring_timer = self.manager.after(ring_time, Call._no_answer, self)
         for dest in decision.targets:
-            leg = self.core.new_uac_leg(self, dest)
+            try:
+                leg = self.manager.make_leg(self, dest)
+            except Exception:
+                log.failure("call {id}: no leg for {dest!r}", id=self.id, dest=dest)
+                self.failures.append((500, "Server Internal Error"))
+                continue
             self.b_legs.append(leg)
-        for leg in list(self.b_legs):
-            if self.state == "ringing":
-                leg.invite(self.sdp_for(leg, self.offer))
-
-    def sdp_for(self, to_leg: Leg, sdp: bytes) -> bytes:
-        """The SDP to send to ``to_leg``: passthrough now; the media relay rewrites it here later."""
-        return self.core.media.rewrite(self, to_leg, sdp)
-
-    # -- events from legs ----------------------------------------------------------------------------
-    def leg_progress(self, leg: Leg, status: int, sdp: bytes) -> None:
-        if self.state != "ringing" or self.a_leg is None:
+        if not self.b_legs:
+            self._all_failed()
             return
-        self.a_leg.progress(status if status in (180, 181, 182, 183) else 180, self.sdp_for(self.a_leg, sdp))
+        for leg in list(self.b_legs):
+            if self.state == "ringing" and leg in self.b_legs:
+                self._start_leg(leg)
 
-    def leg_answered(self, leg: Leg, sdp: bytes) -> None:
-        if self.state != "ringing" or self.a_leg is None:
-            leg.hangup()
+    def _reroute(self, decision: Reroute) -> None:
+        number = decision.number
+        if number in self.reroutes or number == self.dialled or len(self.reroutes) >= MAX_REROUTES:
+            log.warn("call {id}: reroute to {number} refused (loop: {path})", id=self.id, number=number,
+                     path=" -> ".join([self.dialled, *self.reroutes, number]))
+            self._fail_a(482, "Loop Detected", "failed 482")
+            return
+        log.info("call {id} from {caller} to {callee} rerouted to {number}{why}", id=self.id, caller=self.caller,
+                 callee=self.callee, number=number, why=f" ({decision.reason})" if decision.reason else "")
+        self.reroutes.append(number)
+        self.callee = number
+        self.state = "rerouting"
+        self.current_route = None
+        self._route()
+
+    def _start_leg(self, leg: Any) -> None:
+        if not self.offer:
+            leg.start(b"")
+            return
+
+        def send(sdp: bytes) -> None:
+            if self.state == "ringing" and leg in self.b_legs:
+                leg.start(sdp)
+
+        self._media("offer", self.a_leg, leg, self.offer, send, lambda e: self.leg_failed(leg, e.status, e.reason))
+
+    # -- the media seam: every offer and answer crosses it here ------------------------------------------
+    def _media(self, op: str, from_leg: Any, to_leg: Any, sdp: bytes, ok: Callable[[bytes], None],
+               refused: Callable[[MediaRefused], None]) -> None:
+        policy = self.manager.media
+        try:
+            result = getattr(policy, op)(self, from_leg, to_leg, sdp)
+        except MediaRefused as e:
+            refused(e)
+            return
+        except Exception:
+            log.failure("media policy: {op} of call {id} failed", op=op, id=self.id)
+            refused(MediaRefused(500, "Server Internal Error"))
+            return
+
+        def broken(f: Any) -> None:
+            log.failure("media policy: {op} of call {id} failed", f, op=op, id=self.id)
+            refused(MediaRefused(500, "Server Internal Error"))
+
+        then(result, ok, refused, broken)
+
+    def _leg_gone(self, leg: Any) -> None:
+        try:
+            self.manager.media.leg_gone(self, leg)
+        except Exception:
+            log.failure("media policy: leg_gone of call {id} failed", id=self.id)
+
+    # -- events from legs (ICallEvents) -------------------------------------------------------------------
+    def leg_progress(self, leg: Any, status: int, sdp: bytes) -> None:
+        if self.state != "ringing" or self.a_leg is None or leg not in self.b_legs:
+            return
+        status = status if status in (180, 181, 182, 183) else 180
+        if not sdp:
+            self.a_leg.progress(status, b"")
+            return
+
+        def send(out: bytes) -> None:
+            if self.state == "ringing":
+                self.a_leg.progress(status, out)
+
+        def refused(e: MediaRefused) -> None:
+            if self.state == "ringing":
+                self.a_leg.progress(180, b"")  # no early media, still ringing
+
+        self._media("answer" if self.offer else "offer", leg, self.a_leg, sdp, send, refused)
+
+    def leg_answered(self, leg: Any, sdp: bytes) -> None:
+        if self.state != "ringing" or self.a_leg is None or leg not in self.b_legs:
+            leg.hangup("answered elsewhere")
             return
         self.state = "answered"
         self.answered_leg = leg
@@ -515,27 +288,123 @@ class Call:
         for other in self.b_legs:
             if other is not leg:
                 other.cancel()
+                self._leg_gone(other)
         self.b_legs = [leg]
         dest = getattr(leg, "destination", None)
-        self.answered_by = dest.aor if dest is not None else None
-        self.a_leg.answer(self.sdp_for(self.a_leg, sdp))
-        self.core.call_event("call_answered", self)
-        log.info("call {id} from {caller} to {callee} answered by {leg}", id=self.id, caller=self.caller,
-                 callee=self.callee, leg=leg.description)
+        self.answered_by = getattr(dest, "aor", None)
 
-    def leg_failed(self, leg: Leg, status: int, reason: str | None) -> None:
-        """A fork's INVITE failed. Only current forks count: a leg already given up (no answer, declined,
-        another fork answered) reports its 487 too, and that changes nothing."""
+        def send(out: bytes) -> None:
+            if self.state != "answered":
+                return
+            self.a_leg.answer(out)
+            self.manager.call_event("call_answered", self)
+            log.info("call {id} from {caller} to {callee} answered by {leg}", id=self.id, caller=self.caller,
+                     callee=self.callee, leg=leg.description)
+
+        def refused(e: MediaRefused) -> None:
+            if self.state != "answered":
+                return
+            leg.hangup("media refused")
+            self.a_leg.reject(e.status, e.reason)
+            self.end(f"failed {e.status}", f"{e.status} {e.reason}")
+
+        self._media("answer" if self.offer else "offer", leg, self.a_leg, sdp, send, refused)
+
+    def leg_failed(self, leg: Any, status: int, reason: str | None) -> None:
+        """A fork failed. Only current forks count: a leg already given up (no answer, declined, another
+        fork answered) reports its 487 too, and that changes nothing."""
         if leg not in self.b_legs:
             return
         self.b_legs.remove(leg)
+        self._leg_gone(leg)
         self.failures.append((status, reason))
         if self.state != "ringing" or self.b_legs:
             return
+        self._all_failed()
+
+    def _all_failed(self) -> None:
         code, reason, cause = self._best_failure()
         if self._next_step(code):
             return
         self._fail_a(code, reason, cause)
+
+    def leg_hungup(self, leg: Any, cause: str = "") -> None:
+        """``leg`` hung up: the caller giving up before the answer cancels the call; after the answer
+        the other side is hung up too."""
+        if self.state == "ended":
+            return
+        if leg is self.a_leg and self.state in ("routing", "ringing", "rerouting"):
+            self.a_cancelled()
+            return
+        for other in [self.a_leg, *self.b_legs]:
+            if other is not None and other is not leg:
+                other.hangup("other side hung up")
+        self._leg_gone(leg)
+        self.end("normal", f"hangup by {'caller' if leg is self.a_leg else 'callee'}")
+
+    def leg_request(self, leg: Any, request: LegRequest, respond: Callable[[LegResponse | None], None]) -> Relayed:
+        """Pass an in-dialog request to the other leg; its SDP (if any) is an offer through the seam, and
+        the SDP of the answer its answer (or, for a re-INVITE without SDP, the other side's offer)."""
+        handle = Relayed(self)
+        other = self.other(leg)
+        if other is None or self.state != "answered":
+            handle.done = True
+            respond(LegResponse(491 if request.method in ("INVITE", "UPDATE") else 481,
+                                "Request Pending" if request.method in ("INVITE", "UPDATE")
+                                else "Call/Transaction Does Not Exist"))
+            return handle
+        self.touch()
+        offer = sdp_of(request.content_type, request.body)
+
+        def finish(resp: LegResponse | None) -> None:
+            if not handle.done:
+                handle.done = True
+                respond(resp)
+
+        def answered(resp: LegResponse | None) -> None:
+            sdp = sdp_of(resp.content_type, resp.body) if resp is not None and resp.status < 300 else None
+            if resp is None or not sdp or self.state != "answered":
+                finish(resp)
+                return
+            self._media("answer" if offer else "offer", other, leg, sdp,
+                        lambda out: finish(replace(resp, body=with_sdp(resp.content_type, resp.body, out))),
+                        lambda e: finish(LegResponse(e.status, e.reason)))
+
+        def send(out: bytes | None) -> None:
+            if handle.done or self.state != "answered":
+                return
+            if handle.cancel_wanted:
+                finish(LegResponse(487, "Request Terminated"))
+                return
+            req = request if out is None else replace(request, body=with_sdp(request.content_type, request.body, out))
+            handle.inner = other.send_request(req, answered)
+
+        if offer:
+            self._media("offer", leg, other, offer, send, lambda e: finish(LegResponse(e.status, e.reason)))
+        else:
+            send(None)
+        return handle
+
+    def leg_ack(self, leg: Any, sdp: bytes) -> None:
+        other = self.other(leg)
+        if other is None:
+            return
+        if not sdp:
+            other.ack(b"")
+            return
+
+        def refused(e: MediaRefused) -> None:
+            other.ack(b"")
+            self.manager.hangup(self, "media refused")
+
+        self._media("answer", leg, other, sdp, other.ack, refused)
+
+    # -- failures, timers and cancel ------------------------------------------------------------------------
+    def _drop_forks(self) -> None:
+        for leg in self.b_legs:
+            leg.cancel()
+            self._leg_gone(leg)
+        self.b_legs = []
 
     def _next_step(self, status: int) -> bool:
         """Ask the current route what to do after it failed; True when a next step is under way."""
@@ -545,13 +414,12 @@ class Call:
         self._stop_ring_timer()
         self.state = "rerouting"
         self.current_route = None
-        from twisted.internet import defer
-        d = defer.maybeDeferred(route.on_failure, self, status)
+        d = defer.maybeDeferred(route.on_failure, self.info, status)
 
         def decided(decision: RouteDecision | None) -> None:
             if self.state != "rerouting":
                 return
-            if decision is None or not isinstance(decision, (Reject, Route)):
+            if decision is None or not isinstance(decision, (Reject, Route, Reroute)):
                 code, reason, cause = self._best_failure()
                 self._fail_a(code, reason, cause)
                 return
@@ -560,21 +428,12 @@ class Call:
         def failed(f: Any) -> None:
             log.failure("next routing step of call {id} failed", f, id=self.id)
             if self.state in ("rerouting", "ringing"):
-                for leg in self.b_legs:
-                    leg.cancel()
-                self.b_legs = []
+                self._drop_forks()
                 self._fail_a(500, "Server Internal Error", "failed 500")
 
         d.addCallback(decided)
         d.addErrback(failed)
         return True
-
-    def leg_declined(self, leg: Leg) -> None:
-        """A callee sent BYE on its early dialog (RFC 3261 15 leaves ending an early dialog to the caller,
-        but phones do it to reject a call): its INVITE is cancelled and the fork counts as a 603
-        Decline; the other forks ring on, and the caller hears 603 if none answers."""
-        leg.cancel()
-        self.leg_failed(leg, 603, "Decline")
 
     def _best_failure(self) -> tuple[int, str | None, str]:
         codes = [c for c, _ in self.failures]
@@ -585,8 +444,6 @@ class Call:
                 return c, r, "busy" if c == 600 else f"declined {c}"
         if 486 in codes:
             return 486, "Busy Here", "busy"
-        if any(c in (603,) for c in codes):
-            return 603, "Decline", "declined"
         if codes and all(c == 408 for c in codes):
             return 408, "Request Timeout", "no-response"
         for c, r in self.failures:
@@ -598,43 +455,23 @@ class Call:
         self.ring_timer = None
         if self.state != "ringing":
             return
-        for leg in self.b_legs:
-            leg.cancel()
-        self.b_legs = []
+        self._drop_forks()
         self.failures.append((480, "No Answer"))
         if self._next_step(480):
             return
         self._fail_a(480, "No Answer", "no-answer")
 
     def a_cancelled(self) -> None:
-        """The caller sent CANCEL before the answer."""
+        """The caller gave up (CANCEL, or BYE on its early dialog) before the answer."""
         if self.state not in ("routing", "ringing", "rerouting"):
             return
-        for leg in self.b_legs:
-            leg.cancel()
-        self.b_legs = []
+        self._drop_forks()
         self._fail_a(487, "Request Terminated", "cancelled")
 
-    def leg_hungup(self, leg: Leg) -> None:
-        """``leg`` sent BYE (already answered with 200 by the leg)."""
-        if self.state == "ended":
-            return
-        for other in [self.a_leg, *self.b_legs]:
-            if other is not None and other is not leg:
-                other.hangup()
-        self.end("normal", f"hangup by {'caller' if leg is self.a_leg else 'callee'}")
-
-    def other(self, leg: Leg) -> Leg | None:
-        if leg is self.a_leg:
-            return self.answered_leg
-        if leg is self.answered_leg:
-            return self.a_leg
-        return None
-
-    # -- ending ----------------------------------------------------------------------------------------
+    # -- ending ----------------------------------------------------------------------------------------------
     def _fail_a(self, code: int, reason: str | None, cause: str) -> None:
         if self.a_leg is not None:
-            self.a_leg.fail(code, reason)
+            self.a_leg.reject(code, reason)
         self.end(cause, f"{code} {reason or ''}".strip())
 
     def _stop_ring_timer(self) -> None:
@@ -652,11 +489,100 @@ class Call:
         dur = (self.end_time - self.answer_time) if self.answer_time else 0.0
         log.info("call {id} from {caller} to {callee} ended: {cause} ({detail}), talk time {dur:.1f}s",
                  id=self.id, caller=self.caller, callee=self.callee, cause=cause, detail=detail, dur=dur)
-        self.core.call_ended(self)
+        self.manager.ended(self)
 
 
-class PassthroughMedia:
-    """Media policy of this issue: SDP goes across unchanged."""
+class CallManager:
+    """Owns every call, their timers, the router chain, the leg factories and the media policy."""
 
-    def rewrite(self, call: Call, to_leg: Leg, sdp: bytes) -> bytes:
-        return sdp
+    def __init__(self, clock: Any, store: Any, hooks: HookRegistry | None = None, *,
+                 wallclock: Callable[[], float] = time.time, ring_timeout: float = 60.0) -> None:
+        self.clock = clock
+        self.wallclock = wallclock
+        self.store = store
+        self.hooks = hooks or HookRegistry(RouterChain())
+        self.ring_timeout = ring_timeout
+        self.timers = TimerQueues(clock)
+        self.calls: dict[str, Call] = {}
+        self.busy: dict[str, int] = {}
+        self.media: Any = PassthroughMedia()
+        self.hooks.manager = self
+
+    @property
+    def routers(self) -> RouterChain:
+        return self.hooks.routers
+
+    @property
+    def factories(self) -> dict[str, Any]:
+        return self.hooks.leg_factories
+
+    def after(self, delay: float, func: Callable[..., None], owner: object) -> Any:
+        return self.timers.after(delay, func, owner)
+
+    def new_call(self, call_id: str, caller: str, callee: str, caller_display: str | None = None, **kw: Any) -> Call:
+        call = Call(self, call_id, caller, callee, caller_display, **kw)
+        self.calls[call_id] = call
+        return call
+
+    def make_leg(self, call: Call, destination: Any) -> Any:
+        factory = self.hooks.leg_factories.get(destination.kind)
+        if factory is None:
+            raise ValueError(f"no leg factory for destinations of kind {destination.kind!r}")
+        return factory.make_leg(call, destination)
+
+    def call_event(self, event: str, call: Call) -> None:
+        """Busy accounting, then the plugins' call observers (with the call's read-only view)."""
+        busy = self.busy
+        if event == "call_started" and call.source == "extension":
+            busy[call.caller] = busy.get(call.caller, 0) + 1
+        elif event == "call_answered" and call.answered_by:
+            busy[call.answered_by] = busy.get(call.answered_by, 0) + 1
+        elif event == "call_ended":
+            for ext in ((call.caller,) if call.source == "extension" else ()) + (
+                    (call.answered_by,) if call.answered_by and call.answer_time else ()):
+                n = busy.get(ext, 0) - 1
+                if n > 0:
+                    busy[ext] = n
+                else:
+                    busy.pop(ext, None)
+        self.hooks.notify(self.hooks.call_observers, event, call.info)
+
+    def ended(self, call: Call) -> None:
+        self.calls.pop(call.id, None)
+        self.call_event("call_ended", call)
+        try:
+            self.media.call_ended(call)
+        except Exception:
+            log.failure("media policy: call_ended of call {id} failed", id=call.id)
+        for leg in {id(leg): leg for leg in (call.a_leg, *call.b_legs) if leg is not None}.values():
+            leg.close()
+        assert call.end_time is not None
+        try:
+            self.store.add_call_record(CallRecord(call_id=call.id, caller=call.caller, callee=call.callee,
+                                                  start=call.start, answer=call.answer_time, end=call.end_time,
+                                                  cause=call.cause))
+        except Exception:
+            log.failure("cannot store the record of call {id}", id=call.id)
+
+    def hangup(self, call: Call, cause: str) -> None:
+        """End a call from the server's side (supervision, media timeout, an administrator)."""
+        if call.state == "ended":
+            return
+        if call.state == "answered":
+            for leg in (call.a_leg, call.answered_leg):
+                if leg is not None:
+                    leg.hangup(cause)
+        else:
+            call._drop_forks()
+            if call.a_leg is not None:
+                call.a_leg.reject(480, "Temporarily Unavailable")
+        call.end(cause, "released by the server")
+
+    def probe(self, call: Call) -> defer.Deferred:
+        """True when every answered leg's peer still knows the call."""
+        legs = [leg for leg in (call.a_leg, call.answered_leg) if leg is not None]
+        if call.state != "answered" or not legs:
+            return defer.succeed(False)
+        dl = defer.gatherResults([defer.maybeDeferred(leg.probe) for leg in legs])
+        dl.addCallback(all)
+        return dl

@@ -1,9 +1,9 @@
-"""Call routing decisions and the ordered chain of routers (the core's own extension router is last)."""
+"""Call routing decisions, destinations, and the ordered chain of routers (the core's extension router is last)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -13,7 +13,7 @@ from minisip.sip.types import Addr
 from minisip.sip.uri import SipURI, parse_uri
 
 if TYPE_CHECKING:
-    from minisip.core.call import Call
+    from minisip.core.call import CallInfo
 
 log = Logger(namespace="minisip.router")
 
@@ -33,15 +33,42 @@ class Reject:
 
 
 @dataclass(frozen=True, slots=True)
-class Destination:
-    """One place to ring: a contact URI and where to send (the registered flow)."""
+class ContactDestination:
+    """A registered contact of an extension: its contact URI and where to send (the registered flow)."""
 
+    kind: ClassVar[str] = "contact"
     uri: str
     addr: Addr
     aor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SipDestination:
+    """Any SIP URI reached at an address, a trunk's carrier for example."""
+
+    kind: ClassVar[str] = "sip"
+    uri: str
+    addr: Addr
     to_uri: str | None = None          # To of the new leg (default: the dialled number at our domain)
     from_uri: str | None = None        # From of the new leg (default: the caller at our domain)
     credentials: tuple[str, str] | None = None   # (username, password) to answer a 401/407 (trunks)
+    trunk: str | None = None
+    aor: ClassVar[None] = None
+
+
+@dataclass(frozen=True, slots=True)
+class LegDestination:
+    """A destination of a kind a leg factory added (``'browser'`` with the extension, ``'conference'``
+    with the room number...): the call layer asks the factory registered for ``kind``."""
+
+    kind: str
+    target: str
+    aor: str | None = None
+    params: tuple[tuple[str, str], ...] = ()
+
+
+Destination = ContactDestination | SipDestination | LegDestination
+"""Where a B-leg goes: a tagged union on ``kind``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +80,22 @@ class Route:
     callee: str | None = None
     # Called as on_failure(call, status) when every target failed or ring_time ran out: the next step
     # (a RouteDecision or a Deferred of one; Continue = give up with the failure). Hunting uses it.
-    on_failure: Callable[["Call", int], Any] | None = field(default=None, compare=False)
+    on_failure: Callable[["CallInfo", int], Any] | None = field(default=None, compare=False)
 
 
-RouteDecision = Continue | Reject | Route
+@dataclass(frozen=True, slots=True)
+class Reroute:
+    """Send the call back through routing as a call to ``number`` (call forwarding, an overflow to an
+    outside number): every router is asked again. A number already tried in this call, or more than
+    ``MAX_REROUTES`` reroutes, fails the call with 482 Loop Detected."""
+
+    number: str
+    reason: str | None = None
+
+
+MAX_REROUTES = 5
+
+RouteDecision = Continue | Reject | Route | Reroute
 
 
 @dataclass(order=True)
@@ -82,14 +121,14 @@ class RouterChain:
     def remove_owner(self, owner: str) -> None:
         self._entries = [e for e in self._entries if e.owner != owner]
 
-    def route(self, call: "Call") -> defer.Deferred:
+    def route(self, call: "CallInfo") -> defer.Deferred:
         """Deferred firing with the winning decision; a failing router gives Reject(500).
 
         Routers answering synchronously (the usual case) are asked in a plain loop; Deferred
         machinery is only used from the first router that returns a Deferred."""
         return self._route_from(call, list(self._entries), 0)
 
-    def _route_from(self, call: "Call", entries: list[_Entry], i: int) -> defer.Deferred:
+    def _route_from(self, call: "CallInfo", entries: list[_Entry], i: int) -> defer.Deferred:
         while i < len(entries):
             entry = entries[i]
             try:
@@ -105,7 +144,7 @@ class RouterChain:
             i += 1
         return defer.succeed(Reject(404, "Not Found"))
 
-    def _await(self, call: "Call", entries: list[_Entry], i: int, d: defer.Deferred) -> defer.Deferred:
+    def _await(self, call: "CallInfo", entries: list[_Entry], i: int, d: defer.Deferred) -> defer.Deferred:
         entry = entries[i]
 
         def decided(result: Any) -> Any:
@@ -126,7 +165,7 @@ class RouterChain:
         """The decision, None for Continue, Reject(500) for nonsense."""
         if isinstance(result, Continue):
             return None
-        if not isinstance(result, (Reject, Route)):
+        if not isinstance(result, (Reject, Route, Reroute)):
             log.error("router {owner} returned {d!r}: failing the call", owner=entry.owner, d=result)
             return Reject(500, "Server Internal Error")
         return result
@@ -141,7 +180,7 @@ class ExtensionRouter:
         self.location = location
         self.reachable = reachable or (lambda b: True)
 
-    def route(self, call: "Call") -> RouteDecision:
+    def route(self, call: "CallInfo") -> RouteDecision:
         ext = call.callee
         if self.directory(ext) is None:
             return Reject(404, "Not Found")
@@ -151,7 +190,7 @@ class ExtensionRouter:
         return Route(tuple(destination_for(b) for b in bindings), callee=ext)
 
 
-def destination_for(binding: Any) -> Destination:
+def destination_for(binding: Any) -> ContactDestination:
     """Where to reach a registered contact.
 
     Over TCP/TLS the phone's own connection is used (phones rarely accept connections). Over UDP the
@@ -167,4 +206,4 @@ def destination_for(binding: Any) -> Destination:
         same_host = isinstance(uri, SipURI) and uri.host.strip("[]") == binding.source_host
         if same_host and (uri.transport or "udp") == "udp":
             source = Addr("udp", binding.source_host, uri.port or 5060)
-    return Destination(binding.contact, source, binding.aor)
+    return ContactDestination(binding.contact, source, binding.aor)

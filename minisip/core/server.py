@@ -6,20 +6,23 @@ import time
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
-from minisip.core.call import Call, Forwarded, PassthroughMedia, SipLeg
+from minisip.core.call import Call, CallManager, Relayed
 from minisip.core.hooks import HookRegistry
+from minisip.core.media import sdp_of
 from minisip.core.registrar import Registrar
-from minisip.core.router import Destination, ExtensionRouter, RouterChain
+from minisip.core.router import ExtensionRouter, destination_for
 from minisip.core.security import FailureTracker
-from minisip.core.store import CallRecord
+from minisip.core.sipleg import SipLeg, SipLegFactory
 from minisip.sip.auth import DigestAuthenticator
+from minisip.sip.dialog import Dialog
 from minisip.sip.ids import random_hex
 from minisip.sip.message import Request, Response, make_response
 from minisip.sip.transaction import ServerTransaction, TransactionLayer, new_branch
 from minisip.sip.types import Addr
-from minisip.sip.uri import SipURI, TelURI
+from minisip.sip.uri import SipURI, TelURI, parse_uri
 from minisip.sip.validate import precheck_request
 
 log = Logger(namespace="minisip.core")
@@ -38,7 +41,12 @@ def _token() -> str:
 
 
 class SIPCore:
-    """Implements the TransactionUser the transaction layer calls into."""
+    """The SIP side of the server: the TransactionUser the transaction layer calls into.
+
+    It authenticates, registers, and turns SIP dialogs into legs of the call layer (``CallManager``):
+    a new INVITE becomes a call with a SipLeg as its A-leg; destinations of kind ``contact`` and ``sip``
+    get SipLeg B-legs through ``SipLegFactory``. Calls themselves, their timers and routing belong to the
+    call layer."""
 
     user_agent = USER_AGENT
 
@@ -46,7 +54,7 @@ class SIPCore:
                  extensions: Mapping[str, Any], location: Any, store: Any,
                  local: Callable[[str], tuple[str, int]], security: FailureTracker | None = None,
                  wallclock: Callable[[], float] = time.time, ring_timeout: float = 60.0,
-                 registrar_opts: dict[str, int] | None = None) -> None:
+                 registrar_opts: dict[str, int] | None = None, calls: CallManager | None = None) -> None:
         self.clock = reactor
         self.wallclock = wallclock
         self.domain = domain
@@ -58,26 +66,31 @@ class SIPCore:
         self.auth = DigestAuthenticator(domain, reactor)
         self.security = security or FailureTracker(reactor)
         self.registrar = Registrar(location, wallclock, **(registrar_opts or {}))
-        self.routers = RouterChain()
+        self.calls = calls or CallManager(reactor, store, HookRegistry(), wallclock=wallclock,
+                                          ring_timeout=ring_timeout)
+        self.hooks = self.calls.hooks
+        self.routers = self.calls.routers
         self.extension_router = ExtensionRouter(self.extensions.get, location)
         self.routers.add(self.extension_router, priority=1_000_000, owner="core")
-        self.hooks = HookRegistry(self.routers)
         self.unreachable: set[tuple[str, str]] = set()
         self.extension_router.reachable = self.is_reachable
-        self.busy: dict[str, int] = {}
         location.add_observer(self._registration_changed)
-        self.media = PassthroughMedia()
-        self.ring_timeout = ring_timeout
+        factory = SipLegFactory(self)
+        self.hooks.leg_factories["contact"] = factory
+        self.hooks.leg_factories["sip"] = factory
         self.digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
         self.dialogs: dict[tuple[str, str], SipLeg] = {}
         self.invites: dict[tuple[str, str, int], Call] = {}   # (call-id, from-tag, cseq) of the caller's INVITE
-        self.reinvites: dict[ServerTransaction, Forwarded] = {}  # in-dialog INVITEs passed across, until answered
-        self.calls: dict[str, Call] = {}
+        self.reinvites: dict[ServerTransaction, Relayed] = {}  # in-dialog INVITEs passed across, until answered
+
+    @property
+    def busy(self) -> dict[str, int]:
+        return self.calls.busy
 
     # -- configuration -------------------------------------------------------------------------------
     def apply_config(self, domain: str, extensions: Mapping[str, Any], *, ring_timeout: float = 60.0,
                      digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")) -> None:
-        self.ring_timeout = ring_timeout
+        self.calls.ring_timeout = ring_timeout
         self.digest_algorithms = digest_algorithms
         self.domain = domain
         self.auth.realm = domain
@@ -105,22 +118,6 @@ class SIPCore:
         txn.respond(make_response(req, status, reason, to_tag=None if req.to_tag else _token(),
                                   extra=headers or (), body=body))
 
-    def call_event(self, event: str, call: Call) -> None:
-        """Busy accounting, then the plugins' call observers."""
-        if event == "call_started" and call.source == "extension":
-            self.busy[call.caller] = self.busy.get(call.caller, 0) + 1
-        elif event == "call_answered" and call.answered_by:
-            self.busy[call.answered_by] = self.busy.get(call.answered_by, 0) + 1
-        elif event == "call_ended":
-            for ext in ((call.caller,) if call.source == "extension" else ()) + (
-                    (call.answered_by,) if call.answered_by and call.answer_time else ()):
-                n = self.busy.get(ext, 0) - 1
-                if n > 0:
-                    self.busy[ext] = n
-                else:
-                    self.busy.pop(ext, None)
-        self.hooks.notify(self.hooks.call_observers, event, call)
-
     def _registration_changed(self, event: str, aor: str, binding: Any) -> None:
         if event in ("registered", "refreshed", "unregistered", "expired"):
             self.unreachable.discard((aor, binding.contact))
@@ -141,9 +138,6 @@ class SIPCore:
 
     def send_out_of_dialog(self, method: str, uri: str, target: Addr, headers: list[tuple[str, str]], body: bytes,
                            from_user: str | None, to: str | None, call_id: str | None, cseq: int) -> Any:
-        from twisted.internet import defer
-
-        from minisip.sip.uri import parse_uri
         d: defer.Deferred = defer.Deferred()
         ruri = parse_uri(uri)
         # a from_user with '@' is a whole address (a trunk registers as user@carrier, RFC 3261 10.2)
@@ -171,43 +165,6 @@ class SIPCore:
 
         self.transactions.send_request(req, target, on_response, on_timeout)
         return d
-
-    def probe_call(self, call: Call) -> Any:
-        from twisted.internet import defer
-        legs = [leg for leg in (call.a_leg, call.answered_leg) if isinstance(leg, SipLeg) and leg.state == "confirmed"]
-        if not legs:
-            return defer.succeed(False)
-        results: list[defer.Deferred] = []
-        for leg in legs:
-            d: defer.Deferred = defer.Deferred()
-            req = leg._request("INFO")
-
-            def on_response(resp: Response, d: defer.Deferred = d) -> None:
-                if resp.status >= 200 and not d.called:
-                    d.callback(resp.status not in (408, 481))
-
-            self.transactions.send_request(req, leg.target, on_response,
-                                           lambda d=d: None if d.called else d.callback(False))
-            results.append(d)
-        dl = defer.gatherResults(results)
-        dl.addCallback(all)
-        return dl
-
-    def hangup_call(self, call: Call, cause: str) -> None:
-        if call.state == "ended":
-            return
-        if call.state == "answered":
-            for leg in (call.a_leg, call.answered_leg):
-                if leg is not None:
-                    leg.hangup()
-            call.end(cause, "released by the server")
-        else:
-            for leg in call.b_legs:
-                leg.cancel()
-            call.b_legs = []
-            if call.a_leg is not None:
-                call.a_leg.fail(480, "Temporarily Unavailable")
-            call.end(cause, "released by the server")
 
     # -- input from the transport ----------------------------------------------------------------------
     def message_received(self, msg: Request | Response, source: Addr) -> None:
@@ -347,26 +304,17 @@ class SIPCore:
             return
         callee = unquote(callee) if isinstance(uri, SipURI) else callee
         display = identity.display if identity is not None and identity.display else req.from_.display
-        call = Call(self, _token(), user, callee, display, self.clock, self.wallclock)
-        if identity is not None:
-            call.source = identity.source
-            call.trunk = identity.trunk
-        call.max_forwards = (int(mf) - 1) if mf is not None else 69
-        call.offer = req.body if req.content_type == "application/sdp" else b""
-        call.a_leg_late_offer = not call.offer
-        a = SipLeg(self, call, "uas", req.call_id, _token(), _strip_tag(req.get("to") or ""),
-                   _strip_tag(req.get("from") or ""), _contact_uri(req), txn.source)
-        a.remote_tag = req.from_tag
-        a.remote_cseq = req.cseq[0]
-        a.route_set = req.get_all("record-route")
+        call = self.calls.new_call(_token(), user, callee, display,
+                                   source=identity.source if identity is not None else "extension",
+                                   trunk=identity.trunk if identity is not None else None,
+                                   max_forwards=(int(mf) - 1) if mf is not None else 69)
+        a = SipLeg(self, call, "uas", Dialog.from_request(req, _token()), txn.source)
         a.invite_txn = txn
         a.invite_req = req
-        a.remote_sdp = call.offer
-        call.a_leg = a
+        a.remote_sdp = req.body
         self.register_dialog(a)
         self.invites[(req.call_id, req.from_tag or "", req.cseq[0])] = call
-        self.calls[call.id] = call
-        call.route()
+        call.begin(a, req.body, req.content_type if req.body else None)
 
     def _message(self, txn: ServerTransaction, req: Request) -> None:
         """Page-mode MESSAGE (RFC 3428) from an extension to an extension: relayed to one registered contact."""
@@ -383,7 +331,6 @@ class SIPCore:
         if not dests:
             txn.respond(make_response(req, 480, "Temporarily Unavailable", to_tag=_token()))
             return
-        from minisip.core.router import destination_for
         dest = destination_for(dests[0])
         headers = [("Content-Type", req.get("content-type") or "text/plain")]
         d = self.send_out_of_dialog("MESSAGE", dest.uri, dest.addr, headers, req.body, user,
@@ -398,16 +345,18 @@ class SIPCore:
         d.addCallback(relay)
         d.addErrback(lambda f: log.failure("relaying MESSAGE", f))
 
-    def new_uac_leg(self, call: Call, dest: Destination) -> SipLeg:
+    def new_uac_leg(self, call: Call, dest: Any) -> SipLeg:
+        """A SIP B-leg to a registered contact or a SIP URI (the SipLegFactory's work)."""
         ext = self.extensions.get(call.caller)
         name = call.caller_display or (f'"{ext.name}"' if ext is not None and getattr(ext, "name", None) else None)
-        from_uri = dest.from_uri or f"<sip:{call.caller}@{self.domain}>"
-        if name and not dest.from_uri:
+        dest_from = getattr(dest, "from_uri", None)
+        from_uri = dest_from or f"<sip:{call.caller}@{self.domain}>"
+        if name and not dest_from:
             from_uri = f"{name} {from_uri}"
-        to_uri = dest.to_uri or f"<sip:{dest.aor or call.callee}@{self.domain}>"
-        leg = SipLeg(self, call, "uac", _token() + "@minisip", _token(), from_uri, to_uri, dest.uri, dest.addr)
+        to_uri = getattr(dest, "to_uri", None) or f"<sip:{dest.aor or call.callee}@{self.domain}>"
+        dialog = Dialog(_token() + "@minisip", _token(), from_uri, to_uri, dest.uri)
+        leg = SipLeg(self, call, "uac", dialog, dest.addr, dest)
         leg.description = f"{dest.uri} via {dest.addr}"
-        leg.destination = dest
         return leg
 
     def _cancel(self, txn: ServerTransaction, req: Request) -> None:
@@ -421,9 +370,9 @@ class SIPCore:
         if call is not None:
             call.a_cancelled()
         elif inv is not None:
-            fwd = self.reinvites.get(inv)
-            if fwd is not None:
-                fwd.cancel()  # the other side's 487 comes back as the re-INVITE's answer
+            relayed = self.reinvites.get(inv)
+            if relayed is not None:
+                relayed.cancel()  # the other side's 487 comes back as the re-INVITE's answer
 
     # -- dialogs ---------------------------------------------------------------------------------------------
     def register_dialog(self, leg: SipLeg) -> None:
@@ -442,44 +391,10 @@ class SIPCore:
         if leg is None or leg.state == "terminated":
             txn.respond(make_response(req, 481, "Call/Transaction Does Not Exist"))
             return
-        cseq = req.cseq[0]
-        if leg.remote_cseq and cseq < leg.remote_cseq and req.method != "ACK":
+        if not leg.dialog.accept_remote_cseq(req.cseq[0], req.method):
             txn.respond(make_response(req, 500, "Server Internal Error", extra=[("Retry-After", "1")]))
             return
-        leg.remote_cseq = max(leg.remote_cseq, cseq)
-        call = leg.call
-        call.touch()
-        if req.method == "BYE":
-            txn.respond(make_response(req, 200, "OK"))
-            if leg is call.a_leg and leg.invite_txn is not None:
-                call.a_cancelled()  # the caller's BYE on an early dialog: 487 to its INVITE (RFC 3261 15.1.2)
-                return
-            if leg is not call.a_leg and leg.state == "early" and leg in call.b_legs:
-                call.leg_declined(leg)  # a callee's BYE before its 200: that fork declines
-                return
-            leg.state = "terminated"
-            self.forget_dialog(leg)
-            call.leg_hungup(leg)
-            return
-        other = call.other(leg)
-        if other is None or call.state != "answered":
-            if req.method in ("INVITE", "UPDATE"):
-                txn.respond(make_response(req, 491, "Request Pending"))
-            else:
-                txn.respond(make_response(req, 481, "Call/Transaction Does Not Exist"))
-            return
-        if req.method != "INVITE":
-            other.forward_request(req, lambda resp: leg.relay_final(txn, req, resp))
-            return
-        leg.remote_sdp = req.body or leg.remote_sdp
-
-        def answered(resp: Response | None) -> None:
-            self.reinvites.pop(txn, None)
-            leg.relay_final(txn, req, resp)
-
-        fwd = other.forward_request(req, answered)
-        if not fwd.done:
-            self.reinvites[txn] = fwd
+        leg.request_received(txn, req)
 
     def respond_invite_2xx(self, txn: ServerTransaction, resp: Response) -> None:
         txn.respond(resp)
@@ -489,20 +404,16 @@ class SIPCore:
         leg = self.dialogs.get((resp.call_id, resp.to_tag or ""))
         if leg is not None and leg.call.state != "ended":
             log.info("no ACK for 2xx on call {id}: hanging up", id=leg.call.id)
-            leg.hangup()
-            leg.call.leg_hungup(leg)
+            leg.hangup("no ACK")
+            leg.call.leg_hungup(leg, "no ACK")
 
     def ack_received(self, request: Request, source: Addr) -> None:
         leg = self.find_dialog(request)
         if leg is None:
             return
-        call = leg.call
-        other = call.other(leg)
-        if other is not None and request.body:
+        if request.body:
             leg.remote_sdp = request.body
-            other.forward_ack(call.sdp_for(other, request.body), request.get("content-type"))
-        elif other is not None:
-            other.forward_ack(b"", None)
+        leg.call.leg_ack(leg, sdp_of(request.content_type, request.body) or b"")
 
     def stray_response(self, response: Response, source: Addr) -> None:
         if 200 <= response.status < 300 and response.cseq[1] == "INVITE":
@@ -511,44 +422,21 @@ class SIPCore:
                 leg.resend_ack(response.cseq[0])
 
     # -- call end ----------------------------------------------------------------------------------------------
-    def call_ended(self, call: Call) -> None:
-        self.calls.pop(call.id, None)
-        for txn, fwd in list(self.reinvites.items()):
-            if fwd.leg.call is call:
-                del self.reinvites[txn]
-        self.call_event("call_ended", call)
-        a = call.a_leg
-        if isinstance(a, SipLeg) and a.invite_req is not None:
-            req = a.invite_req
-            self.invites.pop((req.call_id, req.from_tag or "", req.cseq[0]), None)
-        for leg in [call.a_leg, *call.b_legs]:
-            if isinstance(leg, SipLeg) and leg.state == "terminated":
-                self.forget_dialog(leg)
-        if a is not None and isinstance(a, SipLeg):
-            self.transactions.after(32, self.forget_dialog, a)
-        assert call.end_time is not None
-        try:
-            self.store.add_call_record(CallRecord(call_id=call.id, caller=call.caller, callee=call.callee,
-                                                  start=call.start, answer=call.answer_time, end=call.end_time,
-                                                  cause=call.cause))
-        except Exception:
-            log.failure("cannot store the record of call {id}", id=call.id)
+    def leg_closed(self, leg: SipLeg) -> None:
+        """The call of ``leg`` ended: forget its tables' entries; the caller's dialog lingers 32 s so that
+        retransmitted requests of it are still answered."""
+        call = leg.call
+        if leg.role == "uas":
+            for txn, relayed in list(self.reinvites.items()):
+                if relayed.call is call:
+                    del self.reinvites[txn]
+            req = leg.invite_req
+            if req is not None:
+                self.invites.pop((req.call_id, req.from_tag or "", req.cseq[0]), None)
+            self.calls.after(32, self.forget_dialog, leg)
+        if leg.state == "terminated":
+            self.forget_dialog(leg)
 
 
 def _hp(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _strip_tag(value: str) -> str:
-    """A From/To value without its tag parameter (the leg adds its own)."""
-    from minisip.sip.uri import parse_name_addr
-    na = parse_name_addr(value)
-    na.params.pop("tag", None)
-    return str(na)
-
-
-def _contact_uri(req: Request) -> str:
-    contacts = req.contacts()
-    if contacts:
-        return str(contacts[0].uri)
-    return str(req.from_.uri)

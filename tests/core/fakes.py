@@ -93,7 +93,7 @@ class PBX:
     def leftovers(self) -> dict[str, object]:
         """What the core still holds; empty when nothing leaked."""
         core = self.core
-        left = {"dialogs": dict(core.dialogs), "calls": dict(core.calls), "invites": dict(core.invites), "reinvites": dict(core.reinvites),
+        left = {"dialogs": dict(core.dialogs), "calls": dict(core.calls.calls), "invites": dict(core.invites), "reinvites": dict(core.reinvites),
                 "transactions": len(core.transactions), "busy": dict(getattr(core, "busy", {}))}
         return {k: v for k, v in left.items() if v}
 

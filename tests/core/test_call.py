@@ -161,7 +161,7 @@ class SetupTests(CallTestCase):
         self.assertEqual(statuses(carol.inbox()), [100, 180, 200])
         a1.ack()
         a2.ack()
-        self.assertEqual(len(self.pbx.core.calls), 2)
+        self.assertEqual(len(self.pbx.core.calls.calls), 2)
         a1.bye()
         self.bob.reply(requests(self.bob.inbox(), "BYE")[0], 200)
         a2.bye()
@@ -288,7 +288,7 @@ class AnswerTests(CallTestCase):
         got = self.bob.inbox()
         self.assertEqual([r.method for r in requests(got)], ["ACK"])
         a.ack()
-        self.assertEqual(self.pbx.core.calls[next(iter(self.pbx.core.calls))].state, "answered")
+        self.assertEqual(self.pbx.core.calls.calls[next(iter(self.pbx.core.calls.calls))].state, "answered")
         self.assertEqual(requests(self.alice.inbox(), "BYE"), [])
         self.hang_up(a)
         self.assertClean()
@@ -423,7 +423,7 @@ class FailureTests(CallTestCase):
         self.assertClean()
 
     def test_configured_ring_timeout(self) -> None:
-        self.pbx.core.ring_timeout = 15
+        self.pbx.core.calls.ring_timeout = 15
         self.ring()
         self.pbx.advance(15)
         self.assertEqual(statuses(self.alice.inbox()), [480])

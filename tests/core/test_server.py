@@ -7,7 +7,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
-from minisip.core.router import CONTINUE, Destination, Reject, Route
+from minisip.core.router import CONTINUE, ContactDestination, Reject, Route
 from minisip.sip.message import Response
 from minisip.sip.types import Addr
 from tests.core.fakes import DOMAIN, PBX, requests, sdp, statuses, token
@@ -212,7 +212,7 @@ class RouterTests(SynchronousTestCase):
     def test_router_with_unusable_destination(self) -> None:
         class Bad:
             def route(self, call: Any) -> Any:
-                return Route((Destination("this is not a uri", Addr("udp", "10.0.0.9", 5060)),))
+                return Route((ContactDestination("this is not a uri", Addr("udp", "10.0.0.9", 5060)),))
 
         self.pbx.core.routers.add(Bad(), priority=0, owner="test")
         self.alice.call("200")
@@ -235,7 +235,7 @@ class RouterTests(SynchronousTestCase):
         self.assertEqual(len(self.bob.incoming()), 1)
 
     def test_router_ring_time(self) -> None:
-        bob_dest = Destination("sip:200@10.0.0.2:5060", Addr("udp", "10.0.0.2", 5060))
+        bob_dest = ContactDestination("sip:200@10.0.0.2:5060", Addr("udp", "10.0.0.2", 5060))
 
         class Short:
             def route(self, call: Any) -> Any:

@@ -507,7 +507,7 @@ class LinearTests(HuntTestBase):
         dlg.respond(200, sdp(HOSTS["102"]))
         trunk.inbox()
         self.assertEqual([r.status for r in c.responses if r.status >= 200], [200])
-        call = next(iter(self.pbx.core.calls.values()))
+        call = next(iter(self.pbx.core.calls.calls.values()))
         self.assertEqual((call.source, call.answered_by), ("trunk", "102"))
         c.ack()
         c.bye()

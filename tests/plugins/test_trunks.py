@@ -376,7 +376,7 @@ class OutboundTests(TrunkTestBase):
         # the carrier answers: the phone gets the 200
         self.carrier_reply(again, 200, body=sdp(CARRIER))
         self.assertIn(200, statuses(self.phone.inbox()))
-        (call,) = self.pbx.core.calls.values()
+        (call,) = self.pbx.core.calls.calls.values()
         self.assertEqual((call.state, call.caller, call.callee), ("answered", "100", "90201234567"))
         self.assertTrue(any("goes out as tel:+31201234567" in line for line in self.log_lines()))
 
@@ -672,7 +672,7 @@ class InboundTests(TrunkTestBase):
         (dlg,) = self.rang(self.ext100)
         assert dlg.invite is not None
         self.assertEqual(str(dlg.invite.from_.uri), f"sip:+31612345678@{DOMAIN}")
-        (call,) = self.pbx.core.calls.values()
+        (call,) = self.pbx.core.calls.calls.values()
         self.assertEqual((call.source, call.trunk, call.caller, call.callee),
                          ("trunk", "carrier", "+31612345678", "100"))
         dlg.respond(200, sdp("10.0.0.1"))
@@ -682,7 +682,7 @@ class InboundTests(TrunkTestBase):
         self.start({"trunk carrier": self.SECTION})
         self.invite(self.carrier, f"sip:31-20-123-4567@{DOMAIN};user=phone", from_=f"<sip:0612345678@{CARRIER}>")
         self.assertEqual(len(self.rang(self.ext100)), 1)
-        self.assertEqual(next(iter(self.pbx.core.calls.values())).caller, "0612345678")
+        self.assertEqual(next(iter(self.pbx.core.calls.calls.values())).caller, "0612345678")
         self.invite(self.carrier, "tel:+0201234568;phone-context=+31")   # configured without +
         self.assertEqual(len(self.rang(self.ext101)), 1)
         self.invite(self.carrier, "tel:020-123-4568;phone-context=+31")
@@ -737,7 +737,7 @@ class InboundTests(TrunkTestBase):
         self.invite(elsewhere, ruri, to="<sip:+31201234567@carrier.example>")
         self.assertNotIn(407, statuses(elsewhere.inbox()))
         self.assertEqual(len(self.rang(self.ext100)), 1)
-        (call,) = self.pbx.core.calls.values()
+        (call,) = self.pbx.core.calls.calls.values()
         self.assertEqual((call.source, call.trunk), ("trunk", "carrier"))
         # an unknown To number: 404
         self.invite(elsewhere, ruri, to="<tel:+31201234599>")
@@ -762,7 +762,7 @@ class InboundTests(TrunkTestBase):
     def test_phones_calling_extensions_are_not_trunk_calls(self) -> None:
         self.start({"trunk carrier": self.SECTION})
         self.ext100.call("101", sdp("10.0.0.1"))
-        (call,) = self.pbx.core.calls.values()
+        (call,) = self.pbx.core.calls.calls.values()
         self.assertEqual((call.source, call.trunk), ("extension", None))
 
 
