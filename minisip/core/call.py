@@ -117,7 +117,8 @@ class Call:
         self.max_forwards = max_forwards
         self.info = CallInfo(self)
         self.a_leg: Any = None
-        self.b_legs: list[Any] = []
+        self.b_legs: list[Any] = []    # the forks still ringing, then the leg that answered
+        self.legs: list[Any] = []      # every leg ever made for the call (closed once at its end)
         self.answered_leg: Any = None
         self.state = "routing"         # routing, ringing, rerouting, answered, ended
         self.start = self.wallclock()
@@ -152,6 +153,7 @@ class Call:
     def begin(self, a_leg: Any, body: bytes = b"", content_type: str | None = None) -> None:
         """Start the call from the caller's leg and the body of its request; route it."""
         self.a_leg = a_leg
+        self.legs.append(a_leg)
         self.offer_body = body
         self.offer_type = content_type
         self.offer = sdp_of(content_type, body) or b""
@@ -199,6 +201,7 @@ class Call:
                 self.failures.append((500, "Server Internal Error"))
                 continue
             self.b_legs.append(leg)
+            self.legs.append(leg)
         if not self.b_legs:
             self._all_failed()
             return
@@ -285,11 +288,11 @@ class Call:
         self.answered_leg = leg
         self.answer_time = self.wallclock()
         self._stop_ring_timer()
-        for other in self.b_legs:
+        others, self.b_legs = self.b_legs, [leg]
+        for other in others:
             if other is not leg:
                 other.cancel()
                 self._leg_gone(other)
-        self.b_legs = [leg]
         dest = getattr(leg, "destination", None)
         self.answered_by = getattr(dest, "aor", None)
 
@@ -401,10 +404,10 @@ class Call:
 
     # -- failures, timers and cancel ------------------------------------------------------------------------
     def _drop_forks(self) -> None:
-        for leg in self.b_legs:
+        legs, self.b_legs = self.b_legs, []
+        for leg in legs:
             leg.cancel()
             self._leg_gone(leg)
-        self.b_legs = []
 
     def _next_step(self, status: int) -> bool:
         """Ask the current route what to do after it failed; True when a next step is under way."""
@@ -554,7 +557,7 @@ class CallManager:
             self.media.call_ended(call)
         except Exception:
             log.failure("media policy: call_ended of call {id} failed", id=call.id)
-        for leg in {id(leg): leg for leg in (call.a_leg, *call.b_legs) if leg is not None}.values():
+        for leg in call.legs:
             leg.close()
         assert call.end_time is not None
         try:

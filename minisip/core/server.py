@@ -314,7 +314,7 @@ class SIPCore:
         a.remote_sdp = req.body
         self.register_dialog(a)
         self.invites[(req.call_id, req.from_tag or "", req.cseq[0])] = call
-        call.begin(a, req.body, req.content_type if req.body else None)
+        call.begin(a, req.body, req.get("content-type") if req.body else None)
 
     def _message(self, txn: ServerTransaction, req: Request) -> None:
         """Page-mode MESSAGE (RFC 3428) from an extension to an extension: relayed to one registered contact."""

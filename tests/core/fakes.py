@@ -218,7 +218,8 @@ class Phone:
 
     # -- calls ------------------------------------------------------------------------------------
     def call(self, callee: str, body: bytes = b"", *, auth: bool = True, password: str | None = None,
-             headers: Iterable[tuple[str, str]] = (), max_forwards: int = 70) -> Dialog:
+             headers: Iterable[tuple[str, str]] = (), max_forwards: int = 70,
+             ctype: str = "application/sdp") -> Dialog:
         """Send an INVITE to ``callee``; with ``auth``, answer the 407 as a phone does.
 
         The responses to the first INVITE are consumed; the rest stay in the inbox.
@@ -226,13 +227,14 @@ class Phone:
         ruri = f"sip:{callee}@{DOMAIN}"
         dlg = Dialog(self, token() + "@" + self.addr.host, token(), f"<sip:{self.ext}@{DOMAIN}>", f"<{ruri}>", ruri)
         self.dialogs[dlg.call_id] = dlg
-        dlg.send_invite(body, headers=headers, max_forwards=max_forwards)
+        dlg.send_invite(body, headers=headers, max_forwards=max_forwards, ctype=ctype)
         if auth:
             got = self.inbox()
             challenge = next(m for m in got if isinstance(m, Response) and m.status == 407)
             value = challenge.get_all("proxy-authenticate")[0]
             authz = self.authorization(value, "INVITE", ruri, password=password)
-            dlg.send_invite(body, headers=[*headers, ("Proxy-Authorization", authz)], max_forwards=max_forwards)
+            dlg.send_invite(body, headers=[*headers, ("Proxy-Authorization", authz)], max_forwards=max_forwards,
+                            ctype=ctype)
         return dlg
 
 
