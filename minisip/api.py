@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from minisip.config import ConfigError as _CoreConfigError
 from minisip.core.call import CallInfo, LegRequest, LegResponse
+from minisip.core.incoming import IncomingRequest
 from minisip.core.media import MediaRefused, PassthroughMedia
 from minisip.core.router import (
     CONTINUE,
@@ -69,41 +70,6 @@ class CallerIdentity:
     display: str | None = None
     callee: str | None = None
     reject: tuple[int, str] | None = None
-
-
-class IncomingRequest:
-    """A request offered to IRequestHandlers before the core handles it."""
-
-    def __init__(self, core: "SIPCore", txn: Any, request: Request, leg: Any) -> None:
-        self._core = core
-        self._txn = txn
-        self.request = request
-        self.method = request.method
-        self.body = request.body
-        self.content_type = request.content_type
-        self.source: Addr = txn.source
-        self.in_dialog = request.to_tag is not None
-        self._leg = leg
-        self.answered = False
-
-    @property
-    def dialog_exists(self) -> bool:
-        return self._leg is not None and self._leg.state != "terminated"
-
-    @property
-    def call(self) -> CallInfo | None:
-        """The call of the dialog (read-only), or None."""
-        return self._leg.call.info if self._leg is not None else None
-
-    def touch(self) -> None:
-        """Record dialog activity (for supervision)."""
-        if self._leg is not None:
-            self._leg.call.touch()
-
-    def respond(self, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = (),
-                body: bytes = b"") -> None:
-        self.answered = True
-        self._core.respond(self._txn, self.request, status, reason, list(headers), body)
 
 
 class ServerAPI:

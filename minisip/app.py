@@ -1,4 +1,5 @@
-"""Wires the pieces together for one running server: store, location, core, transports."""
+"""Wires the pieces together for one running server: store, location, call layer, SIP core, transports,
+features; and the services (listeners, expiry, plugin services) that run them."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import time
 import traceback
 from typing import Any, Iterable
 
+from twisted.application import service
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
 from minisip.api import ServerAPI
 from minisip.config import Config, ConfigError
+from minisip.core.call import CallManager
+from minisip.core.hooks import HookRegistry
 from minisip.core.location import LocationService
 from minisip.core.security import FailureTracker
 from minisip.core.server import SIPCore
@@ -50,7 +55,41 @@ class _WallClock:
         return self.reactor.callLater(*a, **kw)
 
 
+class Step(service.Service):
+    """A small service made of callables: ``privileged`` runs in privilegedStartService (binding a
+    port as root before privileges are dropped), ``start`` in startService, ``stop`` in stopService
+    (it may return a Deferred the shutdown waits for)."""
+
+    def __init__(self, name: str, *, privileged: Any = None, start: Any = None, stop: Any = None) -> None:
+        self.setName(name)
+        self._privileged = privileged
+        self._start = start
+        self._stop = stop
+        self._privileged_done = False
+
+    def privilegedStartService(self) -> None:  # noqa: N802
+        super().privilegedStartService()
+        if self._privileged is not None and not self._privileged_done:
+            self._privileged_done = True
+            self._privileged()
+
+    def startService(self) -> None:  # noqa: N802
+        self.privilegedStartService()   # no-op when twistd already ran it
+        super().startService()
+        if self._start is not None:
+            self._start()
+
+    def stopService(self) -> Any:  # noqa: N802
+        super().stopService()
+        if self._stop is not None:
+            return self._stop()
+        return None
+
+
 class Server:
+    """One running minisip: ``build`` makes everything (every configuration error surfaces there, before
+    anything listens); ``services`` are the children of the service tree, in start order."""
+
     def __init__(self, config: Config, reactor: Any, plugins: Iterable[LoadedPlugin] = (),
                  plugin_configs: dict[str, Any] | None = None) -> None:
         self.config = config
@@ -59,47 +98,86 @@ class Server:
         self.plugin_configs = plugin_configs or {}
         self.features: dict[str, Any] = {}
         self.ports: list[Any] = []
-        self.expiry_call: Any = None
         self.store: Any = None
-        self.services: list[Any] = []
+        self.restored = 0
+        self.tls_context: Any = None
 
-    def start(self) -> None:
+    def build(self) -> None:
         cfg = self.config
         os.makedirs(cfg.datadir, exist_ok=True)
         self.store = SQLiteStore(os.path.join(cfg.datadir, "minisip.sqlite"))
         self.location = LocationService(self.store, _WallClock(self.reactor))
-        restored = self.location.load()
+        self.restored = self.location.load()
         self.security = FailureTracker(self.reactor, cfg.max_failures, cfg.failure_window, cfg.ban_time)
         self.transport = TransportManager(self.reactor, None, idle_timeout=cfg.idle_timeout,
                                           max_connections_per_host=cfg.max_connections_per_host,
                                           max_message_size=cfg.max_message_size,
                                           is_banned=self.security.is_banned,
                                           tls_client_context=tls.client_context_factory())
+        self.calls = CallManager(self.reactor, self.store, HookRegistry(), wallclock=time.time,
+                                 ring_timeout=cfg.no_answer_timeout)
         self.core = SIPCore(self.reactor, self.transport.send, domain=cfg.domain, extensions=cfg.extensions,
                             location=self.location, store=self.store, local=self._local,
-                            security=self.security, registrar_opts=self._registrar_opts(cfg))
+                            security=self.security, registrar_opts=self._registrar_opts(cfg), calls=self.calls)
         self.core.apply_config(cfg.domain, cfg.extensions, ring_timeout=cfg.no_answer_timeout,
                                digest_algorithms=cfg.digest_algorithms)
         self.transport.sink = self.core
-        self._load_features()
         self.transport.on_send_failed = self.core.transactions.transport_error
-        for listen in cfg.udp:
-            self.ports.append(self.transport.listen_udp(listen.host, listen.port))
-            log.info("listening for SIP on udp {addr}", addr=str(listen))
-        for listen in cfg.tcp:
-            self.ports.append(self.transport.listen_tcp(listen.host, listen.port))
-            log.info("listening for SIP on tcp {addr}", addr=str(listen))
+        self._load_features()
         if cfg.tls:
             cert, key = tls.ensure_certificate(cfg.datadir, cfg.tls_certificate, cfg.tls_private_key, cfg.domain)
-            ctx = tls.server_context_factory(cert, key)
+            self.tls_context = tls.server_context_factory(cert, key)
             log.info("TLS certificate {cert}, fingerprint {fp}", cert=cert, fp=tls.certificate_fingerprint(cert))
-            for listen in cfg.tls:
-                self.ports.append(self.transport.listen_tls(listen.host, listen.port, ctx))
-                log.info("listening for SIP on tls {addr}", addr=str(listen))
-        self.expiry_call = self.reactor.callLater(EXPIRY_INTERVAL, self._expire)
+
+    def services(self) -> list[service.IService]:
+        """The service tree's children in start order; they stop in reverse order, each waited for:
+        plugin services (a trunk's un-REGISTER) while the listeners still run, the store last."""
+        cfg = self.config
+        children: list[service.IService] = [Step("store", stop=self._close_store)]
+        for kind, listens in (("udp", cfg.udp), ("tcp", cfg.tcp), ("tls", cfg.tls)):
+            for listen in listens:
+                children.append(Step(f"sip-{kind} {listen}", privileged=self._listener(kind, listen.host, listen.port,
+                                                                                         str(listen))))
+        children.append(Step("transport", stop=self._close_listeners))
+        children.append(Step("expiry", start=self._start_expiry, stop=self._stop_expiry))
         for _owner, svc in self.core.hooks.services:  # after the listeners: services may send at once
-            svc.startService()
-            self.services.append(svc)
+            children.append(svc)
+        return children
+
+    def _listener(self, kind: str, host: str, port: int, text: str) -> Any:
+        def listen() -> None:
+            if kind == "udp":
+                p = self.transport.listen_udp(host, port)
+            elif kind == "tcp":
+                p = self.transport.listen_tcp(host, port)
+            else:
+                p = self.transport.listen_tls(host, port, self.tls_context)
+            self.ports.append(p)
+            log.info("listening for SIP on {kind} {addr}", kind=kind, addr=text)
+        return listen
+
+    def _close_listeners(self) -> Any:
+        ports, self.ports = self.ports, []
+        ds = [defer.maybeDeferred(p.stopListening) for p in ports]
+        self.transport.close()
+        return defer.DeferredList(ds)
+
+    def _close_store(self) -> None:
+        self.core.transactions.close()
+        if self.store is not None:
+            self.store.close()
+
+    def _start_expiry(self) -> None:
+        self.expiry_call = self.reactor.callLater(EXPIRY_INTERVAL, self._expire)
+
+    def _stop_expiry(self) -> None:
+        call = getattr(self, "expiry_call", None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def ready(self) -> None:
+        """Everything runs: freeze start-up objects out of the collector and say so."""
+        cfg = self.config
         # Everything made at start-up (config, extensions, restored registrations, code) lives as long
         # as the process: keep it out of the collector's full passes, which otherwise stall the reactor
         # for hundreds of milliseconds under load (SIP timers start retransmitting at 500 ms).
@@ -110,7 +188,16 @@ class Server:
         # the CPU per call (bench/call_cpu.py). Larger generations make collections rarer, each no longer.
         gc.set_threshold(*GC_THRESHOLDS)
         log.info("minisip ready: domain {domain}, {n} extensions, {r} registrations restored, data in {datadir}",
-                 domain=cfg.domain, n=len(cfg.extensions), r=restored, datadir=cfg.datadir)
+                 domain=cfg.domain, n=len(cfg.extensions), r=self.restored, datadir=cfg.datadir)
+
+    def abandon(self) -> None:
+        """Release what a failed build opened (the store), quietly."""
+        if self.store is not None:
+            try:
+                self.store.close()
+            except Exception:
+                log.failure("cleaning up after a failed start")
+            self.store = None
 
     def _load_features(self) -> None:
         for plugin in self.plugins:
@@ -155,7 +242,7 @@ class Server:
                 log.info("{n} registrations expired", n=n)
         except Exception:
             log.failure("expiring registrations")
-        self.expiry_call = self.reactor.callLater(EXPIRY_INTERVAL, self._expire)
+        self._start_expiry()
 
     def apply_config(self, cfg: Config, plugin_configs: dict[str, Any] | None = None) -> None:
         old = self.config
@@ -174,18 +261,3 @@ class Server:
                 except Exception:
                     log.failure("plugin {name}: reconfigure failed", name=name)
         log.info("{n} extensions configured", n=len(cfg.extensions))
-
-    def stop(self) -> None:
-        for svc in reversed(self.services):
-            try:
-                svc.stopService()
-            except Exception:
-                log.failure("stopping a plugin service")
-        if self.expiry_call is not None and self.expiry_call.active():
-            self.expiry_call.cancel()
-        for p in self.ports:
-            p.stopListening()
-        self.transport.close()
-        if self.store is not None:
-            self.store.close()
-        log.info("minisip stopped")

@@ -8,15 +8,18 @@ import sys
 from typing import Any
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
+from minisip.app import Server
 from minisip.config import Config, ConfigError, load_config
 from minisip.plugins import LoadedPlugin, PluginError, discover, parse_plugin_configs, plugin_directories
 
 log = Logger(namespace="minisip")
 
 DEFAULT_CONFIG = "/etc/minisip/minisip.conf"
+STOP_TIMEOUT = 5.0
 
 
 class Options(usage.Options):
@@ -45,53 +48,25 @@ class Options(usage.Options):
 
 
 class MinisipService(service.MultiService):
-    """Everything minisip runs: the SIP stack, stores, listeners; reloads its config on SIGHUP."""
+    """The root of the service tree: the server's services as children (listeners, expiry, plugin
+    services, the store), stopped one after the other in reverse order, each waited for at most
+    ``STOP_TIMEOUT`` seconds; reloads its config on SIGHUP."""
 
-    def __init__(self, config: Config, options: dict[str, Any], plugins: list[LoadedPlugin] | None = None,
-                 plugin_configs: dict[str, Any] | None = None, reactor: Any = None) -> None:
+    def __init__(self, server: Any, options: dict[str, Any]) -> None:
         super().__init__()
-        self.plugins = plugins or []
-        self.plugin_configs = plugin_configs or {}
-        self.config = config
+        self.server = server
+        self.config = server.config
+        self.plugins = server.plugins
         self.options = options
-        self._reactor = reactor
-        self.server: Any = None
-
-    @property
-    def reactor(self) -> Any:
-        if self._reactor is None:
-            from twisted.internet import reactor
-            self._reactor = reactor
-        return self._reactor
+        self.reactor = server.reactor
+        for child in server.services():
+            child.setServiceParent(self)
 
     def startService(self) -> None:  # noqa: N802
-        from minisip.app import Server
         super().startService()
-        try:
-            self.server = Server(self.config, self.reactor, plugins=self.plugins,
-                                 plugin_configs=self.plugin_configs)
-            self.server.start()
-        except (ConfigError, PluginError) as e:
-            # Found only now that the features are built: refuse to start as makeService does,
-            # with the file and the reason, no traceback, and a non-zero exit status.
-            self._abandon()
-            sys.stderr.write(f"minisip: cannot start: {e}\n")
-            raise SystemExit(2) from None
-        except Exception as e:
-            log.failure("minisip could not start: {e}", e=e)
-            self.reactor.callWhenRunning(self.reactor.stop)
-            raise
-        if hasattr(signal, "SIGHUP"):
+        self.server.ready()
+        if hasattr(signal, "SIGHUP") and hasattr(self.reactor, "callFromThread"):
             signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
-
-    def _abandon(self) -> None:
-        """Release what a failed start opened (store, sockets), quietly."""
-        server, self.server = self.server, None
-        if server is not None and server.store is not None:
-            try:
-                server.stop()
-            except Exception:
-                log.failure("cleaning up after a failed start")
 
     def reload(self) -> None:
         try:
@@ -104,10 +79,41 @@ class MinisipService(service.MultiService):
         except Exception:
             log.failure("configuration reload failed, the running configuration stays")
 
-    def stopService(self) -> Any:  # noqa: N802
-        if self.server is not None:
-            self.server.stop()
-        return super().stopService()
+    def stopService(self) -> defer.Deferred:  # noqa: N802
+        service.Service.stopService(self)
+        d: defer.Deferred = defer.succeed(None)
+        for child in reversed(list(self)):
+            d.addCallback(lambda _, c=child: self._stop_child(c))
+        d.addCallback(lambda _: log.info("minisip stopped"))
+        return d
+
+    def _stop_child(self, child: Any) -> defer.Deferred:
+        d = defer.maybeDeferred(child.stopService)
+        if d.called:
+            d.addErrback(lambda f: log.failure("stopping {name}", f, name=child.name))
+            return d
+        d.addTimeout(STOP_TIMEOUT, self.reactor)
+
+        def failed(f: Any) -> None:
+            if f.check(defer.TimeoutError, defer.CancelledError):
+                log.warn("stopping {name} took more than {t:g}s; going on", name=child.name, t=STOP_TIMEOUT)
+            else:
+                log.failure("stopping {name}", f, name=child.name)
+
+        d.addErrback(failed)
+        return d
+
+
+def build_service(config: Config, options: dict[str, Any], plugins: list[LoadedPlugin],
+                  plugin_configs: dict[str, Any], reactor: Any) -> MinisipService:
+    """The whole service tree; ConfigError or PluginError (and nothing left open) when it cannot run."""
+    server = Server(config, reactor, plugins=plugins, plugin_configs=plugin_configs)
+    try:
+        server.build()
+    except BaseException:
+        server.abandon()
+        raise
+    return MinisipService(server, options)
 
 
 def load_all(path: str, datadir: str | None, extra_plugin_dirs: list[str],
@@ -119,10 +125,17 @@ def load_all(path: str, datadir: str | None, extra_plugin_dirs: list[str],
     return config, plugins, parse_plugin_configs(plugins, config)
 
 
-def makeService(options: usage.Options) -> service.IService:  # noqa: N802
+def make_service(options: dict[str, Any], reactor: Any) -> MinisipService:
+    """The service tree for ``options``, or exit status 2 with one line naming the file and the reason."""
     try:
-        config, plugins, plugin_configs = load_all(options["config"], options["datadir"], options["plugin-dirs"])
+        config, plugins, plugin_configs = load_all(options["config"], options.get("datadir"),
+                                                   options.get("plugin-dirs") or [])
+        return build_service(config, options, plugins, plugin_configs, reactor)
     except (ConfigError, PluginError) as e:
         sys.stderr.write(f"minisip: cannot start: {e}\n")
         raise SystemExit(2) from None
-    return MinisipService(config, dict(options), plugins, plugin_configs)
+
+
+def makeService(options: usage.Options) -> service.IService:  # noqa: N802
+    from twisted.internet import reactor  # twistd's reactor, installed by now; never at import time
+    return make_service(dict(options), reactor)

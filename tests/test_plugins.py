@@ -21,7 +21,7 @@ from minisip.config import ConfigError, load_config
 from minisip.interfaces import ICallObserver, ICallRouter, IRequestHandler
 from minisip.plugins import PluginError, discover, parse_plugin_configs, plugin_directories
 from minisip.sip.message import Response
-from minisip.tap import MinisipService, load_all
+from minisip.tap import MinisipService, build_service, load_all, make_service
 from tests.core.fakes import PBX, Phone, token
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -491,12 +491,10 @@ class ServerTests(PluginDirTestCase):
 
     def start_server(self, path: str, extra_dirs: Iterable[str] = ()) -> tuple[Server, MinisipService]:
         config, plugins, configs = load_all(path, None, list(extra_dirs))
-        svc = MinisipService(config, {"config": path, "datadir": None}, plugins, configs, reactor=Clock())
-        server = Server(config, svc.reactor, plugins=plugins, plugin_configs=configs)
-        server.start()
-        self.addCleanup(server.stop)
-        svc.server = server
-        return server, svc
+        svc = build_service(config, {"config": path, "datadir": None}, plugins, configs, Clock())
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        return svc.server, svc
 
     def test_features_built_and_reconfigured_on_reload(self) -> None:
         self.plugin_dir(files={"a.py": plugin_source("test.a", ("alpha",)), "b.py": plugin_source("test.b")})
@@ -558,22 +556,19 @@ class ServerTests(PluginDirTestCase):
         path = self.hunting_with_unknown_operator()
         config, plugins, configs = load_all(path, None, [])
         server = Server(config, Clock(), plugins=plugins, plugin_configs=configs)
-        self.addCleanup(lambda: server.store.close() if server.store is not None else None)
-        e = self.assertRaises(ConfigError, server.start)
+        self.addCleanup(server.abandon)
+        e = self.assertRaises(ConfigError, server.build)
         self.assertEqual((e.file, e.section, e.key), (path, "hunt 600", "operators"))
         self.assertEqual(str(e), f"{path}: [hunt 600] operators: operator 999 is not an extension")
 
     def test_start_refused_cleanly_when_make_feature_refuses_the_config(self) -> None:
         path = self.hunting_with_unknown_operator()
-        config, plugins, configs = load_all(path, None, [])
-        svc = MinisipService(config, {"config": path}, plugins, configs, reactor=Clock())
         stderr = io.StringIO()
         self.patch(sys, "stderr", stderr)
-        e = self.assertRaises(SystemExit, svc.startService)
+        e = self.assertRaises(SystemExit, make_service, {"config": path}, Clock())
         self.assertEqual(e.code, 2)
         self.assertEqual(stderr.getvalue(),
                          f"minisip: cannot start: {path}: [hunt 600] operators: operator 999 is not an extension\n")
-        self.assertIsNone(svc.server)
 
     def test_start_refused_when_make_feature_returns_no_feature(self) -> None:
         source = plugin_source("test.a").replace("return Feature(api, config)", "return object()")
@@ -584,12 +579,9 @@ class ServerTests(PluginDirTestCase):
         """Start with plugin ``source`` in plugins/a.py; the exit code must be 2; what stderr says."""
         self.plugin_dir(files={"a.py": source})
         path = self.write_config("", plugins="directories = plugins")
-        config, plugins, configs = load_all(path, None, [])
-        svc = MinisipService(config, {"config": path}, plugins, configs, reactor=Clock())
         stderr = io.StringIO()
         self.patch(sys, "stderr", stderr)
-        self.assertEqual(self.assertRaises(SystemExit, svc.startService).code, 2)
-        self.assertIsNone(svc.server)
+        self.assertEqual(self.assertRaises(SystemExit, make_service, {"config": path}, Clock()).code, 2)
         self.assertEqual(self.flushLoggedErrors(), [], "no traceback in the log")
         return stderr.getvalue()
 

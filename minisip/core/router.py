@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -11,9 +11,6 @@ from twisted.logger import Logger
 from minisip.sip.errors import SIPParseError
 from minisip.sip.types import Addr
 from minisip.sip.uri import SipURI, parse_uri
-
-if TYPE_CHECKING:
-    from minisip.core.call import CallInfo
 
 log = Logger(namespace="minisip.router")
 
@@ -80,7 +77,7 @@ class Route:
     callee: str | None = None
     # Called as on_failure(call, status) when every target failed or ring_time ran out: the next step
     # (a RouteDecision or a Deferred of one; Continue = give up with the failure). Hunting uses it.
-    on_failure: Callable[["CallInfo", int], Any] | None = field(default=None, compare=False)
+    on_failure: Callable[[Any, int], Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +118,14 @@ class RouterChain:
     def remove_owner(self, owner: str) -> None:
         self._entries = [e for e in self._entries if e.owner != owner]
 
-    def route(self, call: "CallInfo") -> defer.Deferred:
+    def route(self, call: Any) -> defer.Deferred:
         """Deferred firing with the winning decision; a failing router gives Reject(500).
 
         Routers answering synchronously (the usual case) are asked in a plain loop; Deferred
         machinery is only used from the first router that returns a Deferred."""
         return self._route_from(call, list(self._entries), 0)
 
-    def _route_from(self, call: "CallInfo", entries: list[_Entry], i: int) -> defer.Deferred:
+    def _route_from(self, call: Any, entries: list[_Entry], i: int) -> defer.Deferred:
         while i < len(entries):
             entry = entries[i]
             try:
@@ -144,7 +141,7 @@ class RouterChain:
             i += 1
         return defer.succeed(Reject(404, "Not Found"))
 
-    def _await(self, call: "CallInfo", entries: list[_Entry], i: int, d: defer.Deferred) -> defer.Deferred:
+    def _await(self, call: Any, entries: list[_Entry], i: int, d: defer.Deferred) -> defer.Deferred:
         entry = entries[i]
 
         def decided(result: Any) -> Any:
@@ -180,7 +177,7 @@ class ExtensionRouter:
         self.location = location
         self.reachable = reachable or (lambda b: True)
 
-    def route(self, call: "CallInfo") -> RouteDecision:
+    def route(self, call: Any) -> RouteDecision:
         ext = call.callee
         if self.directory(ext) is None:
             return Reject(404, "Not Found")

@@ -11,6 +11,7 @@ from twisted.logger import Logger
 
 from minisip.core.call import Call, CallManager, Relayed
 from minisip.core.hooks import HookRegistry
+from minisip.core.incoming import IncomingRequest
 from minisip.core.media import sdp_of
 from minisip.core.registrar import Registrar
 from minisip.core.router import ExtensionRouter, destination_for
@@ -218,7 +219,6 @@ class SIPCore:
             txn.respond(make_response(req, 405, "Method Not Allowed", to_tag=_token(), extra=[("Allow", ALLOW_HEADER)]))
 
     def _run_handlers(self, handlers: list[tuple[str, Any]], txn: ServerTransaction, req: Request) -> bool:
-        from minisip.api import IncomingRequest
         incoming = IncomingRequest(self, txn, req, self.find_dialog(req) if req.to_tag else None)
         for owner, handler in handlers:
             try:

@@ -7,7 +7,7 @@ the SIP core (``SIPCore``) owns the transactions and finds a leg by its dialog.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -22,9 +22,6 @@ from minisip.sip.message import Request, Response, make_response
 from minisip.sip.transaction import ServerTransaction, new_branch
 from minisip.sip.types import Addr
 
-if TYPE_CHECKING:
-    from minisip.core.server import SIPCore
-
 log = Logger(namespace="minisip.call")
 
 # Headers that travel with an in-dialog request passed across the B2BUA.
@@ -37,7 +34,7 @@ class SipLeg:
 
     kind = "sip"
 
-    def __init__(self, core: "SIPCore", call: Any, role: str, dialog: Dialog, target: Addr,
+    def __init__(self, core: Any, call: Any, role: str, dialog: Dialog, target: Addr,
                  destination: Any = None) -> None:
         self.core = core
         self.call = call
@@ -451,8 +448,8 @@ class Forwarded:
 class SipLegFactory:
     """Makes the SIP B-legs of registered contacts and SIP URIs (trunks)."""
 
-    def __init__(self, core: "SIPCore") -> None:
-        self.core = core
+    def __init__(self, core: Any) -> None:
+        self.core = core  # the SIPCore (not imported: it imports this module)
 
     def make_leg(self, call: Any, destination: Any) -> SipLeg:
         return self.core.new_uac_leg(call, destination)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from minisip.sip.message import Request
+from typing import Any
 
 
 class RemoteProtocolError(Exception):
@@ -27,6 +24,6 @@ class SIPParseError(RemoteProtocolError):
     """
 
     def __init__(self, reason: str, status: int | None = 400, extra_headers: tuple[tuple[str, str], ...] = (),
-                 partial: Request | None = None) -> None:
+                 partial: Any = None) -> None:
         super().__init__(reason, status, extra_headers)
         self.partial = partial
