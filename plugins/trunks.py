@@ -609,8 +609,15 @@ class Registration:
                 self.log.info("trunk {name}: unregistering at {target}: {why}", name=self.trunk.name,
                               target=self.target, why=why)
 
+        def failed(f: Failure) -> None:
+            if f.check(defer.CancelledError):   # shutdown did not wait any longer (minisip.tap.STOP_TIMEOUT)
+                self.log.info("trunk {name}: unregistering at {target}: no answer before shutdown",
+                              name=self.trunk.name, target=self.target)
+            else:
+                self.log.failure("trunk {name}: unregistering", f, name=self.trunk.name)
+
         d.addCallback(done)
-        d.addErrback(lambda f: self.log.failure("trunk {name}: unregistering", f, name=self.trunk.name))
+        d.addErrback(failed)
         return d
 
 
