@@ -15,7 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from minisip.sip.errors import SIPParseError
 from minisip.sip.message import Request, StreamFramer, make_response, parse_message
 from minisip.sip.validate import precheck_request
-from tests.sip.test_conformance import ACCEPTED, ALLOWED, SUPPORTED, corpus_files, read_corpus
+from tests.corpus import corpus_files, read_corpus
+from tests.sip.test_conformance import ACCEPTED, ALLOWED, SUPPORTED
 
 _TOKENS_RE = re.compile(rb"[A-Za-z0-9.]+|[^A-Za-z0-9.]")
 _SPECIALS = [
