@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from minisip.paths import BUNDLED, bundled_plugins_dir
+
 __all__ = [
     "DEFAULT_DATADIR",
     "Config",
@@ -440,7 +442,9 @@ def load_config(path: str, datadir_override: str | None = None, known_prefixes: 
     if not algorithms or len(set(algorithms)) != len(algorithms):
         raise security.error("digest_algorithms", "list MD5 and/or SHA-256 once each")
     plugins = get("plugins")
-    directories = tuple(_resolve(d, base_dir) for d in _words(plugins.text("directories")))
+    # The word "bundled" is the folder of the plugins that ship with minisip, wherever it is installed.
+    directories = tuple(bundled_plugins_dir() if d == BUNDLED else _resolve(d, base_dir)
+                        for d in _words(plugins.text("directories")))
     for directory in directories:
         if not os.path.isdir(directory):
             raise plugins.error("directories", f"no such directory {directory!r}")
