@@ -298,17 +298,23 @@ class SIPCore:
                     return None
         code, reason, hdr = (407, "Proxy Authentication Required", "Proxy-Authenticate") if proxy else \
             (401, "Unauthorized", "WWW-Authenticate")
+        # The account being challenged: the extension registered (To) or the caller (From).
+        named = req.to if req.method == "REGISTER" else req.from_
+        user = getattr(getattr(named, "uri", None), "user", None)
         txn.respond(make_response(req, code, reason, to_tag=_token(),
-                                  extra=[(hdr, c) for c in self.challenges(stale)]))
+                                  extra=[(hdr, c) for c in self.challenges(stale, user)]))
         return None
 
-    def challenges(self, stale: bool) -> list[str]:
-        """Challenge header values in the configured algorithm order ([security] digest_algorithms)."""
+    def challenges(self, stale: bool, user: str | None = None) -> list[str]:
+        """Challenge header values in the algorithm order of ``user``'s extension ([extension N]
+        digest_algorithms), else the server's ([security] digest_algorithms), also for unknown users."""
+        ext = self.extensions.get(user) if user else None
+        algorithms = getattr(ext, "digest_algorithms", None) or self.digest_algorithms
         by_alg = {}
         for value in self.auth.challenge(stale=stale):
             alg = value.split("algorithm=", 1)[1].split(",", 1)[0].strip().strip('"').upper()
             by_alg[alg] = value
-        return [by_alg[a] for a in self.digest_algorithms if a in by_alg]
+        return [by_alg[a] for a in algorithms if a in by_alg]
 
     # -- REGISTER --------------------------------------------------------------------------------------------
     def _register(self, txn: ServerTransaction, req: Request) -> None:
