@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
+from minisip import welcome
 from minisip.api import ServerAPI
 from minisip.config import Config, ConfigError
 from minisip.core.location import LocationService
@@ -111,6 +112,8 @@ class Server:
         gc.set_threshold(*GC_THRESHOLDS)
         log.info("minisip ready: domain {domain}, {n} extensions, {r} registrations restored, data in {datadir}",
                  domain=cfg.domain, n=len(cfg.extensions), r=restored, datadir=cfg.datadir)
+        for line in welcome.ready_lines(cfg, welcome.bound_addresses(cfg, self.ports)):
+            log.info("{line}", line=line)
 
     def _load_features(self) -> None:
         for plugin in self.plugins:

@@ -92,3 +92,11 @@ class PipInstallTests(unittest.TestCase):
         self.assertEqual(found["names"], ["minisip.hunting", "minisip.keepalive", "minisip.trunks"])
         self.assertEqual(found["files"], [os.path.join(found["bundled"], name) for name in SHIPPED])
         self.assertTrue(os.path.isfile(os.path.join(found["bundled"], "README.md")))
+        # Without a configuration, the installed twistd plugin points at the installed sample.
+        missing = os.path.join(self.dir, "no-etc", "minisip.conf")
+        code = (f"import minisip.tap; minisip.tap.DEFAULT_CONFIG = {missing!r}\n"
+                "from twisted.scripts.twistd import run; run()")
+        out = subprocess.run([python, "-c", code, "-n", "--pidfile=", "minisip"], cwd=self.dir, env=self.env,
+                             capture_output=True, text=True, check=False, timeout=INSTALL_TIMEOUT)
+        self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+        self.assertIn(f"twistd -n minisip --config {found['sample']}", out.stderr)
