@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
+from minisip import welcome
 from minisip.api import ServerAPI
 from minisip.config import Config, ConfigError
 from minisip.core.call import CallManager
@@ -189,6 +190,8 @@ class Server:
         gc.set_threshold(*GC_THRESHOLDS)
         log.info("minisip ready: domain {domain}, {n} extensions, {r} registrations restored, data in {datadir}",
                  domain=cfg.domain, n=len(cfg.extensions), r=self.restored, datadir=cfg.datadir)
+        for line in welcome.ready_lines(cfg, welcome.bound_addresses(cfg, self.ports)):
+            log.info("{line}", line=line)
 
     def abandon(self) -> None:
         """Release what a failed build opened (the store), quietly."""

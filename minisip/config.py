@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from minisip.paths import BUNDLED, bundled_plugins_dir
+
 __all__ = [
     "DEFAULT_DATADIR",
     "Config",
@@ -55,7 +57,10 @@ _CORE_SECTIONS: dict[str, frozenset[str]] = {
     "security": frozenset({"max_failures", "failure_window", "ban_time", "digest_algorithms"}),
     "plugins": frozenset({"directories", "disable"}),
 }
-_EXTENSION_KEYS = frozenset({"password", "name"})
+_EXTENSION_KEYS = frozenset({"password", "name", "digest_algorithms"})
+# MD5 alone by default: baresip 1.0 (libre) fails when any challenge names another algorithm, and
+# twinkle 1.10 reads only the last challenge; SHA-256 is one setting away (server-wide or per extension).
+DEFAULT_DIGEST_ALGORITHMS = ("MD5",)
 
 # A section name no real file uses, so that a [DEFAULT] section is an ordinary (refused) section
 # instead of silently applying its keys to every other section.
@@ -128,6 +133,8 @@ class Extension:
     number: str
     password: str
     name: str | None
+    # Digest algorithms of this extension's challenges, in order; None: [security] digest_algorithms.
+    digest_algorithms: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +164,7 @@ class Config:
     plugins_disable: tuple[str, ...] = ()
     mccp_wss: tuple[Listen, ...] = ()
     no_answer_timeout: float = 60
-    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
+    digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS
     other_sections: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
 
 
@@ -433,14 +440,11 @@ def load_config(path: str, datadir_override: str | None = None, known_prefixes: 
         )
 
     security = get("security")
-    algorithms = tuple(a.upper() for a in _words(security.text("digest_algorithms") or "MD5 SHA-256"))
-    for a in algorithms:
-        if a not in ("MD5", "SHA-256"):
-            raise security.error("digest_algorithms", f"unknown algorithm {a!r} (use MD5 and/or SHA-256)")
-    if not algorithms or len(set(algorithms)) != len(algorithms):
-        raise security.error("digest_algorithms", "list MD5 and/or SHA-256 once each")
+    algorithms = _digest_algorithms(security) or DEFAULT_DIGEST_ALGORITHMS
     plugins = get("plugins")
-    directories = tuple(_resolve(d, base_dir) for d in _words(plugins.text("directories")))
+    # The word "bundled" is the folder of the plugins that ship with minisip, wherever it is installed.
+    directories = tuple(bundled_plugins_dir() if d == BUNDLED else _resolve(d, base_dir)
+                        for d in _words(plugins.text("directories")))
     for directory in directories:
         if not os.path.isdir(directory):
             raise plugins.error("directories", f"no such directory {directory!r}")
@@ -500,7 +504,22 @@ def _read_extension(section: _Section, words: list[str]) -> Extension:
     password = section.values.get("password", "").strip()
     if not password:
         raise section.error("password", "a non-empty password is required")
-    return Extension(number=number, password=password, name=section.text("name"))
+    return Extension(number=number, password=password, name=section.text("name"),
+                     digest_algorithms=_digest_algorithms(section))
+
+
+def _digest_algorithms(section: _Section) -> tuple[str, ...] | None:
+    """The section's ``digest_algorithms`` (MD5 and/or SHA-256, in challenge order), None when not given."""
+    text = section.text("digest_algorithms")
+    if text is None:
+        return None
+    algorithms = tuple(a.upper() for a in _words(text))
+    for a in algorithms:
+        if a not in ("MD5", "SHA-256"):
+            raise section.error("digest_algorithms", f"unknown algorithm {a!r} (use MD5 and/or SHA-256)")
+    if not algorithms or len(set(algorithms)) != len(algorithms):
+        raise section.error("digest_algorithms", "list MD5 and/or SHA-256 once each")
+    return algorithms
 
 
 def _check_stream_conflicts(path: str, groups: Iterable[tuple[str, str, tuple[Listen, ...]]]) -> None:

@@ -14,7 +14,9 @@ from twisted.python import usage
 
 from minisip.app import Server
 from minisip.config import Config, ConfigError, load_config
+from minisip.paths import sample_config
 from minisip.plugins import LoadedPlugin, PluginError, discover, parse_plugin_configs, plugin_directories
+from minisip.welcome import no_config_lines
 
 log = Logger(namespace="minisip")
 
@@ -42,7 +44,9 @@ class Options(usage.Options):
     def postOptions(self) -> None:  # noqa: N802
         if self["config"] is None:
             if not os.path.exists(DEFAULT_CONFIG):
-                raise usage.UsageError(f"--config FILE is required ({DEFAULT_CONFIG} does not exist)")
+                # Say exactly what is missing and how to start from the sample, without twistd's usage text.
+                sys.stderr.write("minisip: " + "\n".join(no_config_lines(DEFAULT_CONFIG, sample_config())) + "\n")
+                raise SystemExit(2)
             self["config"] = DEFAULT_CONFIG
         self["config"] = os.path.abspath(self["config"])
 

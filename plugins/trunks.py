@@ -66,6 +66,7 @@ _DID_RE = re.compile(r"\+?[0-9]+")
 _TARGET_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,]+")
 _USERNAME_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,]+")
 _VISUAL = str.maketrans("", "", "-.() ")       # RFC 3966 visual separators, and spaces
+_config_log = Logger(namespace="minisip.trunks")   # configuration warnings (the feature logs as api.log)
 
 
 # -- configuration ---------------------------------------------------------------------------------------
@@ -201,6 +202,11 @@ def _parse_dids(section: str, value: str) -> dict[str, str]:
     return dids
 
 
+def _all_global(prefix: str, strip: int, prepend: str) -> bool:
+    """Every number this trunk sends is global (+E.164): ``prepend`` adds the +, or the dialled + stays."""
+    return prepend.startswith("+") or (not prepend and strip == 0 and prefix.startswith("+"))
+
+
 def parse_trunk(section: str, values: Mapping[str, str]) -> TrunkConfig:
     """One ``[trunk NAME]`` section; ConfigError naming the section and key."""
     words = section.split()
@@ -258,10 +264,12 @@ def parse_trunk(section: str, values: Mapping[str, str]) -> TrunkConfig:
         phone_context = _parse_phone_context(section, values["phone_context"])
     elif is_domain_name(host):
         phone_context = host
-    elif use_tel_uri and prefix is not None and not prepend.startswith("+"):
-        raise ConfigError("needed with use_tel_uri = yes when proxy is an IP address: local numbers in tel: "
-                          "URIs need a phone-context, a global prefix such as +31 or a domain name (RFC 3966)",
-                          section=section, key="phone_context")
+    elif use_tel_uri and prefix is not None and not _all_global(prefix, strip, prepend):
+        # Global (+E.164) numbers need no context: start, and refuse only the calls that would need one.
+        _config_log.warn("[{section}] phone_context is not set and proxy {host} is an IP address: calls that go "
+                         "out as a local number (not +E.164) cannot be written as tel: URIs and are refused (503) "
+                         "until phone_context is set in [{section}] (a global prefix such as +31, or a domain name)",
+                         section=section, host=host)
 
     from_number = None
     if values.get("from_number"):
@@ -312,11 +320,18 @@ def outbound_number(trunk: TrunkConfig, dialled: str) -> str | None:
     return None
 
 
+def missing_phone_context(trunk: TrunkConfig, number: str) -> bool:
+    """``number`` must go out as a local tel: URI but the trunk has no phone-context to write (RFC 3966)."""
+    return trunk.use_tel_uri and not number.startswith("+") and trunk.phone_context is None
+
+
 def request_uri(trunk: TrunkConfig, number: str) -> str:
     """``tel:+31201234567``, ``tel:0201234567;phone-context=+31`` (RFC 3966) or ``sip:number@proxy``."""
     if trunk.use_tel_uri:
         if number.startswith("+"):
             return f"tel:{number}"
+        if trunk.phone_context is None:
+            raise ValueError(f"trunk {trunk.name}: local number {number} needs phone_context")
         return f"tel:{number};phone-context={trunk.phone_context}"
     tail = f";transport={trunk.transport}" if trunk.transport != "udp" else ""
     return f"sip:{number}@{trunk.uri_host}{tail}"
@@ -669,6 +684,12 @@ class TrunkRouter:
             feature.log.info("trunk {name}: call {id} to {callee}: no valid number left to send",
                              name=trunk.name, id=call.id, callee=call.callee)
             return Reject(484, "Address Incomplete")
+        if missing_phone_context(trunk, number):
+            feature.log.warn("trunk {name}: call {id} to {callee} refused (503): {number} is a local number and "
+                             "its tel: URI needs a phone-context: set phone_context in [trunk {name}] (a global "
+                             "prefix such as +31, or a domain name)", name=trunk.name, id=call.id,
+                             callee=call.callee, number=number)
+            return Reject(503, "No phone-context for local number")
         d = feature.resolver.resolve(trunk.host)
 
         def resolved(ip: str) -> RouteDecision:

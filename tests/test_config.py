@@ -277,6 +277,36 @@ class KnownPrefixTests(ConfigTestCase):
         self.assert_refused(MINIMAL + "[Hunt 600]\nx = y\n", "Hunt 600", None)
 
 
+class DigestAlgorithmsTests(ConfigTestCase):
+    """[security] digest_algorithms (MD5 alone by default) and the per-extension override."""
+
+    def test_default_is_md5_alone(self) -> None:
+        """Left out or empty: one MD5 challenge, the only set baresip 1.0 and twinkle 1.10 accept."""
+        self.assertEqual(self.load(MINIMAL).digest_algorithms, ("MD5",))
+        self.assertEqual(self.load(MINIMAL + "[security]\ndigest_algorithms =\n").digest_algorithms, ("MD5",))
+        self.assertEqual(load_config(SAMPLE).digest_algorithms, ("MD5",))
+
+    def test_server_list_in_order(self) -> None:
+        config = self.load(MINIMAL + "[security]\ndigest_algorithms = sha-256, MD5\n")
+        self.assertEqual(config.digest_algorithms, ("SHA-256", "MD5"))
+
+    def test_extension_override(self) -> None:
+        """An extension's own list replaces the server's for that extension only; left out or empty: None."""
+        config = self.load(MINIMAL + "[extension 100]\npassword = x\ndigest_algorithms = SHA-256 md5\n"
+                           "[extension 101]\npassword = y\n[extension 102]\npassword = z\ndigest_algorithms =\n")
+        self.assertEqual(config.extensions["100"].digest_algorithms, ("SHA-256", "MD5"))
+        self.assertIsNone(config.extensions["101"].digest_algorithms)
+        self.assertIsNone(config.extensions["102"].digest_algorithms)
+        self.assertEqual(config.digest_algorithms, ("MD5",))
+
+    def test_refusals_name_the_section(self) -> None:
+        for section, body in (("security", "[security]\n"), ("extension 100", "[extension 100]\npassword = x\n")):
+            self.assert_refused(MINIMAL + body + "digest_algorithms = SHA-512\n", section, "digest_algorithms",
+                                "unknown algorithm 'SHA-512'")
+            self.assert_refused(MINIMAL + body + "digest_algorithms = MD5 md5\n", section, "digest_algorithms",
+                                "once each")
+
+
 class ErrorTests(ConfigTestCase):
     def test_message_format(self) -> None:
         error = ConfigError("bad address '1.2.3:x' (expected host:port)", "minisip.conf", "sip", "udp")

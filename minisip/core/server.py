@@ -9,6 +9,7 @@ from urllib.parse import unquote
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from minisip.config import DEFAULT_DIGEST_ALGORITHMS
 from minisip.core.call import Call, CallManager, Relayed
 from minisip.core.hooks import HookRegistry
 from minisip.core.incoming import IncomingRequest
@@ -79,7 +80,7 @@ class SIPCore:
         factory = SipLegFactory(self)
         self.hooks.leg_factories["contact"] = factory
         self.hooks.leg_factories["sip"] = factory
-        self.digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
+        self.digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS
         self.dialogs: dict[tuple[str, str], SipLeg] = {}
         self.invites: dict[tuple[str, str, int], Call] = {}   # (call-id, from-tag, cseq) of the caller's INVITE
         self.reinvites: dict[ServerTransaction, Relayed] = {}  # in-dialog INVITEs passed across, until answered
@@ -90,7 +91,7 @@ class SIPCore:
 
     # -- configuration -------------------------------------------------------------------------------
     def apply_config(self, domain: str, extensions: Mapping[str, Any], *, ring_timeout: float = 60.0,
-                     digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")) -> None:
+                     digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS) -> None:
         self.calls.ring_timeout = ring_timeout
         self.digest_algorithms = digest_algorithms
         self.domain = domain
@@ -255,17 +256,23 @@ class SIPCore:
                     return None
         code, reason, hdr = (407, "Proxy Authentication Required", "Proxy-Authenticate") if proxy else \
             (401, "Unauthorized", "WWW-Authenticate")
+        # The account being challenged: the extension registered (To) or the caller (From).
+        named = req.to if req.method == "REGISTER" else req.from_
+        user = getattr(getattr(named, "uri", None), "user", None)
         txn.respond(make_response(req, code, reason, to_tag=_token(),
-                                  extra=[(hdr, c) for c in self.challenges(stale)]))
+                                  extra=[(hdr, c) for c in self.challenges(stale, user)]))
         return None
 
-    def challenges(self, stale: bool) -> list[str]:
-        """Challenge header values in the configured algorithm order ([security] digest_algorithms)."""
+    def challenges(self, stale: bool, user: str | None = None) -> list[str]:
+        """Challenge header values in the algorithm order of ``user``'s extension ([extension N]
+        digest_algorithms), else the server's ([security] digest_algorithms), also for unknown users."""
+        ext = self.extensions.get(user) if user else None
+        algorithms = getattr(ext, "digest_algorithms", None) or self.digest_algorithms
         by_alg = {}
         for value in self.auth.challenge(stale=stale):
             alg = value.split("algorithm=", 1)[1].split(",", 1)[0].strip().strip('"').upper()
             by_alg[alg] = value
-        return [by_alg[a] for a in self.digest_algorithms if a in by_alg]
+        return [by_alg[a] for a in algorithms if a in by_alg]
 
     # -- REGISTER --------------------------------------------------------------------------------------------
     def _register(self, txn: ServerTransaction, req: Request) -> None:

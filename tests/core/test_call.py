@@ -68,7 +68,7 @@ class SetupTests(CallTestCase):
         got = self.alice.inbox()
         self.assertEqual(statuses(got), [407])
         challenges = got[0].get_all("proxy-authenticate")
-        self.assertEqual(len(challenges), 2)
+        self.assertEqual(len(challenges), 1)
         self.assertIn("algorithm=MD5", challenges[0])
         self.assertEqual(self.bob.incoming(), [])
         # The 407 was ACKed: no retransmission.

@@ -23,7 +23,13 @@ class ChallengeTests(SynchronousTestCase):
         assert isinstance(resp, Response)
         return resp
 
+    def test_default_challenge_is_md5_alone(self) -> None:
+        values = self.challenge().get_all("www-authenticate")
+        self.assertEqual(len(values), 1)
+        self.assertIn("algorithm=MD5", values[0])
+
     def test_two_challenges_md5_first(self) -> None:
+        self.pbx.core.digest_algorithms = ("MD5", "SHA-256")
         resp = self.challenge()
         self.assertEqual(resp.status, 401)
         values = resp.get_all("www-authenticate")
@@ -44,6 +50,7 @@ class ChallengeTests(SynchronousTestCase):
         self.assertIn("algorithm=SHA-256", values[0])
 
     def test_sha256_answer_accepted(self) -> None:
+        self.pbx.core.digest_algorithms = ("MD5", "SHA-256")
         resp = self.phone.register(algorithm="SHA-256")
         assert resp is not None
         self.assertEqual(resp.status, 200)

@@ -7,10 +7,11 @@ from typing import Any
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
+from minisip.config import DEFAULT_DIGEST_ALGORITHMS, Extension
 from minisip.core.router import CONTINUE, ContactDestination, Reject, Route
 from minisip.sip.message import Response
 from minisip.sip.types import Addr
-from tests.core.fakes import DOMAIN, PBX, requests, sdp, statuses, token
+from tests.core.fakes import DOMAIN, PBX, header_names, requests, sdp, statuses, token
 
 
 class DispatchTests(SynchronousTestCase):
@@ -311,3 +312,76 @@ class MessageTests(SynchronousTestCase):
     def test_unknown_and_unregistered(self) -> None:
         self.assertEqual(statuses(self.authorized("555")), [404])
         self.assertEqual(statuses(self.authorized("300")), [480])
+
+
+class DigestAlgorithmTests(SynchronousTestCase):
+    """Which digest challenges a phone gets: the server's list ([security] digest_algorithms, MD5 alone by
+    default), or its extension's own ([extension N] digest_algorithms): To for REGISTER, From otherwise."""
+
+    def setUp(self) -> None:
+        self.pbx = PBX()
+        exts = dict(self.pbx.core.extensions)
+        exts["100"] = Extension("100", "pw100", None, digest_algorithms=("SHA-256", "MD5"))
+        self.pbx.core.apply_config(DOMAIN, exts, digest_algorithms=DEFAULT_DIGEST_ALGORITHMS)
+        self.sha = self.pbx.phone("100", "10.0.0.1")
+        self.plain = self.pbx.phone("200", "10.0.0.2")
+
+    def algorithms(self, resp: Any, header: str = "www-authenticate") -> list[str]:
+        assert isinstance(resp, Response)
+        return [v.split("algorithm=", 1)[1].split(",", 1)[0].strip() for v in resp.get_all(header)]
+
+    def first_answer(self, phone: Any, req: Any) -> Any:
+        (resp,) = [m for m in phone.send_request(req) if isinstance(m, Response)]
+        return resp
+
+    def test_default_is_md5_alone(self) -> None:
+        """An extension without its own list gets one challenge, MD5: what baresip 1.0 and twinkle need."""
+        resp = self.first_answer(self.plain, self.plain.register_request())
+        self.assertEqual(resp.status, 401)
+        self.assertEqual(self.algorithms(resp), ["MD5"])
+        registered = self.plain.register()
+        assert registered is not None
+        self.assertEqual(registered.status, 200)
+
+    def test_extension_list_for_its_register(self) -> None:
+        """Extension 100 set to "SHA-256 MD5" is challenged with both, SHA-256 first, and registers with it."""
+        self.assertEqual(self.algorithms(self.first_answer(self.sha, self.sha.register_request())), ["SHA-256", "MD5"])
+        registered = self.sha.register(algorithm="SHA-256")
+        assert registered is not None
+        self.assertEqual(registered.status, 200)
+
+    def test_register_challenge_follows_to(self) -> None:
+        """A REGISTER for 100 sent as 200 (From) is challenged as 100, the extension being registered."""
+        req = self.plain.build("REGISTER", f"sip:{DOMAIN}", call_id=token(), from_=f"<sip:200@{DOMAIN}>;tag=f",
+                               to=f"<sip:100@{DOMAIN}>", cseq=1, contact=False)
+        self.assertEqual(self.algorithms(self.first_answer(self.plain, req)), ["SHA-256", "MD5"])
+        req = self.sha.build("REGISTER", f"sip:{DOMAIN}", call_id=token(), from_=f"<sip:100@{DOMAIN}>;tag=f",
+                             to=f"<sip:200@{DOMAIN}>", cseq=1, contact=False)
+        self.assertEqual(self.algorithms(self.first_answer(self.sha, req)), ["MD5"])
+
+    def test_other_requests_follow_from(self) -> None:
+        """An INVITE is challenged (407) as its caller: 100 gets its list, 200 the server's, whoever is called."""
+        self.sha.call("200", sdp("10.0.0.1"), auth=False)
+        (challenge,) = [m for m in self.sha.inbox() if isinstance(m, Response) and m.status == 407]
+        self.assertEqual(self.algorithms(challenge, "proxy-authenticate"), ["SHA-256", "MD5"])
+        self.plain.call("100", sdp("10.0.0.2"), auth=False)
+        (challenge,) = [m for m in self.plain.inbox() if isinstance(m, Response) and m.status == 407]
+        self.assertEqual(self.algorithms(challenge, "proxy-authenticate"), ["MD5"])
+        self.pbx.advance(40)
+        self.assertEqual(self.pbx.leftovers(), {})
+
+    def test_unknown_user_gets_the_server_list(self) -> None:
+        """A user that is no extension gets exactly what an extension without its own list gets."""
+        stranger = self.pbx.phone("999", "10.0.0.9", password="whatever")
+        unknown = self.first_answer(stranger, stranger.register_request())
+        known = self.first_answer(self.plain, self.plain.register_request())
+        self.assertEqual(unknown.status, 401)
+        self.assertEqual(self.algorithms(unknown), self.algorithms(known))
+        self.assertEqual(header_names(unknown), header_names(known))
+
+    def test_server_list_change_applies(self) -> None:
+        """[security] digest_algorithms = MD5 SHA-256 gives two challenges to extensions without their own."""
+        self.pbx.core.apply_config(DOMAIN, self.pbx.core.extensions, digest_algorithms=("MD5", "SHA-256"))
+        self.assertEqual(self.algorithms(self.first_answer(self.plain, self.plain.register_request())),
+                         ["MD5", "SHA-256"])
+        self.assertEqual(self.algorithms(self.first_answer(self.sha, self.sha.register_request())), ["SHA-256", "MD5"])

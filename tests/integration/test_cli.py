@@ -57,6 +57,35 @@ class CommandLineTests(unittest.TestCase):
         self.assertRegex(log, r"fingerprint SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2}")
         self.assertIn("domain 127.0.0.1, 2 extensions", log)
         self.assertTrue(os.path.exists(os.path.join(server.datadir, "tls", "server.crt")))
+        # The next steps for a newcomer: where to point a phone, the users (passwords: loopback only),
+        # where the config and the data are.
+        server.wait_log("Data (registrations")
+        log = server.read_log()
+        self.assertIn(f"SIP server / registrar / proxy: 127.0.0.1, port {server.udp} (UDP), port {server.tcp} (TCP), "
+                      f"port {server.tls} (TLS)", log)
+        self.assertIn("      100, password 100", log)
+        self.assertIn("      101, password 101", log)
+        self.assertIn(f"Configuration: {server.conf}", log)
+        self.assertIn(f"Data (registrations, call records, TLS certificates): {server.datadir}", log)
+        server.assert_no_tracebacks(self)
+
+    def test_without_config_says_how_to_start_from_the_sample(self) -> None:
+        """No --config and no /etc/minisip/minisip.conf (moved aside into a path that does not exist here):
+        exactly that is said, with the commands that start from the sample; nothing starts."""
+        missing = os.path.join(self.dir, "etc", "minisip", "minisip.conf")
+        code = (f"import minisip.tap; minisip.tap.DEFAULT_CONFIG = {missing!r}\n"
+                "from twisted.scripts.twistd import run; run()")
+        env = dict(os.environ, PYTHONPATH=REPO)
+        result = subprocess.run([sys.executable, "-c", code, "-n", "--pidfile=", "minisip"], cwd=self.dir, env=env,
+                                capture_output=True, text=True, timeout=30)
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        sample = os.path.join(REPO, "etc", "minisip.conf")
+        self.assertIn(f"minisip: no configuration: --config FILE was not given and {missing} does not exist.",
+                      result.stderr)
+        self.assertIn(f"twistd -n minisip --config {sample}", result.stderr)
+        self.assertIn(f"cp {sample} minisip.conf", result.stderr)
+        self.assertNotIn("Traceback", result.stdout + result.stderr)
+        self.assertNotIn("minisip ready", result.stdout + result.stderr)
 
     def register(self, server: Minisip, user: str, name: str) -> int:
         reg = Sipp(self.dir, name, open(REG).read(), [f"{user};[authentication username={user} password={user}];127.0.0.1:5999"])

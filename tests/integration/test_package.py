@@ -143,16 +143,15 @@ def package() -> _Package:
 
 
 def _packaged_sample() -> bytes:
-    """What the conffile must be: the sample with its plugin folder pointing at the installed one."""
+    """What the conffile must be: the sample as is ("directories = bundled" finds the installed plugins)."""
     with open(os.path.join(REPO, "etc", "minisip.conf"), "rb") as f:
-        sample = f.read()
-    return re.sub(rb"(?m)^(directories[ \t]*=[ \t]*)\.\./plugins[ \t]*$", rb"\1/" + PLUGINS_DIR.encode(), sample)
+        return f.read()
 
 
 def _unpacked_config(conf: str, root: str) -> str:
     """The shipped configuration made runnable from an unpacked package without touching the machine:
-    every non-empty listen address moves to a free loopback port, and /usr/share/minisip/plugins
-    becomes the unpacked copy."""
+    every non-empty listen address moves to a free loopback port, and /usr/share/minisip/plugins (if
+    named) becomes the unpacked copy."""
     sip_port, tls_port, wss_port = free_port(), free_port(), free_port()
     ports = {"udp": sip_port, "tcp": sip_port, "tls": tls_port, "wss": wss_port}
     section, out = "", []
@@ -188,14 +187,14 @@ class PackageContentsTests(unittest.TestCase):
         self.assertIn("activate-noawait twisted-plugins-cache", self.pkg.control_file("triggers"))
 
     def test_conffile(self) -> None:
-        """The sample configuration ships as the conffile /etc/minisip/minisip.conf, loading the
-        shipped plugins from /usr/share/minisip/plugins; nothing else in it changes."""
+        """The sample configuration ships unchanged as the conffile /etc/minisip/minisip.conf, loading
+        the shipped plugins with "directories = bundled"."""
         self.assertIn(CONFFILE, self.pkg.contents)
         self.assertIn("/" + CONFFILE, self.pkg.control_file("conffiles").split())
         with open(os.path.join(self.pkg.root, CONFFILE), "rb") as f:
             shipped = f.read()
         self.assertEqual(_packaged_sample(), shipped)
-        self.assertRegex(shipped.decode("utf-8"), rf"(?m)^directories\s*=\s*/{PLUGINS_DIR}$")
+        self.assertRegex(shipped.decode("utf-8"), r"(?m)^directories\s*=\s*bundled$")
 
     def test_systemd_unit(self) -> None:
         units = [u for u in UNITS if u in self.pkg.contents]
@@ -212,8 +211,12 @@ class PackageContentsTests(unittest.TestCase):
             self.assertIn(line, unit.splitlines())
 
     def test_shipped_plugins(self) -> None:
-        """The folder of feature plugins ships, with every plugins/*.py of the checkout in it."""
+        """The folder of feature plugins ships, with every plugins/*.py of the checkout in it, and the
+        package's minisip/bundled_plugins (what "bundled" names) is a relative link to it."""
         self.assertIn(PLUGINS_DIR, self.pkg.contents)
+        link = os.path.join(self.pkg.root, DIST_PACKAGES, "minisip", "bundled_plugins")
+        self.assertTrue(os.path.islink(link), link)
+        self.assertEqual(os.path.realpath(link), os.path.join(os.path.realpath(self.pkg.root), PLUGINS_DIR))
         repo_plugins = os.path.join(REPO, "plugins")
         shipped = sorted(n for n in os.listdir(repo_plugins) if n.endswith(".py")) \
             if os.path.isdir(repo_plugins) else []

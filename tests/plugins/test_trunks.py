@@ -120,7 +120,6 @@ class ConfigTests(SynchronousTestCase):
             ({"proxy": p, "phone_context": "+"}, "phone_context"),
             ({"proxy": p, "phone_context": "10.0.0.1"}, "phone_context"),
             ({"proxy": p, "phone_context": "bad_domain!"}, "phone_context"),
-            ({"proxy": p, "prefix": "9", "use_tel_uri": "yes"}, "phone_context"),
             ({"proxy": p, "from_number": "+31abc"}, "from_number"),
             ({"proxy": p, "did": "+31201234567"}, "did"),
             ({"proxy": p, "did": "+31201234567:"}, "did"),
@@ -151,6 +150,35 @@ class ConfigTests(SynchronousTestCase):
         t = trunk(prefix="9", strip="1", prepend="+", use_tel_uri="yes")
         self.assertIsNone(t.phone_context)
         self.assertEqual(trunk(use_tel_uri="yes").phone_context, None)   # inbound only: nothing goes out
+
+    def warnings_while_parsing(self, values: Mapping[str, str]) -> tuple[Any, list[str]]:
+        events: list[dict[str, Any]] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        try:
+            t = trunk(**values)
+        finally:
+            globalLogPublisher.removeObserver(observer)
+        return t, [formatEvent(e) for e in events if e.get("log_namespace") == factory.name]
+
+    def test_ip_proxy_without_phone_context_starts_and_warns_once(self) -> None:
+        """use_tel_uri with an IP-address proxy and no phone_context is accepted (global numbers need none),
+        with one warning naming the section and the key to set."""
+        t, warnings = self.warnings_while_parsing({"prefix": "9", "strip": "1", "use_tel_uri": "yes"})
+        self.assertIsNone(t.phone_context)
+        self.assertTrue(t.use_tel_uri)
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("[trunk carrier] phone_context", warnings[0])
+        self.assertIn(CARRIER, warnings[0])
+
+    def test_no_warning_when_no_local_number_can_go_out(self) -> None:
+        for values in ({"prefix": "9", "strip": "1", "prepend": "+", "use_tel_uri": "yes"},
+                       {"prefix": "+31", "use_tel_uri": "yes"},
+                       {"use_tel_uri": "yes"},                                   # inbound only
+                       {"prefix": "9", "use_tel_uri": "yes", "phone_context": "+31"},
+                       {"prefix": "9"}):                                         # sip: URIs
+            t, warnings = self.warnings_while_parsing(values)
+            self.assertEqual(warnings, [], values)
 
     def test_phone_context_forms(self) -> None:
         self.assertEqual(trunk(phone_context="+1 (201)").phone_context, "+1201")
@@ -394,6 +422,26 @@ class OutboundTests(TrunkTestBase):
         inv = self.invite_at_carrier("90201234567")
         self.assertEqual(str(inv.uri), "tel:0201234567;phone-context=+31")
         self.assertEqual(inv.get("to"), "<tel:0201234567;phone-context=+31>")
+
+    def test_local_number_without_phone_context_is_refused(self) -> None:
+        """An IP-address proxy without phone_context: global numbers go out as tel: URIs; a local number
+        is refused with 503 and a log line naming the trunk and the key, and nothing reaches the carrier."""
+        section = {"proxy": f"{CARRIER}:{CARRIER_PORT}", "prefix": "9", "strip": "1", "use_tel_uri": "yes"}
+        self.start({"trunk carrier": section})
+        self.phone.call("90201234567", sdp("10.0.0.1"))
+        got = [m for m in self.phone.inbox() if isinstance(m, Response) and m.status >= 200]
+        self.assertEqual([(m.status, m.reason) for m in got], [(503, "No phone-context for local number")])
+        self.assertFalse(requests(self.pbx.net.take(Addr("udp", CARRIER, CARRIER_PORT)), "INVITE"))
+        refused = [line for line in self.log_lines() if "to 90201234567 refused (503)" in line]
+        self.assertEqual(len(refused), 1, self.log_lines())
+        self.assertIn("trunk carrier", refused[0])
+        self.assertIn("phone_context in [trunk carrier]", refused[0])
+        self.pbx.advance(40)
+        self.assertEqual(self.pbx.leftovers(), {})
+        inv = self.invite_at_carrier("9+31201234567")
+        self.assertEqual(str(inv.uri), "tel:+31201234567")
+        warned = [line for line in self.log_lines() if "is not set and proxy" in line]
+        self.assertEqual(len(warned), 1, self.log_lines())    # at start only, not per call
 
     def test_sip_form_and_caller_extension_as_from(self) -> None:
         section = {"proxy": f"{CARRIER}:{CARRIER_PORT}", "prefix": "0"}

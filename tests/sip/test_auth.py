@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -15,10 +14,10 @@ from minisip.sip.auth import (
     digest_response,
     parse_auth_header,
 )
+from tests.corpus import read_corpus
 
 REALM = "pbx.example.com"
 PASSWORDS = {"100": "secret100", "alice": 'p"w\\d'}
-CONFORMANCE = Path(__file__).resolve().parents[3] / "shared" / "conformance"
 
 
 def lookup(username: str) -> str | None:
@@ -403,10 +402,7 @@ class VerifyTests(SynchronousTestCase):
                              AuthResult(False, None, reason="unsupported scheme"))
 
     def test_rfc4475_regaut01(self) -> None:
-        path = CONFORMANCE / "rfc4475" / "regaut01.dat"
-        if not path.exists():
-            raise self.skipTest(f"{path} not available")
-        for line in path.read_bytes().decode("utf-8").split("\r\n"):
+        for line in read_corpus("rfc4475/regaut01.dat").decode("utf-8").split("\r\n"):
             if line.lower().startswith("authorization:"):
                 value = line.split(":", 1)[1]
                 break

@@ -1,7 +1,6 @@
 """The RFC 4475 and RFC 5118 torture messages, one table entry (and one test) per corpus file.
 
-The corpus lives outside the repository, in ``../shared/conformance/`` next to the clone, or wherever
-``MINISIP_CONFORMANCE_DIR`` points. Each entry says what the parser must do with the message
+The corpus is in ``tests/data/conformance/`` (read through ``tests.corpus``). Each entry says what the parser must do with the message
 ("parse", or the status of the SIPParseError it raises: 400, 505, None for drop) and, for requests
 that parse, what ``precheck_request`` answers (None: processed normally).
 """
@@ -20,7 +19,6 @@ from minisip.sip.uri import AbsoluteURI, SipURI
 from minisip.sip.validate import precheck_request
 from tests.corpus import corpus_dir, corpus_files, read_corpus
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PARSE = "parse"
 
 ALLOWED = frozenset({"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK",
@@ -341,7 +339,7 @@ CASES: dict[str, Case] = {
 class CorpusTableTests(SynchronousTestCase):
     def test_corpus_present(self) -> None:
         self.assertTrue(os.path.isdir(corpus_dir()),
-                        f"conformance corpus not found at {corpus_dir()} (set MINISIP_CONFORMANCE_DIR)")
+                        f"conformance corpus not found at {corpus_dir()}")
 
     def test_table_covers_corpus(self) -> None:
         files = [f for f in corpus_files() if not f.endswith(".md")]
