@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import time
 import traceback
 from typing import Any, Iterable
@@ -17,7 +16,7 @@ from minisip.config import Config, ConfigError
 from minisip.core.location import LocationService
 from minisip.core.security import FailureTracker
 from minisip.core.server import SIPCore
-from minisip.core.store import SQLiteStore
+from minisip.core.store import open_store
 from minisip.interfaces import IFeature
 from minisip.plugins import LoadedPlugin, PluginError
 from minisip.transport import tls
@@ -65,8 +64,7 @@ class Server:
 
     def start(self) -> None:
         cfg = self.config
-        os.makedirs(cfg.datadir, exist_ok=True)
-        self.store = SQLiteStore(os.path.join(cfg.datadir, "minisip.sqlite"))
+        self.store = open_store(cfg.datadir, cfg.path)
         self.location = LocationService(self.store, _WallClock(self.reactor))
         restored = self.location.load()
         self.security = FailureTracker(self.reactor, cfg.max_failures, cfg.failure_window, cfg.ban_time)
