@@ -72,7 +72,8 @@ class Server:
                                           max_connections_per_host=cfg.max_connections_per_host,
                                           max_message_size=cfg.max_message_size,
                                           is_banned=self.security.is_banned,
-                                          tls_client_context=tls.client_context_factory())
+                                          tls_client_context=tls.client_context_factory(),
+                                          max_connections=cfg.max_connections, message_timeout=cfg.message_timeout)
         self.core = SIPCore(self.reactor, self.transport.send, domain=cfg.domain, extensions=cfg.extensions,
                             location=self.location, store=self.store, local=self._local,
                             security=self.security, registrar_opts=self._registrar_opts(cfg))

@@ -55,6 +55,8 @@ _CORE_SECTIONS: dict[str, frozenset[str]] = {
     "security": frozenset({"max_failures", "failure_window", "ban_time", "digest_algorithms"}),
     "plugins": frozenset({"directories", "disable"}),
 }
+# Flood limits (issue 8.9): connections in all, and the deadline of a message under way on a stream.
+_CORE_SECTIONS["security"] = _CORE_SECTIONS["security"] | frozenset({"max_connections", "message_timeout"})
 _EXTENSION_KEYS = frozenset({"password", "name"})
 
 # A section name no real file uses, so that a [DEFAULT] section is an ordinary (refused) section
@@ -150,6 +152,8 @@ class Config:
     idle_timeout: float = 600
     max_connections_per_host: int = 32
     max_message_size: int = 65535
+    max_connections: int = 1024
+    message_timeout: float = 10
     registration_min_expires: int = 60
     registration_max_expires: int = 3600
     registration_default_expires: int = 3600
@@ -476,6 +480,8 @@ def load_config(path: str, datadir_override: str | None = None, known_prefixes: 
         idle_timeout=sip.number("idle_timeout", 600),
         max_connections_per_host=sip.integer("max_connections_per_host", 32),
         max_message_size=sip.integer("max_message_size", 65535),
+        max_connections=security.integer("max_connections", 1024),
+        message_timeout=security.number("message_timeout", 10),
         registration_min_expires=min_expires,
         registration_max_expires=max_expires,
         registration_default_expires=default_expires,
