@@ -100,6 +100,8 @@ class SIPStreamProtocol(protocol.Protocol):
         left = self.framer.buffered
         if left and left <= len(received) and not received[len(received) - left:].strip(b"\r\n"):
             left = 0
+        if self.manager.conns.get(self.conn_id) is not self:
+            left = 0  # closed while the input was handled: no deadline to keep
         running = self.message_call is not None and self.message_call.active()
         if not left:
             if running:

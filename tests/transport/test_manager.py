@@ -651,3 +651,19 @@ class BadInputLogTests(ManagerTestBase):
         self.udp_proto.datagramReceived(options(cseq="1 INVITE"), ("192.0.2.7", 40000))
         self.manager.close()
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class DeadlineAfterCloseTests(ManagerTestBase):
+    def test_no_deadline_left_when_the_sink_closed_the_connection(self) -> None:
+        """A message that makes the core close its connection, followed by a partial one: no timer is left."""
+        proto, transport = self.connect()
+
+        class Closing:
+            def message_received(self, msg: object, source: object) -> None:
+                transport.loseConnection()
+
+        self.manager.sink = Closing()  # type: ignore[assignment]
+        proto.dataReceived(options() + b"OPTIONS sip:x SIP/2.0\r\n")
+        self.assertFalse(transport.connected)
+        self.assertNoState()
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
