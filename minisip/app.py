@@ -4,7 +4,6 @@ features; and the services (listeners, expiry, plugin services) that run them.""
 from __future__ import annotations
 
 import gc
-import os
 import time
 import traceback
 from typing import Any, Iterable
@@ -23,7 +22,7 @@ from minisip.core.hooks import HookRegistry
 from minisip.core.location import LocationService
 from minisip.core.security import FailureTracker
 from minisip.core.server import SIPCore
-from minisip.core.store import SQLiteStore
+from minisip.core.store import open_store
 from minisip.interfaces import IFeature
 from minisip.plugins import LoadedPlugin, PluginError
 from minisip.transport import tls
@@ -105,8 +104,7 @@ class Server:
 
     def build(self) -> None:
         cfg = self.config
-        os.makedirs(cfg.datadir, exist_ok=True)
-        self.store = SQLiteStore(os.path.join(cfg.datadir, "minisip.sqlite"))
+        self.store = open_store(cfg.datadir, cfg.path)
         self.location = LocationService(self.store, _WallClock(self.reactor))
         self.restored = self.location.load()
         self.security = FailureTracker(self.reactor, cfg.max_failures, cfg.failure_window, cfg.ban_time)
@@ -114,7 +112,8 @@ class Server:
                                           max_connections_per_host=cfg.max_connections_per_host,
                                           max_message_size=cfg.max_message_size,
                                           is_banned=self.security.is_banned,
-                                          tls_client_context=tls.client_context_factory())
+                                          tls_client_context=tls.client_context_factory(),
+                                          max_connections=cfg.max_connections, message_timeout=cfg.message_timeout)
         self.calls = CallManager(self.reactor, self.store, HookRegistry(), wallclock=time.time,
                                  ring_timeout=cfg.no_answer_timeout)
         self.core = SIPCore(self.reactor, self.transport.send, domain=cfg.domain, extensions=cfg.extensions,
@@ -257,6 +256,11 @@ class Server:
                                digest_algorithms=cfg.digest_algorithms)
         self.core.registrar.configure(**self._registrar_opts(cfg))
         self.security.configure(cfg.max_failures, cfg.failure_window, cfg.ban_time)
+        transport = self.transport
+        transport.idle_timeout = cfg.idle_timeout
+        transport.max_connections_per_host = cfg.max_connections_per_host
+        transport.max_connections = cfg.max_connections
+        transport.message_timeout = cfg.message_timeout
         for name, feature in self.features.items():
             if plugin_configs is not None and name in plugin_configs:
                 try:

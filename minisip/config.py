@@ -61,6 +61,8 @@ _EXTENSION_KEYS = frozenset({"password", "name", "digest_algorithms"})
 # MD5 alone by default: baresip 1.0 (libre) fails when any challenge names another algorithm, and
 # twinkle 1.10 reads only the last challenge; SHA-256 is one setting away (server-wide or per extension).
 DEFAULT_DIGEST_ALGORITHMS = ("MD5",)
+# Flood limits (issue 8.9): connections in all, and the deadline of a message under way on a stream.
+_CORE_SECTIONS["security"] = _CORE_SECTIONS["security"] | frozenset({"max_connections", "message_timeout"})
 
 # A section name no real file uses, so that a [DEFAULT] section is an ordinary (refused) section
 # instead of silently applying its keys to every other section.
@@ -157,6 +159,8 @@ class Config:
     idle_timeout: float = 600
     max_connections_per_host: int = 32
     max_message_size: int = 65535
+    max_connections: int = 1024
+    message_timeout: float = 10
     registration_min_expires: int = 60
     registration_max_expires: int = 3600
     registration_default_expires: int = 3600
@@ -480,6 +484,8 @@ def load_config(path: str, datadir_override: str | None = None, known_prefixes: 
         idle_timeout=sip.number("idle_timeout", 600),
         max_connections_per_host=sip.integer("max_connections_per_host", 32),
         max_message_size=sip.integer("max_message_size", 65535),
+        max_connections=security.integer("max_connections", 1024),
+        message_timeout=security.number("message_timeout", 10),
         registration_min_expires=min_expires,
         registration_max_expires=max_expires,
         registration_default_expires=default_expires,

@@ -111,6 +111,7 @@ class DefaultsTests(ConfigTestCase):
         self.assertEqual(
             (config.idle_timeout, config.max_connections_per_host, config.max_message_size), (600.0, 32, 65535)
         )
+        self.assertEqual((config.max_connections, config.message_timeout), (1024, 10.0))
         self.assertEqual(
             (config.registration_min_expires, config.registration_max_expires, config.registration_default_expires),
             (60, 3600, 3600),
@@ -156,6 +157,8 @@ class DefaultsTests(ConfigTestCase):
                     max_failures = 3
                     failure_window = 10
                     ban_time = 3600
+                    max_connections = 200
+                    message_timeout = 2.5
                     [plugins]
                     directories = plugins
                     disable = minisip.hunting, minisip.trunks
@@ -182,6 +185,7 @@ class DefaultsTests(ConfigTestCase):
             (30, 600, 300),
         )
         self.assertEqual((config.max_failures, config.failure_window, config.ban_time), (3, 10.0, 3600.0))
+        self.assertEqual((config.max_connections, config.message_timeout), (200, 2.5))
         self.assertEqual(config.plugin_directories, (os.path.join(os.path.abspath(directory), "plugins"),))
         self.assertEqual(config.plugins_disable, ("minisip.hunting", "minisip.trunks"))
         self.assertEqual(config.extensions["200"], Extension("200", "secret", None))
@@ -342,6 +346,9 @@ class ErrorTests(ConfigTestCase):
             (s + "[mccp]\nwebsocket = 1\n", "mccp", "websocket", "unknown key"),
             (s + "[sip]\nudp_port = 5060\n", "sip", "udp_port", "unknown key"),
             (s + "[sip]\nidle_timeout = soon\n", "sip", "idle_timeout", "not a number"),
+            (s + "[security]\nmax_connections = 0\n", "security", "max_connections", "positive"),
+            (s + "[security]\nmax_connections = many\n", "security", "max_connections", "whole number"),
+            (s + "[security]\nmessage_timeout = 0\n", "security", "message_timeout", "positive"),
             (s + "[sip]\nidle_timeout = -1\n", "sip", "idle_timeout", "positive"),
             (s + "[sip]\nidle_timeout = nan\n", "sip", "idle_timeout", "positive"),
             (s + "[sip]\nmax_connections_per_host = 0\n", "sip", "max_connections_per_host", "positive"),

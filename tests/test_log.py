@@ -117,3 +117,75 @@ class ForTwistd(unittest.TestCase):
         obs = observer()
         self.assertTrue(ILogObserver.providedBy(obs))
         self.assertIs(obs._out, sys.stdout)
+
+
+class RepeatLimiterTests(unittest.SynchronousTestCase):
+    """Issue 8.9: repeated bad-input lines are counted per source and summed up once per interval."""
+
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+        from twisted.logger import formatEvent
+
+        from minisip.log import RepeatLimiter
+
+        self.clock = Clock()
+        self.events: list[dict] = []
+        self.logger = Logger(namespace="minisip.transport", observer=self.events.append)
+        self.limiter = RepeatLimiter(self.clock, self.logger, "bad messages", interval=60, max_sources=3)
+        self.format = formatEvent
+
+    def lines(self) -> list[str]:
+        return [self.format(e) for e in self.events]
+
+    def bad(self, host: str, n: int = 1) -> None:
+        for i in range(n):
+            self.limiter.report(host, "bad message from {source}: {reason}", source=f"udp:{host}:5060",
+                                reason=f"junk {i}")
+
+    def test_flood_from_one_host_is_two_lines_a_minute(self) -> None:
+        self.bad("192.0.2.7", 10_000)
+        self.assertEqual(self.lines(), ["bad message from udp:192.0.2.7:5060: junk 0"])
+        self.clock.advance(60)
+        self.assertEqual(self.lines()[1:], ["9999 more bad messages from 192.0.2.7 in the last 60 s"])
+        self.bad("192.0.2.7", 500)
+        self.clock.advance(60)
+        self.assertEqual(self.lines()[2:], ["500 more bad messages from 192.0.2.7 in the last 60 s"])
+        # Quiet for a whole interval: forgotten, and the next one is logged in full again.
+        self.clock.advance(60)
+        self.assertEqual(len(self.lines()), 3)
+        self.assertEqual((self.limiter.sources, self.clock.getDelayedCalls()), (0, []))
+        self.bad("192.0.2.7")
+        self.assertEqual(self.lines()[3], "bad message from udp:192.0.2.7:5060: junk 0")
+
+    def test_one_bad_message_is_one_line(self) -> None:
+        self.bad("192.0.2.7")
+        self.clock.advance(120)
+        self.assertEqual(self.lines(), ["bad message from udp:192.0.2.7:5060: junk 0"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_each_host_counted_apart(self) -> None:
+        self.bad("192.0.2.1", 3)
+        self.bad("192.0.2.2", 2)
+        self.clock.advance(60)
+        self.assertEqual(sorted(self.lines()), sorted([
+            "bad message from udp:192.0.2.1:5060: junk 0", "bad message from udp:192.0.2.2:5060: junk 0",
+            "2 more bad messages from 192.0.2.1 in the last 60 s", "1 more bad messages from 192.0.2.2 in the last 60 s",
+        ]))
+
+    def test_spoofed_sources_are_bounded(self) -> None:
+        """Beyond max_sources hosts at once, the rest are counted together: the table stays small."""
+        for i in range(1000):
+            self.bad(f"10.0.{i // 256}.{i % 256}")
+        self.assertEqual(self.limiter.sources, 4)  # three hosts and "other addresses"
+        self.assertEqual(len(self.lines()), 3)
+        self.clock.advance(60)
+        self.assertEqual(self.lines()[3:], ["997 bad messages from other addresses in the last 60 s (over 3 "
+                                            "addresses at once)"])
+
+    def test_level_kept_and_close_cancels(self) -> None:
+        self.limiter.report("192.0.2.9", "refused {host}", log_level=LogLevel.warn, host="192.0.2.9")
+        self.limiter.report("192.0.2.9", "refused {host}", log_level=LogLevel.warn, host="192.0.2.9")
+        self.clock.advance(60)
+        self.assertEqual([e["log_level"] for e in self.events], [LogLevel.warn, LogLevel.warn])
+        self.limiter.close()
+        self.assertEqual((self.limiter.sources, self.clock.getDelayedCalls()), (0, []))

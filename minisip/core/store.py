@@ -2,21 +2,40 @@
 
 Everything goes through the small :class:`IStore` interface so that another backend (PostgreSQL for
 several nodes) can replace the embedded SQLite one.  :class:`SQLiteStore` never makes the reactor
-thread wait on disk: writes are queued to one writer thread that commits them in batches.
+thread wait on disk: writes are queued to one writer thread that commits them in batches.  When the
+disk cannot take them (full, read-only, I/O errors) the writes wait in a bounded queue and are
+retried with backoff until they go through; one line is logged when writing stops and one when it
+works again.  The data directory is private (0700 when minisip makes it) and the database files are
+0600, whatever the umask.
 """
 
 from __future__ import annotations
 
+import collections
+import os
 import queue
 import sqlite3
+import stat
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
-__all__ = ["SCHEMA_VERSION", "Binding", "CallRecord", "IStore", "MemoryStore", "SQLiteStore"]
+from minisip.config import ConfigError
+
+__all__ = [
+    "DATABASE_FILE",
+    "SCHEMA_VERSION",
+    "Binding",
+    "CallRecord",
+    "IStore",
+    "MemoryStore",
+    "SQLiteStore",
+    "open_store",
+]
 
 log = Logger()
 
@@ -137,9 +156,91 @@ _ADD_CALL_RECORD: Final = (
     "VALUES (?,?,?,?,?,?,?)"
 )
 
-# Operations queued to the writer thread: (kind, SQL, parameters).  Flush markers are Events.
+# Operations queued to the writer thread: (kind, SQL, parameters).  Flush markers are _Flush objects.
 _Op = tuple[str, str, tuple[Any, ...]]
 _STOP: Final = object()
+
+DATABASE_FILE: Final = "minisip.sqlite"
+# What SQLite keeps beside the database: every one of them holds the same data, so the same mode.
+_COMPANION_SUFFIXES: Final = ("-wal", "-shm", "-journal")
+
+# Writes that cannot be committed wait in memory, up to this many (the oldest are dropped beyond).
+MAX_PENDING: Final = 100_000
+# Seconds between retries while writes fail: doubling from the first to the last, then the last.
+RETRY_FIRST: Final = 1.0
+RETRY_MAX: Final = 60.0
+
+# SQLite primary result codes that describe the disk, not the statement: retry these later.
+_ENVIRONMENT_CODES: Final = frozenset({
+    5,   # SQLITE_BUSY
+    6,   # SQLITE_LOCKED
+    7,   # SQLITE_NOMEM
+    8,   # SQLITE_READONLY
+    10,  # SQLITE_IOERR
+    13,  # SQLITE_FULL
+    14,  # SQLITE_CANTOPEN
+    15,  # SQLITE_PROTOCOL
+})
+_ENVIRONMENT_WORDS: Final = ("disk is full", "disk i/o", "readonly", "read-only", "unable to open", "locked")
+
+
+class _Clock(Protocol):
+    def seconds(self) -> float: ...
+
+
+class _Monotonic:
+    """The default clock of the writer's backoff."""
+
+    @staticmethod
+    def seconds() -> float:
+        return time.monotonic()
+
+
+class _Flush:
+    """A flush marker: set by the writer once everything queued before it has been tried."""
+
+    __slots__ = ("done", "ok")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
+
+
+def _is_environmental(e: BaseException) -> bool:
+    """True when ``e`` says the disk cannot take writes now (full, read-only, I/O), not that a write is wrong."""
+    if isinstance(e, sqlite3.Error):
+        code = getattr(e, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return code & 0xFF in _ENVIRONMENT_CODES
+        text = str(e).lower()
+        return any(word in text for word in _ENVIRONMENT_WORDS)
+    return isinstance(e, OSError)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+def _make_private(path: str) -> None:
+    """Mode 0600 for an existing file of ours (SQLite creates companions with the database's mode)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode != 0o600:
+            os.chmod(path, 0o600)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.warn("Store {path}: cannot make it private (mode 0600): {reason}", path=path, reason=_reason(e))  # noqa: G010
+
+
+def _create_private(path: str) -> None:
+    """Create the database file with mode 0600 before SQLite opens it, whatever the umask."""
+    if path == ":memory:" or os.path.exists(path):
+        return
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
 
 
 def _binding_row(b: Binding) -> tuple[Any, ...]:
@@ -192,28 +293,49 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
 
 @implementer(IStore)
 class SQLiteStore:
-    """SQLite (WAL) store: synchronous reads, writes batched by one background thread."""
+    """SQLite (WAL) store: synchronous reads, writes batched by one background thread.
 
-    def __init__(self, path: str, *, max_batch: int = 5000) -> None:
+    Writes the disk refuses (full, read-only, I/O error) are kept, up to ``max_pending`` (the oldest
+    dropped beyond), and retried after ``retry_first`` seconds, doubling up to ``retry_max``; ``clock``
+    (``seconds()``) times the retries.
+    """
+
+    def __init__(self, path: str, *, max_batch: int = 5000, max_pending: int = MAX_PENDING,
+                 retry_first: float = RETRY_FIRST, retry_max: float = RETRY_MAX, clock: _Clock | None = None) -> None:
         self.path = path
         self._max_batch = max_batch
+        self._max_pending = max_pending
+        self._retry_first = retry_first
+        self._retry_max = retry_max
+        self._clock: _Clock = clock if clock is not None else _Monotonic()
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._closed = False
         # Held by the writer around each batch (tests hold it to make batching deterministic).
         self._batch_lock = threading.Lock()
         self.batches_committed = 0
+        # Writer thread only: writes waiting for the disk, oldest first, and the state of the outage.
+        self._pending: collections.deque[_Op] = collections.deque()
+        self._retry_at = 0.0
+        self._retry_delay = retry_first
+        self._failing_since: float | None = None
+        self._dropped = 0
+        self.writes_dropped = 0
         self._read_lock = threading.Lock()
         self._state_cache: dict[str, str | None] = {}
+        _create_private(path)
         self._reader = _connect(path)
         try:
             mode = self._reader.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 log.warn("Store {path}: WAL journal mode unavailable, using {mode}", path=path, mode=mode)  # noqa: G010
             _migrate(self._reader, path)
-            self._writer_conn = _connect(path)
+            self._writer_conn = self._open_writer()
         except BaseException:
             self._reader.close()
             raise
+        if path != ":memory:":
+            for name in (path, *(path + suffix for suffix in _COMPANION_SUFFIXES)):
+                _make_private(name)
         self._thread = threading.Thread(target=self._run, name=f"minisip-store-writer:{path}", daemon=True)
         self._thread.start()
 
@@ -249,6 +371,15 @@ class SQLiteStore:
         self._state_cache[key] = value
         self._enqueue(("set_state", "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value)))
 
+    def _open_writer(self) -> sqlite3.Connection:
+        """The writer thread's connection (tests wrap it to make the disk fail)."""
+        return _connect(self.path)
+
+    @property
+    def pending_writes(self) -> int:
+        """How many writes wait for the disk (approximate: the writer thread changes it)."""
+        return len(self._pending)
+
     def journal_mode(self) -> str:
         """The journal mode in force (``wal`` normally)."""
         with self._read_lock:
@@ -277,11 +408,16 @@ class SQLiteStore:
         self._queue.put(op)
 
     def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the writer has tried everything queued so far; True if all of it is committed.
+
+        False at once when the disk refuses writes (they stay queued for a retry, which a flush
+        triggers when one is due), or when ``timeout`` passes.
+        """
         if self._closed or not self._thread.is_alive():
-            return self._queue.empty()
-        done = threading.Event()
-        self._queue.put(done)
-        return done.wait(timeout)
+            return self._queue.empty() and not self._pending
+        marker = _Flush()
+        self._queue.put(marker)
+        return marker.done.wait(timeout) and marker.ok
 
     def close(self, timeout: float = 30.0) -> None:
         if self._closed:
@@ -301,15 +437,22 @@ class SQLiteStore:
         stopping = False
         try:
             while not stopping:
-                first = self._queue.get()
+                timeout = None
+                if self._pending:
+                    # Wake for the next retry; a clock that does not move (tests) is polled.
+                    timeout = min(max(self._retry_at - self._clock.seconds(), 0.01), 1.0)
+                try:
+                    first: object = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    first = None
                 with self._batch_lock:
                     batch: list[_Op] = []
-                    markers: list[threading.Event] = []
-                    item: object = first
-                    while True:
+                    markers: list[_Flush] = []
+                    item = first
+                    while item is not None:
                         if item is _STOP:
                             stopping = True
-                        elif isinstance(item, threading.Event):
+                        elif isinstance(item, _Flush):
                             markers.append(item)
                         else:
                             batch.append(item)  # type: ignore[arg-type]
@@ -319,10 +462,21 @@ class SQLiteStore:
                             item = self._queue.get_nowait()
                         except queue.Empty:
                             break
-                    if batch:
+                    if self._pending:
+                        self._hold(batch)
+                        if stopping or self._clock.seconds() >= self._retry_at:
+                            self._retry(conn)
+                    elif batch:
                         self._commit(conn, batch)
                     for marker in markers:
-                        marker.set()
+                        marker.ok = not self._pending
+                        marker.done.set()
+            if self._pending:
+                log.error(
+                    "Store {path}: {n} writes (registrations, call records) could not be saved before stopping "
+                    "and are lost",
+                    path=self.path, n=len(self._pending),
+                )
         finally:
             conn.close()
             # Release anyone still waiting in flush() after a stop.
@@ -331,23 +485,89 @@ class SQLiteStore:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if isinstance(item, threading.Event):
-                    item.set()
+                if isinstance(item, _Flush):
+                    item.done.set()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        """Commit ``batch`` in one transaction; on failure retry each write alone so one bad write loses only itself."""
+        """Commit new writes (none waiting); what the disk refuses is kept for a retry."""
+        rest, error = self._write(conn, batch)
+        if rest:
+            self._hold(rest)
+            self._failed(error)
+
+    def _write(self, conn: sqlite3.Connection, batch: list[_Op]) -> tuple[list[_Op], BaseException | None]:
+        """Commit ``batch`` in one transaction; on failure retry each write alone so one bad write loses
+        only itself. Returns the writes not done because the disk refused them (a tail of ``batch``)."""
         try:
             self._execute(conn, batch)
             self.batches_committed += 1
-            return
+            return [], None
         except Exception as e:  # noqa: BLE001 - any failure: find the culprit below
+            if _is_environmental(e):
+                return batch, e
             log.debug("Store {path}: batch of {n} failed ({e}), retrying one by one", path=self.path, n=len(batch), e=e)
-        for op in batch:
+        for index, op in enumerate(batch):
             try:
                 self._execute(conn, [op])
                 self.batches_committed += 1
-            except Exception:  # noqa: BLE001 - logged; the writer must survive
+            except Exception as e:  # noqa: BLE001 - logged; the writer must survive
+                if _is_environmental(e):
+                    return batch[index:], e
                 log.failure("Store {path}: {kind} failed", path=self.path, kind=op[0])
+        return [], None
+
+    def _retry(self, conn: sqlite3.Connection) -> None:
+        """Try the waiting writes again, oldest first, in batches; stop at the first refusal."""
+        written = 0
+        while self._pending:
+            count = min(len(self._pending), self._max_batch)
+            rest, error = self._write(conn, [self._pending[i] for i in range(count)])
+            for _ in range(count - len(rest)):
+                self._pending.popleft()
+            written += count - len(rest)
+            if rest:
+                self._failed(error)
+                return
+        since = self._failing_since
+        self._failing_since = None
+        self._retry_delay = self._retry_first
+        log.info(
+            "Store {path}: writing works again after {seconds:.0f} s; {written} delayed writes saved, "
+            "{dropped} dropped",
+            path=self.path, seconds=self._clock.seconds() - since if since is not None else 0.0,
+            written=written, dropped=self._dropped,
+        )
+        self._dropped = 0
+
+    def _hold(self, ops: list[_Op]) -> None:
+        """Keep ``ops`` for a retry, dropping the oldest waiting writes beyond ``max_pending``."""
+        self._pending.extend(ops)
+        excess = len(self._pending) - self._max_pending
+        if excess > 0:
+            if self._dropped == 0:
+                log.warn(  # noqa: G010
+                    "Store {path}: {n} writes are waiting for the disk; dropping the oldest from now on",
+                    path=self.path, n=self._max_pending,
+                )
+            for _ in range(excess):
+                self._pending.popleft()
+            self._dropped += excess
+            self.writes_dropped += excess
+
+    def _failed(self, e: BaseException | None) -> None:
+        """A write was refused by the disk: log it once per outage and schedule the next retry."""
+        now = self._clock.seconds()
+        if self._failing_since is None:
+            self._failing_since = now
+            self._retry_delay = self._retry_first
+            log.error(
+                "Store {path}: cannot write ({reason}); registrations and call records are kept in memory "
+                "(up to {max} writes) and retried until the disk takes them",
+                path=self.path, reason=_reason(e) if e is not None else "unknown error", max=self._max_pending,
+            )
+        else:
+            self._retry_delay = min(self._retry_delay * 2, self._retry_max)
+        self._retry_at = now + self._retry_delay
 
     @staticmethod
     def _execute(conn: sqlite3.Connection, ops: list[_Op]) -> None:
@@ -420,3 +640,44 @@ class MemoryStore:
 
     def close(self) -> None:
         self.closed = True
+
+
+def open_store(datadir: str, config_file: str | None = None, *, clock: _Clock | None = None) -> SQLiteStore:
+    """The data directory's store, the directory made private (0700) when minisip creates it.
+
+    A data directory that cannot be made, written or opened is a :class:`ConfigError` naming
+    ``[server] datadir`` of ``config_file``: one clear line at start-up instead of a traceback.
+    """
+
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(f"the data directory {datadir} {why}", config_file, "server", "datadir")
+
+    try:
+        if not os.path.isdir(datadir):
+            os.makedirs(datadir, mode=0o700)
+            os.chmod(datadir, 0o700)  # makedirs' mode is reduced by the umask
+    except OSError as e:
+        raise refuse(f"cannot be created: {_reason(e)}") from None
+    # Write a probe: os.access answers for the real uid and ignores read-only mounts.
+    probe = os.path.join(datadir, f".minisip-write-test-{os.getpid()}")
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"minisip")
+        finally:
+            os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise refuse(f"is not writable: {_reason(e)}") from None
+    mode = stat.S_IMODE(os.stat(datadir).st_mode)
+    if mode & 0o007:
+        log.warn(  # noqa: G010
+            "The data directory {datadir} is open to other users (mode {mode:04o}); the database in it is "
+            "private (0600), but chmod 700 {datadir} hides the directory too",
+            datadir=datadir, mode=mode,
+        )
+    path = os.path.join(datadir, DATABASE_FILE)
+    try:
+        return SQLiteStore(path, clock=clock)
+    except (OSError, sqlite3.Error) as e:
+        raise refuse(f"holds a database that cannot be opened ({path}): {_reason(e)}") from None

@@ -3,6 +3,10 @@
 The manager turns datagrams and stream frames into parsed messages for the core and sends bytes to
 an ``Addr``: back over the connection a request came on (RFC 3261 18.2.2), over an existing
 connection to that host and port, or a new outbound connection for TCP/TLS.
+
+Limits against floods: connections per host and in all (``max_connections``), a deadline for each
+message on a stream once its first byte arrived (``message_timeout``, against slowloris), an idle
+timeout, and bad input logged once per source and minute (then counted) instead of once a message.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from typing import Protocol as TProtocol
 
 from twisted.internet import protocol
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
+from minisip.log import RepeatLimiter
 from minisip.sip.errors import SIPParseError
 from minisip.sip.message import Request, Response, StreamFramer, make_response, parse_message
 from minisip.sip.types import Addr
@@ -61,6 +66,7 @@ class SIPStreamProtocol(protocol.Protocol):
         self.pending: list[bytes] = []
         self.connected_ok = False
         self.idle_call = None
+        self.message_call = None   # deadline of the message being received (None: between messages)
 
     def connectionMade(self) -> None:  # noqa: N802
         p = self.transport.getPeer()
@@ -84,26 +90,64 @@ class SIPStreamProtocol(protocol.Protocol):
         log.info("closing idle {transport} connection from {peer}", transport=self.transport_name, peer=str(self.peer))
         self.transport.loseConnection()
 
+    def _message_deadline(self, received: bytes, completed: bool) -> None:
+        """Start, keep or stop the deadline of the message under way after ``received`` was framed.
+
+        The deadline starts with a message's first byte and is not moved by later bytes, so a peer
+        trickling one byte per idle period (slowloris) is closed after ``message_timeout`` seconds.
+        Bytes left that are only CR/LF (a keep-alive under way) do not count as a message.
+        """
+        left = self.framer.buffered
+        if left and left <= len(received) and not received[len(received) - left:].strip(b"\r\n"):
+            left = 0
+        if self.manager.conns.get(self.conn_id) is not self:
+            left = 0  # closed while the input was handled: no deadline to keep
+        running = self.message_call is not None and self.message_call.active()
+        if not left:
+            if running:
+                self.message_call.cancel()
+            self.message_call = None
+        elif completed or not running:
+            if running:
+                self.message_call.cancel()
+            self.message_call = self.manager.clock.callLater(self.manager.message_timeout, self._too_slow)
+
+    def _too_slow(self) -> None:
+        self.message_call = None
+        assert self.peer is not None
+        self.manager.refusals.report(
+            self.peer.host, "security: closing {transport} connection from {peer}: a message was not complete "
+            "within {timeout:g} s", log_level=LogLevel.warn, transport=self.transport_name, peer=str(self.peer),
+            timeout=self.manager.message_timeout)
+        self.transport.abortConnection()
+
+    def _bad_stream(self, reason: str) -> None:
+        assert self.peer is not None
+        self.manager.bad_input.report(self.peer.host, "closing {peer}: cannot frame stream: {reason}",
+                                      peer=str(self.peer), reason=reason)
+        self.transport.loseConnection()
+
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         try:
             self.touch()
             try:
                 items = self.framer.feed(data)
             except SIPParseError as e:
-                log.info("closing {peer}: cannot frame stream: {reason}", peer=str(self.peer), reason=e.reason)
-                self.transport.loseConnection()
+                self._bad_stream(e.reason)
                 return
+            completed = False
             for item in items:
                 if item == "ping":
                     self.transport.write(b"\r\n")
                     continue
                 assert isinstance(item, bytes)
                 assert self.peer is not None
+                completed = True
                 self.manager.bytes_received(item, self.peer, datagram=False)
             if self.framer.failed is not None:
-                log.info("closing {peer}: cannot frame stream: {reason}", peer=str(self.peer),
-                         reason=self.framer.failed.reason)
-                self.transport.loseConnection()
+                self._bad_stream(self.framer.failed.reason)
+                return
+            self._message_deadline(data, completed)
         except Exception:
             log.failure("unhandled error on a stream from {peer}", peer=str(self.peer))
 
@@ -114,8 +158,9 @@ class SIPStreamProtocol(protocol.Protocol):
             self.pending.append(data)
 
     def connectionLost(self, reason: object = None) -> None:  # noqa: N802
-        if self.idle_call is not None and self.idle_call.active():
-            self.idle_call.cancel()
+        for call in (self.idle_call, self.message_call):
+            if call is not None and call.active():
+                call.cancel()
         self.manager.connection_closed(self)
 
 
@@ -148,13 +193,20 @@ class TransportManager:
 
     def __init__(self, reactor: IReactorTime, sink: MessageSink | None = None, *, idle_timeout: float = 600.0,
                  max_connections_per_host: int = 32, max_message_size: int = 65535,
-                 is_banned: Callable[[str], bool] | None = None, tls_client_context: object = None) -> None:
+                 is_banned: Callable[[str], bool] | None = None, tls_client_context: object = None,
+                 max_connections: int = 1024, message_timeout: float = 10.0) -> None:
         self.reactor = reactor
         self.clock = reactor
         self.sink = sink
         self.idle_timeout = idle_timeout
         self.max_connections_per_host = max_connections_per_host
+        self.max_connections = max_connections
+        self.message_timeout = message_timeout
         self.max_message_size = max_message_size
+        # Bad input and refusals are logged once per source and minute, then counted.
+        self.bad_input = RepeatLimiter(reactor, log, "bad messages")
+        self.refusals = RepeatLimiter(reactor, log, "refused or closed connections")
+        self.inbound = 0   # connections accepted (not the ones minisip opened), for max_connections
         self.is_banned = is_banned or (lambda host: False)
         self.tls_client_context = tls_client_context
         self._ids = itertools.count(1)
@@ -187,16 +239,26 @@ class TransportManager:
     def connection_opened(self, proto: SIPStreamProtocol) -> bool:
         assert proto.peer is not None
         host = proto.peer.host
+        inbound = proto.outbound_key is None
         # .get: reading a defaultdict would leave a 0 entry for every refused host.
         open_now = self.per_host.get(host, 0)
-        if proto.outbound_key is None and open_now >= self.max_connections_per_host:
-            log.warn("security: refusing {transport} connection from {host}: {n} connections already open",
-                     transport=proto.transport_name, host=host, n=open_now)
+        if inbound and open_now >= self.max_connections_per_host:
+            self.refusals.report(host, "security: refusing {transport} connection from {host}: {n} connections "
+                                 "already open from it", log_level=LogLevel.warn, transport=proto.transport_name,
+                                 host=host, n=open_now)
             proto.transport.abortConnection()
             return False
-        if proto.outbound_key is None and self.is_banned(host):
+        if inbound and self.inbound >= self.max_connections:
+            self.refusals.report(host, "security: refusing {transport} connection from {host}: {n} connections "
+                                 "open in all ([security] max_connections)", log_level=LogLevel.warn,
+                                 transport=proto.transport_name, host=host, n=self.inbound)
             proto.transport.abortConnection()
             return False
+        if inbound and self.is_banned(host):
+            proto.transport.abortConnection()
+            return False
+        if inbound:
+            self.inbound += 1
         self.per_host[host] += 1
         self.conns[proto.conn_id] = proto
         self.by_peer[(proto.transport_name, host, proto.peer.port)] = proto.conn_id
@@ -209,6 +271,8 @@ class TransportManager:
             return
         assert proto.peer is not None
         host = proto.peer.host
+        if proto.outbound_key is None:
+            self.inbound -= 1
         self.per_host[host] -= 1
         if self.per_host[host] <= 0:
             del self.per_host[host]
@@ -259,7 +323,7 @@ class TransportManager:
 
     def _parse_error(self, e: SIPParseError, source: Addr) -> None:
         partial = getattr(e, "partial", None)
-        log.info("bad message from {source}: {reason}", source=str(source), reason=e.reason)
+        self.bad_input.report(source.host, "bad message from {source}: {reason}", source=str(source), reason=e.reason)
         if e.status is None or not isinstance(partial, Request) or partial.method == "ACK":
             return
         if not partial.has("via"):
@@ -337,6 +401,8 @@ class TransportManager:
         for proto in list(self.conns.values()):
             if proto.transport is not None:
                 proto.transport.loseConnection()
+        self.bad_input.close()
+        self.refusals.close()
 
 
 def replace_top_via(msg: Request, value: str) -> None:

@@ -2,7 +2,7 @@
 
 When the configuration names no certificate, a self-signed pair is made in ``<datadir>/tls/`` on
 first start and reused after, so the fingerprint that phones may have pinned stays the same.
-Only TLS 1.2 and 1.3 are spoken, both ways.
+Only TLS 1.2 and 1.3 are spoken, both ways; TLS 1.2 with ECDHE key exchange and AEAD ciphers only.
 """
 
 from __future__ import annotations
@@ -50,12 +50,10 @@ CERTIFICATE_FILE = "server.crt"
 PRIVATE_KEY_FILE = "server.key"
 VALIDITY = datetime.timedelta(days=3650)
 
-# For TLS 1.2 (TLS 1.3 suites are OpenSSL's own). Forward-secret AEAD first; plain RSA key exchange
-# with AES-CBC stays last because many deployed desk phones offer nothing else.
-_CIPHERS = (
-    b"ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:ECDHE+AES:DHE+AES:RSA+AESGCM:RSA+AES"
-    b":!aNULL:!eNULL:!MD5:!DSS:!3DES:!RC4"
-)
+# For TLS 1.2 (TLS 1.3 suites are OpenSSL's own, all AEAD): ECDHE key exchange with AEAD ciphers
+# only. Plain RSA key exchange (no forward secrecy) and CBC suites (padding-oracle history) are not
+# offered: a phone that offers nothing else needs a firmware update or UDP/TCP (docs/security.md).
+_CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!PSK:!SRP:!DSS"
 _PEM_CERTIFICATE_RE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
@@ -93,7 +91,8 @@ def ensure_certificate(datadir: str, cert_path: str | None, key_path: str | None
     """The (certificate, key) paths to use: the configured pair, else a self-signed one in <datadir>/tls/.
 
     The self-signed pair is made on first start (RSA 2048, SAN ``hostname`` and 127.0.0.1, ten years,
-    key file mode 0600) and reused after; an expired one is replaced.
+    key file mode 0600) and reused after; an expired one is replaced. An IP address goes into the SAN
+    both as an IP address and as a DNS name: mbedTLS (Linphone) matches only DNS names.
     """
     if cert_path or key_path:
         if not (cert_path and key_path):
@@ -139,13 +138,15 @@ def _subject_alt_names(hostname: str) -> list[x509.GeneralName]:
         host = host[1:-1]
     if host:
         try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            address = ipaddress.ip_address(host)
         except ValueError:
             try:
                 ascii_name = host.rstrip(".").lower().encode("idna").decode("ascii")
             except UnicodeError:
                 raise TLSCertificateError(f"{hostname!r} cannot go into a certificate") from None
             names.append(x509.DNSName(ascii_name))
+        else:
+            names += [x509.IPAddress(address), x509.DNSName(str(address))]
     loopback = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
     if loopback not in names:
         names.append(loopback)

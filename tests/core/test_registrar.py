@@ -179,6 +179,36 @@ class BindingTests(SynchronousTestCase):
         self.assertIs(b200.source_host, again.source_host)
         self.assertIs(b200.transport, again.transport)
 
+    def test_thousands_of_contacts_refused_before_parsing(self) -> None:
+        """Issue 8.9: 2,399 contacts in one header are refused with 403, none parsed, nothing stored."""
+        import minisip.core.registrar as registrar_module
+
+        parsed: list[str] = []
+        real = registrar_module.parse_name_addr
+
+        def counting(value: str) -> object:
+            parsed.append(value)
+            return real(value)
+
+        self.patch(registrar_module, "parse_name_addr", counting)
+        many = ", ".join(f"<sip:100@10.0.0.1:{5000 + i}>" for i in range(2399))
+        resp = self.phone.register(contacts=[many])
+        assert resp is not None
+        self.assertEqual((resp.status, resp.reason), (403, "Too Many Contacts"))
+        self.assertEqual(parsed, [])
+        self.assertEqual(self.pbx.location.lookup("100"), [])
+        # Spread over many header lines it is the same.
+        resp = self.phone.register(contacts=[f"<sip:100@10.0.0.1:{5000 + i}>" for i in range(21)])
+        assert resp is not None
+        self.assertEqual(resp.status, 403)
+        self.assertEqual(self.pbx.location.lookup("100"), [])
+
+    def test_twenty_contacts_and_commas_in_names_accepted(self) -> None:
+        """The limit counts values, not commas: quoted names with commas do not push a request over."""
+        contacts = [f'"Desk, floor {i}" <sip:100@10.0.0.1:{5000 + i}>' for i in range(20)]
+        resp = self.ok(contacts=[", ".join(contacts)])
+        self.assertEqual(len(bindings(resp)), 10)  # MAX_CONTACTS_PER_AOR keeps the newest ten
+
     def test_query_without_contact(self) -> None:
         self.ok()
         self.pbx.advance(100, step=100)

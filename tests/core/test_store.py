@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import TYPE_CHECKING
+import stat
+from typing import TYPE_CHECKING, Any
 
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from minisip.config import ConfigError
 from minisip.core.store import (
     SCHEMA_VERSION,
     Binding,
@@ -16,6 +20,8 @@ from minisip.core.store import (
     IStore,
     MemoryStore,
     SQLiteStore,
+    _connect,
+    open_store,
 )
 
 NOW = 1_700_000_000.0
@@ -254,3 +260,295 @@ class SQLiteStoreTests(StoreContractMixin, SynchronousTestCase):
             self.assertEqual(self.raw().execute("SELECT COUNT(*) FROM bindings").fetchone(), (0,))
         self.assertTrue(store.flush())
         self.assertEqual(self.raw().execute("SELECT COUNT(*) FROM bindings").fetchone(), (1,))
+
+
+def disk_full() -> sqlite3.OperationalError:
+    """The error SQLite raises when the file system has no space left."""
+    e = sqlite3.OperationalError("database or disk is full")
+    e.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+    return e
+
+
+class FlakyConnection:
+    """The writer's connection with a switch: while ``error`` is set every write raises it, as a full disk does."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.error: Exception | None = None
+        self.attempts = 0
+
+    def _check(self, sql: str) -> None:
+        if self.error is not None and not sql.startswith(("BEGIN", "ROLLBACK")):
+            self.attempts += 1
+            raise self.error
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        self._check(sql)
+        return self.conn.execute(sql, *args)
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        self._check(sql)
+        return self.conn.executemany(sql, rows)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class FlakyStore(SQLiteStore):
+    flaky: FlakyConnection
+
+    def _open_writer(self) -> sqlite3.Connection:
+        self.flaky = FlakyConnection(_connect(self.path))
+        return self.flaky  # type: ignore[return-value]
+
+
+class LogCapture:
+    """The text of every log event emitted while installed."""
+
+    def __init__(self, test: SynchronousTestCase) -> None:
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def lines(self, namespace: str = "minisip.core.store") -> list[str]:
+        from twisted.logger import formatEvent
+        lines = [formatEvent(e) for e in self.events if e.get("log_namespace") == namespace]
+        return [line for line in lines if "migrated to schema version" not in line]
+
+
+class FullDiskTests(SynchronousTestCase):
+    """Issue 8.6: with the data directory full, writes wait in memory and are retried until they are saved."""
+
+    def setUp(self) -> None:
+        directory = self.mktemp()
+        os.makedirs(directory)
+        self.path = os.path.join(directory, "minisip.sqlite")
+        self.clock = Clock()
+        self.logs = LogCapture(self)
+
+    def make_store(self, **kw: Any) -> FlakyStore:
+        store = FlakyStore(self.path, clock=self.clock, retry_first=1.0, retry_max=8.0, **kw)
+        self.addCleanup(store.close)
+        return store
+
+    def committed_records(self) -> list[str]:
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        return [row[0] for row in conn.execute("SELECT call_id FROM call_records ORDER BY id")]
+
+    def test_records_kept_and_written_when_space_returns(self) -> None:
+        store = self.make_store()
+        store.flaky.error = disk_full()
+        for i in range(5):
+            store.add_call_record(record(f"call-{i}", NOW + i))
+            store.save_binding(binding(aor=str(100 + i)))
+        self.assertFalse(store.flush(), "nothing could be written")
+        self.assertEqual(store.pending_writes, 10)
+        self.assertEqual(self.committed_records(), [])
+        # More writes during the outage join the queue; no retry before the backoff is over.
+        store.add_call_record(record("call-5", NOW + 5))
+        attempts = store.flaky.attempts
+        self.assertFalse(store.flush())
+        self.assertEqual((store.flaky.attempts, store.pending_writes), (attempts, 11))
+        # Space comes back: the next retry writes everything, in the original order.
+        store.flaky.error = None
+        self.clock.advance(1.0)
+        self.assertTrue(store.flush())
+        self.assertEqual(store.pending_writes, 0)
+        self.assertEqual(self.committed_records(), [f"call-{i}" for i in range(6)])
+        self.assertEqual(sorted(b.aor for b in store.load_bindings(NOW)), [str(100 + i) for i in range(5)])
+        # And later writes go straight through again.
+        store.add_call_record(record("call-6", NOW + 6))
+        self.assertTrue(store.flush())
+        self.assertEqual(self.committed_records()[-1], "call-6")
+
+    def test_one_line_when_failing_one_when_working_no_traceback(self) -> None:
+        store = self.make_store()
+        store.flaky.error = disk_full()
+        for i in range(20):
+            store.add_call_record(record(f"call-{i}", NOW + i))
+            store.flush()
+        for _ in range(3):  # three failed retries, at 10, 20 and 30 s
+            self.clock.advance(10)
+            self.assertFalse(store.flush())
+        store.flaky.error = None
+        self.clock.advance(10)
+        self.assertTrue(store.flush())
+        lines = self.logs.lines()
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn("cannot write (database or disk is full)", lines[0])
+        self.assertIn(self.path, lines[0])
+        self.assertIn("writing works again after 40 s; 20 delayed writes saved, 0 dropped", lines[1])
+        self.assertEqual([e for e in self.logs.events if "log_failure" in e], [])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_backoff_doubles_up_to_the_maximum(self) -> None:
+        store = self.make_store()
+        store.flaky.error = disk_full()
+        store.add_call_record(record("call", NOW))
+        store.flush()
+        tries = []
+        for _ in range(40):  # one second at a time: count the retries
+            self.clock.advance(1)
+            store.flush()
+            tries.append(store.flaky.attempts)
+        retry_times = [i + 1 for i in range(1, 40) if tries[i] != tries[i - 1]]
+        if tries[0] != 1:
+            retry_times.insert(0, 1)
+        # First try at 0; retries 1, 2, 4 then 8 seconds apart (retry_max).
+        self.assertEqual(retry_times[:6], [1, 3, 7, 15, 23, 31])
+
+    def test_queue_is_bounded_oldest_dropped(self) -> None:
+        store = self.make_store(max_pending=5)
+        store.flaky.error = disk_full()
+        for i in range(8):
+            store.add_call_record(record(f"call-{i}", NOW + i))
+            store.flush()
+        self.assertEqual(store.pending_writes, 5)
+        self.assertEqual(store.writes_dropped, 3)
+        store.flaky.error = None
+        self.clock.advance(1)
+        self.assertTrue(store.flush())
+        self.assertEqual(self.committed_records(), [f"call-{i}" for i in range(3, 8)])
+        lines = self.logs.lines()
+        self.assertEqual(len(lines), 3, lines)  # failing, queue full (once), working again
+        self.assertIn("dropping the oldest", lines[1])
+        self.assertIn("5 delayed writes saved, 3 dropped", lines[2])
+
+    def test_close_tries_once_more(self) -> None:
+        store = self.make_store()
+        store.flaky.error = disk_full()
+        store.add_call_record(record("saved-at-close", NOW))
+        self.assertFalse(store.flush())
+        store.flaky.error = None
+        store.close()
+        self.assertEqual(self.committed_records(), ["saved-at-close"])
+
+    def test_close_while_failing_says_what_is_lost(self) -> None:
+        store = self.make_store()
+        store.flaky.error = disk_full()
+        store.add_call_record(record("lost", NOW))
+        store.add_call_record(record("lost-too", NOW))
+        store.close()
+        self.assertIn("2 writes (registrations, call records) could not be saved", self.logs.lines()[-1])
+
+    def test_bad_write_still_loses_only_itself(self) -> None:
+        """A broken statement (not the disk) is not retried forever: it is dropped as before."""
+        store = self.make_store()
+        store.flaky.error = sqlite3.OperationalError("no such table: call_records")
+        store.flaky.error.sqlite_errorcode = sqlite3.SQLITE_ERROR  # type: ignore[attr-defined]
+        store.add_call_record(record("bad", NOW))
+        self.assertTrue(store.flush())
+        self.assertEqual(store.pending_writes, 0)
+        self.assertEqual(len(self.flushLoggedErrors(sqlite3.OperationalError)), 1)
+
+    def test_errors_without_a_code_are_recognised_by_their_text(self) -> None:
+        store = self.make_store()
+        store.flaky.error = sqlite3.OperationalError("attempt to write a readonly database")
+        store.add_call_record(record("kept", NOW))
+        self.assertFalse(store.flush())
+        self.assertEqual(store.pending_writes, 1)
+        store.flaky.error = None
+        self.clock.advance(1)
+        self.assertTrue(store.flush())
+        self.assertEqual(self.committed_records(), ["kept"])
+
+
+class DataDirectoryTests(SynchronousTestCase):
+    """Issue 8.6 and 8.11: the data directory at start, and who can read it."""
+
+    def setUp(self) -> None:
+        self.base = os.path.abspath(self.mktemp())
+        os.makedirs(self.base)
+        self.logs = LogCapture(self)
+
+    def with_umask(self, mask: int) -> None:
+        old = os.umask(mask)
+        self.addCleanup(os.umask, old)
+
+    def test_private_whatever_the_umask(self) -> None:
+        """Run by hand with umask 022: the directory is 0700 and the database and its -wal/-shm 0600."""
+        self.with_umask(0o022)
+        datadir = os.path.join(self.base, "data", "minisip")
+        store = open_store(datadir)
+        self.addCleanup(store.close)
+        store.save_binding(binding())
+        self.assertTrue(store.flush())
+        self.assertEqual(stat.S_IMODE(os.stat(datadir).st_mode), 0o700)
+        names = sorted(os.listdir(datadir))
+        self.assertEqual(names, ["minisip.sqlite", "minisip.sqlite-shm", "minisip.sqlite-wal"])
+        for name in names:
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(datadir, name)).st_mode), 0o600, name)
+
+    def test_existing_database_made_private(self) -> None:
+        self.with_umask(0o022)
+        datadir = os.path.join(self.base, "data")
+        os.makedirs(datadir, mode=0o700)
+        path = os.path.join(datadir, "minisip.sqlite")
+        SQLiteStore(path).close()
+        os.chmod(path, 0o644)
+        store = open_store(datadir)
+        self.addCleanup(store.close)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+
+    def test_open_existing_directory_warned_not_changed(self) -> None:
+        """A directory the admin made keeps its mode (it may be /var/lib/...), with one warning line."""
+        datadir = os.path.join(self.base, "shared")
+        os.makedirs(datadir)
+        os.chmod(datadir, 0o755)
+        store = open_store(datadir)
+        self.addCleanup(store.close)
+        self.assertEqual(stat.S_IMODE(os.stat(datadir).st_mode), 0o755)
+        (line,) = self.logs.lines()
+        self.assertIn(f"chmod 700 {datadir}", line)
+
+    def test_uncreatable_directory_is_one_config_error(self) -> None:
+        blocker = os.path.join(self.base, "file")
+        with open(blocker, "w") as f:
+            f.write("not a directory")
+        datadir = os.path.join(blocker, "data")
+        e = self.assertRaises(ConfigError, open_store, datadir, "/etc/minisip/minisip.conf")
+        self.assertEqual((e.section, e.key), ("server", "datadir"))
+        self.assertTrue(str(e).startswith(f"/etc/minisip/minisip.conf: [server] datadir: the data directory {datadir} "
+                                          "cannot be created: "), str(e))
+        self.assertNotIn("\n", str(e))
+
+    def test_unwritable_directory_is_one_config_error(self) -> None:
+        if os.geteuid() == 0:
+            raise self.skipTest("root writes into a read-only directory anyway; "
+                                "test_probe_failure_is_one_config_error covers the same path")
+        datadir = os.path.join(self.base, "ro")
+        os.makedirs(datadir)
+        os.chmod(datadir, 0o500)
+        self.addCleanup(os.chmod, datadir, 0o700)
+        e = self.assertRaises(ConfigError, open_store, datadir, "minisip.conf")
+        self.assertIn(f"the data directory {datadir} is not writable: Permission denied", str(e))
+
+    def test_probe_failure_is_one_config_error(self) -> None:
+        """A directory where no file can be created (read-only mount, full, no permission) stops the start."""
+        datadir = os.path.join(self.base, "ro")
+        os.makedirs(datadir)
+        real_open = os.open
+
+        def refusing_open(path: str, *args: Any, **kw: Any) -> int:
+            if os.path.dirname(path) == datadir:
+                raise OSError(30, "Read-only file system")
+            return real_open(path, *args, **kw)
+
+        self.patch(os, "open", refusing_open)
+        e = self.assertRaises(ConfigError, open_store, datadir, "minisip.conf")
+        self.assertEqual(str(e), f"minisip.conf: [server] datadir: the data directory {datadir} is not writable: "
+                                 "Read-only file system")
+
+    def test_unusable_database_is_one_config_error(self) -> None:
+        datadir = os.path.join(self.base, "data")
+        os.makedirs(datadir)
+        with open(os.path.join(datadir, "minisip.sqlite"), "wb") as f:
+            f.write(b"this is not an SQLite database, just some bytes " * 100)
+        e = self.assertRaises(ConfigError, open_store, datadir, "minisip.conf")
+        self.assertIn("holds a database that cannot be opened", str(e))
+        self.assertEqual(e.key, "datadir")

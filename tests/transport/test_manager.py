@@ -473,3 +473,197 @@ class DatagramTests(ManagerTestBase):
         for data in (b"", b"\r\n", b"\r\n\r\n", b"\x00\x01\x02", b"\xff" * 100, b"hello world"):
             self.udp_proto.datagramReceived(data, ("192.0.2.7", 40000))
         self.assertEqual((self.sink.received, self.udp_transport.written), ([], []))
+
+
+class LogLines:
+    """The text of the transport's log events while a test runs."""
+
+    def __init__(self, test: SynchronousTestCase) -> None:
+        from twisted.logger import globalLogPublisher
+
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def __call__(self) -> list[str]:
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.events if e.get("log_namespace") == "minisip.transport"]
+
+
+class SlowlorisTests(ManagerTestBase):
+    """Issue 8.9: a message started on a stream must be complete within message_timeout (10 s by default)."""
+
+    def test_trickle_closed_after_message_timeout(self) -> None:
+        logs = LogLines(self)
+        proto, transport = self.connect()
+        data = options()
+        proto.dataReceived(data[:20])
+        for i in range(20, 29):  # one byte a second: each resets the idle timer, not the message deadline
+            self.reactor.advance(1)
+            proto.dataReceived(data[i:i + 1])
+        self.assertTrue(transport.connected)
+        self.reactor.advance(1)
+        self.assertFalse(transport.connected)
+        self.assertEqual(self.sink.received, [])
+        self.assertNoState()
+        self.reactor.advance(60)  # the log's counter for the host ends
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        (line,) = logs()
+        self.assertIn("closing tcp connection from tcp:10.0.0.1:40000", line)
+        self.assertIn("not complete within 10 s", line)
+
+    def test_one_byte_per_idle_period(self) -> None:
+        """The attack as seen: a byte just before each idle timeout kept the connection for ever."""
+        proto, transport = self.connect()
+        data = options()
+        proto.dataReceived(data[:1])
+        for i in range(1, 5):
+            self.reactor.advance(self.idle_timeout - 1)
+            if not transport.connected:
+                break
+            proto.dataReceived(data[i:i + 1])
+        self.assertFalse(transport.connected)
+        self.assertNoState()
+
+    def test_slow_but_complete_message_and_idle_connection_kept(self) -> None:
+        proto, transport = self.connect()
+        data = options()
+        for start in range(0, len(data), 40):  # in pieces over 9 s
+            proto.dataReceived(data[start:start + 40])
+            self.reactor.advance(9 / (len(data) / 40))
+        self.assertEqual(len(self.sink.received), 1)
+        self.reactor.advance(self.idle_timeout - 10)  # between messages only the idle timeout counts
+        self.assertTrue(transport.connected)
+        proto.dataReceived(b"\r\n\r\n")  # keep-alive ping
+        proto.dataReceived(b"\r\n")      # a pong left alone is not a message under way
+        self.reactor.advance(self.idle_timeout - 1)
+        self.assertTrue(transport.connected)
+
+    def test_deadline_restarts_for_the_next_message(self) -> None:
+        proto, transport = self.connect()
+        first, second = options(call_id="a@x"), options(call_id="b@x")
+        proto.dataReceived(first[:10])
+        self.reactor.advance(8)
+        proto.dataReceived(first[10:] + second[:10])  # the first completes, the second starts now
+        self.reactor.advance(8)
+        self.assertTrue(transport.connected)
+        proto.dataReceived(second[10:])
+        self.assertEqual([m.call_id for m in self.requests()], ["a@x", "b@x"])
+        self.reactor.advance(self.idle_timeout - 1)
+        self.assertTrue(transport.connected)
+
+    def test_configured_timeout(self) -> None:
+        self.manager.message_timeout = 3
+        proto, transport = self.connect()
+        proto.dataReceived(b"OPTIONS sip:x SIP/2.0\r\n")
+        self.reactor.advance(2.9)
+        self.assertTrue(transport.connected)
+        self.reactor.advance(0.1)
+        self.assertFalse(transport.connected)
+
+
+class GlobalConnectionCapTests(ManagerTestBase):
+    """Issue 8.9: 2,000 connections from 200 addresses were all held; max_connections caps them in all."""
+
+    cap = 3
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.manager.max_connections = 5
+
+    def test_cap_over_all_hosts(self) -> None:
+        logs = LogLines(self)
+        held = [self.connect(f"10.0.0.{i // 2}", 40000 + i) for i in range(5)]
+        self.assertTrue(all(t.connected for _, t in held))
+        refused = [self.connect(f"10.0.1.{i}", 40000)[1] for i in range(10)]
+        self.assertFalse(any(t.connected for t in refused))
+        self.assertEqual(len(self.manager.conns), 5)
+        self.assertNotIn("10.0.1.0", self.manager.per_host)
+        lines = logs()
+        self.assertEqual(len(lines), 10)  # one per refusing host (then counted per host)
+        self.assertIn("refusing tcp connection from 10.0.1.0: 5 connections open in all ([security] max_connections)",
+                      lines[0])
+        # Closing one makes room again.
+        held[0][1].loseConnection()
+        _, again = self.connect("10.0.1.0", 40001)
+        self.assertTrue(again.connected)
+
+    def test_outbound_connections_not_refused_nor_counted(self) -> None:
+        for i in range(5):
+            self.connect(f"10.0.0.{i}", 40000)
+        target = Addr("tcp", "192.0.2.9", 5060)
+        self.manager.send(b"request", target)
+        factory = self.reactor.connects[0][2]
+        proto = factory.buildProtocol(IPv4Address("TCP", "192.0.2.9", 5060))
+        transport = StringTransportWithDisconnection(peerAddress=IPv4Address("TCP", "192.0.2.9", 5060))
+        transport.protocol = proto
+        proto.makeConnection(transport)
+        self.assertTrue(transport.connected)
+        self.assertEqual(transport.value(), b"request")
+        self.assertEqual(self.manager.inbound, 5)
+        transport.loseConnection()
+        self.assertEqual(self.manager.inbound, 5)
+
+    def test_repeated_refusals_from_one_host_counted(self) -> None:
+        logs = LogLines(self)
+        for i in range(self.cap):
+            self.connect("10.0.0.1", 40000 + i)
+        for i in range(500):
+            self.connect("10.0.0.1", 41000 + i)
+        self.assertEqual(len(logs()), 1)
+        self.reactor.advance(60)
+        self.assertIn("499 more refused or closed connections from 10.0.0.1 in the last 60 s", logs()[-1])
+
+
+class BadInputLogTests(ManagerTestBase):
+    """Issue 8.9: one log line per junk datagram made 9 MB of log in 10 s."""
+
+    def test_junk_flood_is_two_lines_a_minute(self) -> None:
+        logs = LogLines(self)
+        junk = options(cseq="1 INVITE")  # parses far enough to be answered 400
+        for _ in range(5000):
+            self.udp_proto.datagramReceived(junk, ("192.0.2.7", 40000))
+        for _ in range(10):
+            self.udp_proto.datagramReceived(b"\xff" * 100, ("192.0.2.8", 40000))
+        self.assertEqual(len(logs()), 2)
+        self.assertIn("bad message from udp:192.0.2.7:40000", logs()[0])
+        self.assertEqual(len(self.udp_transport.written), 5000)  # each is still answered
+        self.reactor.advance(60)
+        self.assertEqual(sorted(logs()[2:]), ["4999 more bad messages from 192.0.2.7 in the last 60 s",
+                                              "9 more bad messages from 192.0.2.8 in the last 60 s"])
+        self.reactor.advance(60)
+        self.assertEqual(len(logs()), 4)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_stream_framing_errors_counted_per_host(self) -> None:
+        logs = LogLines(self)
+        for i in range(self.cap * 10):
+            proto, transport = self.connect("10.0.0.1", 40000 + i)
+            proto.dataReceived(b"\x00\xff garbage\r\n\r\n")
+            self.assertFalse(transport.connected)
+        self.assertEqual(len(logs()), 1)
+        self.assertIn("cannot frame stream", logs()[0])
+        self.reactor.advance(60)
+        self.assertEqual(logs()[1], "29 more bad messages from 10.0.0.1 in the last 60 s")
+
+    def test_close_cancels_the_counters(self) -> None:
+        self.udp_proto.datagramReceived(options(cseq="1 INVITE"), ("192.0.2.7", 40000))
+        self.manager.close()
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class DeadlineAfterCloseTests(ManagerTestBase):
+    def test_no_deadline_left_when_the_sink_closed_the_connection(self) -> None:
+        """A message that makes the core close its connection, followed by a partial one: no timer is left."""
+        proto, transport = self.connect()
+
+        class Closing:
+            def message_received(self, msg: object, source: object) -> None:
+                transport.loseConnection()
+
+        self.manager.sink = Closing()  # type: ignore[assignment]
+        proto.dataReceived(options() + b"OPTIONS sip:x SIP/2.0\r\n")
+        self.assertFalse(transport.connected)
+        self.assertNoState()
+        self.assertEqual(self.reactor.getDelayedCalls(), [])

@@ -132,13 +132,26 @@ class EnsureCertificateTests(CertificateTestCase):
         )
 
     def test_ip_hostnames(self) -> None:
+        """An address is in the SAN as an IP address and as a DNS name (mbedTLS, i.e. Linphone, matches
+        only DNS names and refused the certificate with "CN-mismatch")."""
         for hostname, expected in (
-            ("192.0.2.5", ["192.0.2.5", "127.0.0.1"]),
-            ("127.0.0.1", ["127.0.0.1"]),
-            ("[2001:db8::1]", ["2001:db8::1", "127.0.0.1"]),
+            ("192.0.2.5", [("ip", "192.0.2.5"), ("dns", "192.0.2.5"), ("ip", "127.0.0.1")]),
+            ("127.0.0.1", [("ip", "127.0.0.1"), ("dns", "127.0.0.1")]),
+            ("[2001:db8::1]", [("ip", "2001:db8::1"), ("dns", "2001:db8::1"), ("ip", "127.0.0.1")]),
+            ("pbx.example.com", [("dns", "pbx.example.com"), ("ip", "127.0.0.1")]),
         ):
             names = tls._subject_alt_names(hostname)
-            self.assertEqual([str(name.value) for name in names], expected)
+            kinds = [("ip" if isinstance(name, x509.IPAddress) else "dns", str(name.value)) for name in names]
+            self.assertEqual(kinds, expected, hostname)
+
+    def test_generated_certificate_for_an_address_has_both_sans(self) -> None:
+        cert_path, _ = self.make_pair("192.0.2.5")
+        with open(cert_path, "rb") as stream:
+            certificate = x509.load_pem_x509_certificate(stream.read())
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        self.assertEqual(names.get_values_for_type(x509.DNSName), ["192.0.2.5"])
+        self.assertEqual(names.get_values_for_type(x509.IPAddress),
+                         [ipaddress.ip_address("192.0.2.5"), ipaddress.ip_address("127.0.0.1")])
 
     def test_expired_pair_is_replaced(self) -> None:
         directory = os.path.join(self.datadir, "tls")
@@ -239,6 +252,52 @@ class ServerContextTests(CertificateTestCase):
             self.assertEqual(client.get_protocol_version_name(), name)
             self.assertEqual(server.get_protocol_version_name(), name)
             self.assertIsNone(server.get_peer_certificate())
+
+    def test_rsa_key_exchange_cbc_client_refused(self) -> None:
+        """Issue 8.11: a TLS 1.2 client offering only an RSA key-exchange CBC suite is refused."""
+        for suite in (b"AES128-SHA", b"AES256-SHA256"):
+            client = limited_client(SSL.TLS1_2_VERSION)
+            client.set_cipher_list(suite + b":@SECLEVEL=0")
+            self.assertRaises(SSL.Error, handshake, self.server.getContext(), client)
+
+    def test_rsa_cbc_client_is_real(self) -> None:
+        """Control: the same client completes a handshake with a server that offers the suite."""
+        permissive = SSL.Context(SSL.TLS_METHOD)
+        permissive.set_cipher_list(b"AES128-SHA:@SECLEVEL=0")
+        permissive.use_certificate_chain_file(self.cert_path)
+        permissive.use_privatekey_file(self.key_path)
+        client = limited_client(SSL.TLS1_2_VERSION)
+        client.set_cipher_list(b"AES128-SHA:@SECLEVEL=0")
+        connection, _ = handshake(permissive, client)
+        self.assertEqual(connection.get_cipher_name(), "AES128-SHA")
+
+    def test_tls12_offers_only_ecdhe_aead(self) -> None:
+        """Every TLS 1.2 suite the server would choose is ECDHE with AES-GCM or ChaCha20-Poly1305."""
+        connection = SSL.Connection(self.server.getContext(), None)
+        tls12 = [name for name in connection.get_cipher_list() if not name.startswith("TLS_")]
+        self.assertTrue(tls12)
+        for name in tls12:
+            self.assertTrue(name.startswith("ECDHE-"), name)
+            self.assertTrue("GCM" in name or "CHACHA20" in name, name)
+            self.assertNotIn("CBC", name)
+
+    def test_ecdhe_aes_gcm_and_tls13_work(self) -> None:
+        client = limited_client(SSL.TLS1_2_VERSION)
+        client.set_cipher_list(b"ECDHE-RSA-AES128-GCM-SHA256")
+        connection, _ = handshake(self.server.getContext(), client)
+        self.assertEqual((connection.get_protocol_version_name(), connection.get_cipher_name()),
+                         ("TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256"))
+        connection, _ = handshake(self.server.getContext(), limited_client(SSL.TLS1_3_VERSION))
+        self.assertEqual(connection.get_protocol_version_name(), "TLSv1.3")
+
+    def test_outbound_client_offers_only_ecdhe_aead(self) -> None:
+        """Toward phones and trunks too: a server that accepts only RSA key exchange CBC is refused."""
+        legacy = SSL.Context(SSL.TLS_METHOD)
+        legacy.set_max_proto_version(SSL.TLS1_2_VERSION)
+        legacy.set_cipher_list(b"AES128-SHA:@SECLEVEL=0")
+        legacy.use_certificate_chain_file(self.cert_path)
+        legacy.use_privatekey_file(self.key_path)
+        self.assertRaises(SSL.Error, handshake, legacy, client_context_factory().getContext())
 
     def test_mismatched_pair(self) -> None:
         _, other_key = self.install_pair("other", os.path.abspath(self.mktemp()))
