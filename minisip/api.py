@@ -18,6 +18,7 @@ from minisip.config import ConfigError as _CoreConfigError
 from minisip.core.call import CallInfo, LegRequest, LegResponse
 from minisip.core.incoming import IncomingRequest
 from minisip.core.media import MediaRefused, PassthroughMedia
+from minisip.core.regclient import RegistrationClient, RegistrationTarget
 from minisip.core.router import (
     CONTINUE,
     ContactDestination,
@@ -44,7 +45,8 @@ if TYPE_CHECKING:
 __all__ = [
     "API_VERSION", "CONTINUE", "Addr", "Binding", "CallInfo", "CallerIdentity", "ConfigError", "ContactDestination",
     "Continue", "Destination", "IncomingRequest", "LegDestination", "LegRequest", "LegResponse", "MediaRefused",
-    "NameAddr", "PassthroughMedia", "Reject", "Request", "Reroute", "Response", "Route", "RouteDecision",
+    "NameAddr", "PassthroughMedia", "RegistrationClient", "RegistrationTarget", "Reject", "Request", "Reroute",
+    "Response", "Route", "RouteDecision",
     "ServerAPI", "SipDestination", "SipURI", "TelURI", "build_authorization", "parse_name_addr", "parse_uri",
 ]
 

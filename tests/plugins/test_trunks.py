@@ -18,6 +18,7 @@ from zope.interface.verify import verifyObject
 
 from minisip.api import ConfigError, Destination, Route, ServerAPI
 from minisip.config import load_config
+from minisip.core import regclient
 from minisip.interfaces import ICallerIdentifier, ICallRouter, IFeature, IFeatureFactory
 from minisip.plugins import discover
 from minisip.sip.auth import DigestAuthenticator
@@ -291,12 +292,12 @@ class NumberTests(SynchronousTestCase):
         self.assertEqual(trunks.did_target(trunk(did="+31201234567:100 *:300"), "555"), "300")
 
     def test_refresh_and_backoff_timing(self) -> None:
-        self.assertEqual(trunks.refresh_delay(3600), 2880)
-        self.assertEqual(trunks.refresh_delay(600), 480)
-        self.assertEqual(trunks.refresh_delay(120), 90)     # 30 s before expiry
-        self.assertEqual(trunks.refresh_delay(60), 30)
-        self.assertEqual(trunks.refresh_delay(20), 10)      # half, never past expiry
-        self.assertEqual([trunks.backoff_delay(n) for n in range(1, 8)], [30, 60, 120, 240, 480, 600, 600])
+        self.assertEqual(regclient.refresh_delay(3600), 2880)
+        self.assertEqual(regclient.refresh_delay(600), 480)
+        self.assertEqual(regclient.refresh_delay(120), 90)     # 30 s before expiry
+        self.assertEqual(regclient.refresh_delay(60), 30)
+        self.assertEqual(regclient.refresh_delay(20), 10)      # half, never past expiry
+        self.assertEqual([regclient.backoff_delay(n) for n in range(1, 8)], [30, 60, 120, 240, 480, 600, 600])
 
 
 # -- through SIPCore on a Clock ---------------------------------------------------------------------------
