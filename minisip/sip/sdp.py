@@ -41,13 +41,15 @@ _PT_ATTRIBUTES = frozenset({"rtpmap", "fmtp", "rtcp-fb"})
 _MAX_DIGITS = 20  # longer numbers are refused before int() (which refuses over 4300 digits itself)
 
 
-def _number(text: str, what: str, limit: int | None = None) -> int:
-    """``text`` as a non-negative decimal integer, or SDPError naming ``what``."""
+def _number(text: str, what: str, limit: int | None = None, lineno: int = 0) -> int:
+    """``text`` as a non-negative decimal integer, or SDPError naming ``what`` (and the line, if given)."""
     if not text or len(text) > _MAX_DIGITS or not text.isascii() or not text.isdigit():
-        raise SDPError(f"{what}: expected a number, got {text[:40]!r}")
+        where = f"line {lineno}: {what}" if lineno else what
+        raise SDPError(f"{where}: expected a number, got {text[:40]!r}")
     n = int(text)
     if limit is not None and n > limit:
-        raise SDPError(f"{what}: {n} is out of range (0-{limit})")
+        where = f"line {lineno}: {what}" if lineno else what
+        raise SDPError(f"{where}: {n} is out of range (0-{limit})")
     return n
 
 
@@ -146,7 +148,7 @@ class Crypto:
 
     tag: int
     suite: str
-    key_params: str
+    key_params: str = field(repr=False)  # holds the key: kept out of logs
     session_params: str = ""
     key_salt: bytes = field(init=False, repr=False, compare=False)
     lifetime: str | None = field(init=False, compare=False)
@@ -849,8 +851,8 @@ def _parse_m(value: str, lineno: int) -> MediaDescription:
     if len(parts) < 3:
         raise SDPError(f"line {lineno}: bad m= line, expected '<media> <port> <proto> <fmt> ...': {value[:60]!r}")
     port_text, slash, count_text = parts[1].partition("/")
-    port = _number(port_text, f"line {lineno}: m= port", 65535)
-    count = _number(count_text, f"line {lineno}: m= port count", 65535) if slash else None
+    port = _number(port_text, "m= port", 65535, lineno)
+    count = _number(count_text, "m= port count", 65535, lineno) if slash else None
     return MediaDescription(parts[0], port, parts[2], parts[3:], count, None, [], [], None, [], [], None)
 
 
@@ -862,42 +864,47 @@ def parse_sdp(data: bytes) -> SessionDescription:
         raise SDPError(f"SDP is not UTF-8 (bad byte at offset {e.start})") from None
     if "\x00" in text:
         raise SDPError(f"NUL character in SDP at offset {text.index(chr(0))}")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            raise SDPError(f"line {text.count(chr(10), 0, text.index(chr(13))) + 1}: stray CR inside a line")
+    lines = text.split("\n")
+    first = 0
+    while first < len(lines) and not lines[first]:
+        first += 1
+    if first == len(lines) or lines[first][:2] != "v=":
+        got = repr(lines[first][:40]) if first < len(lines) else "nothing"
+        raise SDPError(f"missing v= line: the description must start with v=0, got {got}")
+    if lines[first] != "v=0":
+        raise SDPError(f"line {first + 1}: unsupported SDP version {lines[first][2:22]!r} (only v=0)")
     sess = SessionDescription(0, None, None, None, None, [], [], None, [], [], None, None, [], [], [])
     section: _Section = sess
+    attributes = sess.attributes
     media: MediaDescription | None = None
-    seen_v = seen_o = seen_s = False
-    lineno = 0
-    for line in text.split("\n"):
+    seen_o = seen_s = False
+    lineno = first + 1
+    for line in lines[first + 1:]:
         lineno += 1
-        if line[-1:] == "\r":
-            line = line[:-1]
-        if not line:
-            continue
-        if len(line) < 2 or line[1] != "=":
+        if line[1:2] != "=":
+            if not line:
+                continue
             raise SDPError(f"line {lineno}: expected '<type>=<value>', got {line[:40]!r}")
         t = line[0]
         value = line[2:]
-        if "\r" in value:
-            raise SDPError(f"line {lineno}: stray CR inside the line")
-        if not seen_v:
-            if t != "v":
-                raise SDPError(f"missing v= line: the description must start with v=0, got {line[:40]!r}")
-            if value != "0":
-                raise SDPError(f"line {lineno}: unsupported SDP version {value[:20]!r} (only v=0)")
-            seen_v = True
-            continue
-        if not ("a" <= t <= "z" or "A" <= t <= "Z"):
-            raise SDPError(f"line {lineno}: line type must be a letter, got {t!r}")
         if t == "a":
             name, sep, val = value.partition(":")
             if not name:
                 raise SDPError(f"line {lineno}: attribute without a name: {line[:40]!r}")
-            section.attributes.append((name, val if sep else None))
-        elif t == "m":
+            attributes.append((name, val if sep else None))
+            continue
+        if not ("a" <= t <= "z" or "A" <= t <= "Z"):
+            raise SDPError(f"line {lineno}: line type must be a letter, got {t!r}")
+        if t == "m":
             media = _parse_m(value, lineno)
             media.session = sess
             sess.media.append(media)
             section = media
+            attributes = media.attributes
         elif t == "c":
             conn = _connection(value, lineno)
             if media is not None:
@@ -910,7 +917,7 @@ def parse_sdp(data: bytes) -> SessionDescription:
             bwtype, sep, bw = value.partition(":")
             if not sep or not bwtype:
                 raise SDPError(f"line {lineno}: bad b= line, expected '<bwtype>:<bandwidth>': {value[:40]!r}")
-            section.bandwidths.append((bwtype, _number(bw, f"line {lineno}: b= bandwidth")))
+            section.bandwidths.append((bwtype, _number(bw, "b= bandwidth", None, lineno)))
         elif media is not None:
             if t == "i" and media.information is None:
                 media.information = value
@@ -937,8 +944,8 @@ def parse_sdp(data: bytes) -> SessionDescription:
             start, sep, stop = value.partition(" ")
             if not sep:
                 raise SDPError(f"line {lineno}: bad t= line, expected '<start> <stop>': {value[:40]!r}")
-            sess.timing.append(Timing(_number(start, f"line {lineno}: t= start"),
-                                      _number(stop.strip(), f"line {lineno}: t= stop")))
+            sess.timing.append(Timing(_number(start, "t= start", None, lineno),
+                                      _number(stop.strip(), "t= stop", None, lineno)))
         elif t == "r":
             if not sess.timing:
                 raise SDPError(f"line {lineno}: r= line before any t= line")
@@ -960,8 +967,6 @@ def parse_sdp(data: bytes) -> SessionDescription:
             raise SDPError(f"line {lineno}: second v= line")
         else:
             sess.other_lines.append((t, value))
-    if not seen_v:
-        raise SDPError("missing v= line: empty description")
     return sess
 
 

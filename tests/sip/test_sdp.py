@@ -450,6 +450,13 @@ class CryptoTests(SynchronousTestCase):
         self.assertEqual(Crypto.parse("1 S inline:AAAA|1048576").lifetime, "1048576")
         self.assertEqual(Crypto.parse("1 S inline:AAAA|2:1").mki, "2:1")
 
+    def test_repr_keeps_the_key_out_of_logs(self) -> None:
+        c = Crypto.make(1, "AES_CM_128_HMAC_SHA1_80", self.KEY, lifetime="2^31")
+        secret = base64.b64encode(self.KEY).decode()
+        self.assertNotIn(secret, repr(c))
+        self.assertIn("AES_CM_128_HMAC_SHA1_80", repr(c))
+        self.assertIn(secret, c.to_value())
+
     def test_unpadded_base64_accepted(self) -> None:
         key = bytes(range(46))  # AES-256 key + salt: base64 ends with "==" that some UAs omit
         text = base64.b64encode(key).decode().rstrip("=")
