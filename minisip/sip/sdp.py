@@ -126,6 +126,14 @@ class RtpMap(NamedTuple):
     channels: int | None = None
 
 
+# RFC 3551 static payload types a PBX meets (used when an offer lists one without an rtpmap).
+STATIC_PAYLOAD_TYPES = {
+    "0": RtpMap("PCMU", 8000, 1), "3": RtpMap("GSM", 8000, 1), "4": RtpMap("G723", 8000, 1),
+    "8": RtpMap("PCMA", 8000, 1), "9": RtpMap("G722", 8000, 1), "13": RtpMap("CN", 8000, 1),
+    "18": RtpMap("G729", 8000, 1),
+}
+
+
 class Group(NamedTuple):
     """A session-level group attribute (RFC 5888), e.g. BUNDLE and its mids."""
 
@@ -449,6 +457,17 @@ class MediaDescription(_Section):
                 if pt:
                     out.setdefault(pt, params.strip())
         return out
+
+    def find_format(self, encoding: str, clock_rate: int | None = None) -> str | None:
+        """The first payload type of the m= line whose rtpmap names ``encoding`` (case-insensitive) at
+        ``clock_rate`` (any when None); a static type without an rtpmap has its RFC 3551 meaning."""
+        rtpmap = self.rtpmap
+        encoding = encoding.lower()
+        for pt in self.formats:
+            entry = rtpmap.get(pt) or STATIC_PAYLOAD_TYPES.get(pt)
+            if entry is not None and entry.encoding.lower() == encoding and clock_rate in (None, entry.clock_rate):
+                return pt
+        return None
 
     def keep_formats(self, formats: Iterable[str | int]) -> None:
         """Keep only the payload types in ``formats`` (order of the m= line kept), dropping the rtpmap,

@@ -629,6 +629,16 @@ class SetterTests(SynchronousTestCase):
         video.keep_formats([])
         self.assertEqual((video.formats, video.rtpmap), ([], {}))
 
+    def test_find_format(self) -> None:
+        chrome = parse_sdp(sample("chrome-offer.sdp")).media[0]
+        for args, expected in [(("telephone-event", 8000), "126"), (("telephone-event", 48000), "110"),
+                               (("telephone-event",), "110"), (("OPUS",), "111"), (("pcma", 8000), "8"),
+                               (("G729",), None), (("PCMU", 16000), None)]:
+            self.assertEqual(chrome.find_format(*args), expected, args)
+        static = MediaDescription(formats=["8", "0", "96"])  # no rtpmap: RFC 3551 static meaning
+        self.assertEqual((static.find_format("PCMU"), static.find_format("pcma", 8000), static.find_format("G729")),
+                         ("0", "8", None))
+
     def test_crypto_setter(self) -> None:
         sd = parse_sdp(sample("baresip-srtp.sdp"))
         media = sd.media[0]
