@@ -7,6 +7,8 @@ import base64
 import os
 import random
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -260,6 +262,15 @@ class SampleTests(SynchronousTestCase):
     def test_parse_is_deterministic_and_equal(self) -> None:
         for name in sample_names():
             self.assertEqual(parse_sdp(sample(name)), parse_sdp(sample(name)), name)
+
+
+class PurityTests(SynchronousTestCase):
+    def test_no_twisted_import(self) -> None:
+        """minisip.sip is pure: importing the SDP and body modules loads no Twisted."""
+        code = ("import sys, minisip.sip.sdp, minisip.sip.body; "
+                "sys.exit(any(m.split('.')[0] in ('twisted', 'zope') for m in sys.modules))")
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(DATA_DIR)))
+        self.assertEqual(subprocess.run([sys.executable, "-c", code], cwd=repo, timeout=60).returncode, 0)
 
 
 class ToleranceTests(SynchronousTestCase):
