@@ -118,7 +118,7 @@ def _parse_group(section: str, values: Mapping[str, str]) -> Group:
     no_answer = (values.get("no_answer") or "").strip() or None
     if no_answer is not None:
         if not _NUMBER_RE.match(no_answer):
-            raise ConfigError(f"{no_answer!r} is not an extension or group number", section=section,
+            raise ConfigError(f"{no_answer!r} is not a number to overflow to", section=section,
                               key="no_answer")
         if no_answer == number:
             raise ConfigError("the overflow destination is the group itself", section=section, key="no_answer")
@@ -146,10 +146,6 @@ def check_against_directory(config: HuntingConfig, api: ServerAPI) -> None:
             if not api.extension_exists(op.number):
                 raise ConfigError(f"operator {op.number} is not an extension", section=group.section,
                                   key="operators")
-        if group.no_answer is not None and not (api.extension_exists(group.no_answer)
-                                                or group.no_answer in config.groups):
-            raise ConfigError(f"{group.no_answer} is neither an extension nor a hunting group",
-                              section=group.section, key="no_answer")
 
 
 # -- hunting -----------------------------------------------------------------------------------------
@@ -252,7 +248,10 @@ class _Hunt:
             self._log_step("no operator took the call: overflow to group {to}", to=target)
             return self.start(other)
         self._log_step("no operator took the call: overflow to {to}", to=target)
-        return self.api.route_to_extension(target)
+        if self.api.extension_exists(target):
+            return self.api.route_to_extension(target)
+        # any other number (a mobile through a trunk): routed again as if the caller had dialled it
+        return self.api.route_to_number(target, f"hunt {group.number} overflow")
 
     def _log_step(self, fmt: str, **kw: Any) -> None:
         self.api.log.info("hunt {group} ({policy}), call {call} from {caller}: " + fmt, group=self.group.number,

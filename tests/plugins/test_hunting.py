@@ -12,9 +12,10 @@ from typing import Any, ClassVar, cast
 
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from minisip.api import CallerIdentity, ConfigError, ServerAPI
+from minisip.api import CONTINUE, CallerIdentity, ConfigError, Route, ServerAPI
 from minisip.interfaces import ICallRouter, IFeature, IFeatureFactory
 from minisip.plugins import discover
 from minisip.sip.message import Request
@@ -145,9 +146,10 @@ class FactoryTests(SynchronousTestCase):
         self.assertEqual((e.section, e.key), ("hunt 600", "operators"))
         self.assertIn("999", str(e))
 
-    def test_no_answer_unknown(self) -> None:
-        e = self.assertRaises(ConfigError, self.make, {"hunt 600": {"operators": "101", "no_answer": "999"}})
-        self.assertEqual((e.section, e.key), ("hunt 600", "no_answer"))
+    def test_no_answer_may_be_any_number(self) -> None:
+        """Neither an extension nor a group: an outside number, routed as if dialled (a trunk's prefix)."""
+        feature = self.make({"hunt 600": {"operators": "101", "no_answer": "0612345678"}})
+        self.assertEqual(feature.groups["600"].no_answer, "0612345678")
 
     def test_no_answer_another_group(self) -> None:
         self.make({"hunt 600": {"operators": "101", "no_answer": "601"}, "hunt 601": {"operators": "102"}})
@@ -416,6 +418,35 @@ class LinearTests(HuntTestBase):
         self.load({"hunt 600": {"operators": "101", "no_answer": "100"}})
         c = self.call("200")
         self.assertEqual(self.caller_finals("200", c), [480])
+        self.finish()
+
+    def test_overflow_to_an_outside_number_goes_through_routing(self) -> None:
+        """Overflow to a mobile: the call is routed again as a call to that number, here by a router
+        standing in for the trunks plugin, which sends it to 100's phone."""
+        @implementer(ICallRouter)
+        class Mobile:
+            def __init__(self, api: ServerAPI) -> None:
+                self.api = api
+
+            def route(self, call: Any) -> Any:
+                if call.callee == "0612345678":
+                    return Route(tuple(self.api.destinations("100")), callee="0612345678")
+                return CONTINUE
+
+        self.pbx.core.hooks.for_owner("test.mobile").add_router(
+            Mobile(ServerAPI(self.pbx.core, self.pbx.store, "test.mobile")), priority=90)
+        self.load({"hunt 600": {"operators": "101", "ring_time": "10", "no_answer": "0612345678"}})
+        self.register("100", "101")
+        c = self.call("200")
+        n, dlg = self.offered_one()
+        self.assertEqual(n, "101")
+        self.pbx.advance(10)
+        self.ring_out(n, dlg)
+        n, dlg = self.offered_one()
+        self.assertEqual(n, "100")
+        self.answer(n, dlg, "200", c)
+        self.hang_up(n, dlg, "200", c)
+        self.assertTrue(any("overflow to 0612345678" in line for line in self.log_lines()))
         self.finish()
 
     def test_480_when_nobody_is_available(self) -> None:
