@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pylibsrtp
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -25,6 +25,9 @@ from zope.interface import implementer
 
 from minisip.media.compat import SRTP_MAX_PACKET, SrtpFailure, classify_srtp_error
 from minisip.media.interfaces import IMediaTransform
+
+if TYPE_CHECKING:
+    from minisip.media.stun import IceLite
 
 __all__ = [
     "AES_CM_128_HMAC_SHA1_32",
@@ -368,7 +371,7 @@ class SdesTransform:
         local_key_salt: bytes,
         remote_key_salt: bytes,
         suite: SrtpSuite | str = AES_CM_128_HMAC_SHA1_80,
-        ice: object | None = None,
+        ice: IceLite | None = None,
     ) -> None:
         self.suite = _suite(suite)
         self._context = SrtpContext(local_key_salt, remote_key_salt, self.suite)
@@ -398,7 +401,7 @@ class SdesTransform:
 
     def control(self, data: bytes, addr: tuple[str, int]) -> tuple[list[bytes], bool]:
         if self._ice is not None and data[:1] and data[0] < 4:
-            return self._ice.handle(data, addr)  # type: ignore[attr-defined,no-any-return]
+            return self._ice.handle(data, addr)
         return [], False
 
     def unprotect_rtp(self, data: bytes) -> bytes | None:

@@ -392,7 +392,9 @@ class IceLite:
             username = None
         if not self._username_ok(username) or not check_integrity(data, message, self._key):
             return [self._error(message, 401, "Unauthorized")], False
-        unknown = tuple(kind for kind, _ in message.attributes if kind < 0x8000 and kind not in ATTRIBUTES)
+        kinds = [kind for kind, _ in message.attributes]
+        covered = kinds[: kinds.index(MESSAGE_INTEGRITY)]  # what follows MESSAGE-INTEGRITY is ignored
+        unknown = tuple(kind for kind in covered if kind < 0x8000 and kind not in ATTRIBUTES)
         if unknown:
             return [self._error(message, 420, "Unknown Attribute", unknown)], False
         if message.raw(USE_CANDIDATE) is not None:

@@ -1,0 +1,1 @@
+"""Tests for minisip.media: SRTP, DTLS-SRTP, ICE-lite and the compatibility seam."""
