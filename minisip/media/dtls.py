@@ -281,7 +281,8 @@ class DtlsTransform:
         self._interval = FIRST_RETRANSMIT
         self._started_at: float | None = None
         self._last_flight: list[bytes] = []
-        self._final_flight_resends = 0
+        self._final_flight: list[bytes] = []
+        self.final_flight_resends = 0
         self.state = "new"
         self.failure: str | None = None
         self.suite: SrtpSuite | None = None
@@ -348,6 +349,7 @@ class DtlsTransform:
             self._srtp = None
         self._connection = None
         self._last_flight = []
+        self._final_flight = []
         if self.state != "failed":
             self.state = "closed"
 
@@ -419,6 +421,9 @@ class DtlsTransform:
             self._last_flight = output
             self._interval = FIRST_RETRANSMIT
         if done:
+            # Only the side that sends the last flight (the server, in a full handshake) keeps one
+            # to resend after the handshake; the other side's last flight was answered already.
+            self._final_flight = output
             self._cancel_timer()
             self._complete()
         elif output:
@@ -478,9 +483,9 @@ class DtlsTransform:
         current_epoch_handshake = any(
             kind == CONTENT_HANDSHAKE and epoch >= 1 for kind, epoch, _record in records
         )
-        if current_epoch_handshake and self._last_flight and self._final_flight_resends < MAX_FINAL_FLIGHT_RESENDS:
-            self._final_flight_resends += 1
-            return list(self._last_flight)
+        if current_epoch_handshake and self._final_flight and self.final_flight_resends < MAX_FINAL_FLIGHT_RESENDS:
+            self.final_flight_resends += 1
+            return list(self._final_flight)
         return []
 
     # -- retransmission
@@ -524,6 +529,7 @@ class DtlsTransform:
         self.failure = reason
         self._connection = None
         self._last_flight = []
+        self._final_flight = []
         log.warn("DTLS-SRTP ({role}) failed: {reason}", role=self.role, reason=reason)
 
 
