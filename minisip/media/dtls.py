@@ -15,6 +15,7 @@ import hmac
 import os
 from collections.abc import Callable, Sequence
 
+import pylibsrtp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -138,7 +139,8 @@ class DtlsCertificate:
 
     def context(self, profiles: Sequence[bytes]) -> SSL.Context:
         """The DTLS context offering ``profiles`` (made once): any certificate is accepted by OpenSSL,
-        the transform compares the fingerprint itself; no tickets, no session cache, our own MTU."""
+        the transform compares the fingerprint itself; no tickets, no session cache. OpenSSL does not
+        ask the memory BIO for an MTU, so every connection must be given one (set_ciphertext_mtu)."""
         key = tuple(profiles)
         context = self._contexts.get(key)
         if context is None:
@@ -146,7 +148,8 @@ class DtlsCertificate:
             context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *_args: True)
             compat.use_certificate(context, self.certificate, self.key)
             context.set_cipher_list(_CIPHERS)
-            context.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_QUERY_MTU)
+            # No renegotiation: keys are exported once and never change during a call.
+            context.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_QUERY_MTU | SSL.OP_NO_RENEGOTIATION)
             context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
             context.set_tlsext_use_srtp(b":".join(key))
             self._contexts[key] = context
@@ -343,10 +346,10 @@ class DtlsTransform:
         return None if self._srtp is None else self._srtp.protect_rtcp(data)
 
     def close(self) -> None:
+        """Stop timers, free OpenSSL and libsrtp state; the failure counters stay readable."""
         self._cancel_timer()
         if self._srtp is not None:
-            self._srtp.close()
-            self._srtp = None
+            self._srtp.close()  # frees the libsrtp sessions; the counters stay readable
         self._connection = None
         self._last_flight = []
         self._final_flight = []
@@ -375,7 +378,11 @@ class DtlsTransform:
             self._begin()
         if self.state == "connecting":
             assert self._connection is not None
-            self._connection.bio_write(data)
+            try:
+                self._connection.bio_write(data)
+            except SSL.Error:
+                self.dropped_datagrams += 1
+                return []
             return self._drive()
         if self.state == "ready":
             return self._after_handshake(records)
@@ -447,13 +454,17 @@ class DtlsTransform:
         if suite is None:
             self._fail(f"DTLS negotiated no usable SRTP profile ({profile!r})")
             return
-        material = self._connection.export_keying_material(EXPORTER_LABEL, 2 * (KEY_LENGTH + SALT_LENGTH))
-        client_key, server_key = material[:KEY_LENGTH], material[KEY_LENGTH : 2 * KEY_LENGTH]
-        salts = material[2 * KEY_LENGTH :]
-        client_salt, server_salt = salts[:SALT_LENGTH], salts[SALT_LENGTH:]
-        client, server = client_key + client_salt, server_key + server_salt
-        tx, rx = (client, server) if self.role == "client" else (server, client)
-        self._srtp = SrtpContext(tx, rx, suite)
+        try:
+            material = self._connection.export_keying_material(EXPORTER_LABEL, 2 * (KEY_LENGTH + SALT_LENGTH))
+            client_key, server_key = material[:KEY_LENGTH], material[KEY_LENGTH : 2 * KEY_LENGTH]
+            salts = material[2 * KEY_LENGTH :]
+            client_salt, server_salt = salts[:SALT_LENGTH], salts[SALT_LENGTH:]
+            client, server = client_key + client_salt, server_key + server_salt
+            tx, rx = (client, server) if self.role == "client" else (server, client)
+            self._srtp = SrtpContext(tx, rx, suite)
+        except (SSL.Error, pylibsrtp.Error, ValueError) as error:
+            self._fail(f"SRTP keys from DTLS could not be set up: {error}")
+            return
         self.suite = suite
         self.state = "ready"
         log.info("DTLS-SRTP ready as {role} ({suite}, local key {key})", role=self.role, suite=suite.name,
@@ -468,8 +479,8 @@ class DtlsTransform:
         evidently missed our final flight we resend the copy we kept, a few times at most.
         """
         assert self._connection is not None
-        self._connection.bio_write(b"".join(record for _t, _e, record in records))
         try:
+            self._connection.bio_write(b"".join(record for _t, _e, record in records))
             self._connection.recv(65536)
         except SSL.ZeroReturnError:
             log.debug("DTLS: the peer sent close_notify; SRTP keys stay in use")

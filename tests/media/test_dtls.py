@@ -284,9 +284,14 @@ class RetransmissionTests(SynchronousTestCase):
         a, b, wire = pair(self.clock)
         a.start()
         wire.pump()
+        packet = a.protect_rtp(rtp(1)) or b""
+        b.unprotect_rtp(packet)
+        b.unprotect_rtp(packet)
         b.close()
         self.assertFalse(b.ready())
-        self.assertIsNone(b.unprotect_rtp(a.protect_rtp(rtp(1)) or b""))
+        self.assertIsNone(b.unprotect_rtp(a.protect_rtp(rtp(2)) or b""))
+        self.assertIsNone(b.protect_rtp(rtp(3)))
+        self.assertEqual(b.replay_failures, 1)  # statistics read at call end survive close()
 
 
 class RobustnessTests(SynchronousTestCase):

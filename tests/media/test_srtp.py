@@ -266,10 +266,14 @@ class SdesTransformTests(SynchronousTestCase):
         self.assertGreater(self.b.context.other_failures + self.b.auth_failures, 0)
 
     def test_close_is_idempotent_and_stops_crypto(self) -> None:
+        wire = self.b.protect_rtp(rtp(1)) or b""
+        self.a.unprotect_rtp(wire)
+        self.a.unprotect_rtp(wire)
         self.a.close()
         self.a.close()
         self.assertIsNone(self.a.protect_rtp(rtp(1)))
-        self.assertIsNone(self.a.unprotect_rtp(self.b.protect_rtp(rtp(1)) or b""))
+        self.assertIsNone(self.a.unprotect_rtp(self.b.protect_rtp(rtp(2)) or b""))
+        self.assertEqual(self.a.replay_failures, 1)  # counters survive close() for the call record
 
     def test_key_lengths_checked(self) -> None:
         self.assertRaises(ValueError, SrtpContext, b"x" * 29, self.key_b, AES_CM_128_HMAC_SHA1_80)
