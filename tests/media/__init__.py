@@ -1,1 +1,0 @@
-"""Tests for minisip.media: SRTP, DTLS-SRTP, ICE-lite and the compatibility seam."""
