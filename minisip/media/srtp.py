@@ -354,9 +354,13 @@ class SrtpContext:
         return None if self._rx is None else self._unprotect(self._rx.unprotect_rtcp, data)
 
     def close(self) -> None:
-        """Drop both sessions (libsrtp frees them); later calls return None."""
+        """Drop both sessions (libsrtp frees them); later calls return None, counters stay."""
         self._tx = None
         self._rx = None
+
+    @property
+    def closed(self) -> bool:
+        return self._tx is None
 
 
 @implementer(IMediaTransform)
@@ -397,7 +401,8 @@ class SdesTransform:
         """Nothing to do: SDES keys are in place from the SDP."""
 
     def ready(self) -> bool:
-        return True
+        """True until ``close`` (the keys came with the SDP)."""
+        return not self._context.closed
 
     def control(self, data: bytes, addr: tuple[str, int]) -> tuple[list[bytes], bool]:
         if self._ice is not None and data[:1] and data[0] < 4:

@@ -271,6 +271,7 @@ class SdesTransformTests(SynchronousTestCase):
         self.a.unprotect_rtp(wire)
         self.a.close()
         self.a.close()
+        self.assertFalse(self.a.ready())
         self.assertIsNone(self.a.protect_rtp(rtp(1)))
         self.assertIsNone(self.a.unprotect_rtp(self.b.protect_rtp(rtp(2)) or b""))
         self.assertEqual(self.a.replay_failures, 1)  # counters survive close() for the call record
