@@ -92,11 +92,19 @@ class OpenSSLInteropTests(SynchronousTestCase):
         return match.group(1)
 
     def run_transform(self, transform: DtlsTransform, clock: Clock, peer: tuple[str, int] | None,
-                      timeout: float = 10.0) -> tuple[str, int]:
+                      timeout: float = 10.0, lose: int = 0) -> list[bytes]:
         """Shuttle datagrams between the socket and the transform until it is ready (bounded);
-        the Clock follows real time so retransmissions happen as they would under the reactor."""
+        the Clock follows real time so retransmissions happen as they would under the reactor.
+        The first ``lose`` datagrams the transform sends are lost. Returns what it sent."""
         target: list[tuple[str, int] | None] = [peer]
-        transform.attach(lambda data: self.sock.sendto(data, target[0]) if target[0] else None)
+        sent: list[bytes] = []
+
+        def send(data: bytes) -> None:
+            sent.append(data)
+            if len(sent) > lose and target[0] is not None:
+                self.sock.sendto(data, target[0])
+
+        transform.attach(send)
         transform.start()
         deadline = time.monotonic() + timeout
         last = time.monotonic()
@@ -112,8 +120,7 @@ class OpenSSLInteropTests(SynchronousTestCase):
                 target[0] = addr
                 for reply in transform.control(data, addr)[0]:
                     self.sock.sendto(reply, addr)
-        assert target[0] is not None
-        return target[0]
+        return sent
 
     def check_keys(self, transform: DtlsTransform, material_hex: bytes, profile: bytes) -> None:
         """Key openssl's side from what it printed and check SRTP both ways."""
@@ -146,6 +153,23 @@ class OpenSSLInteropTests(SynchronousTestCase):
         material = self.read_until(server, KEYING_RE, 10)
         profile = self.read_until(server, PROFILE_RE, 1)
         self.check_keys(transform, material, profile)
+        transform.close()
+
+    def test_lost_client_hello_is_retransmitted_by_openssl_itself(self) -> None:
+        """Under real time OpenSSL's own timer has expired when ours fires, so the retransmission
+        is OpenSSL's (fresh record sequence numbers), the path a real peer needs when our final
+        flight or its answer is lost."""
+        port = self.free_port()
+        server = self.openssl("s_server", "-dtls", "-accept", f"127.0.0.1:{port}", "-verify", "1",
+                              "-use_srtp", "SRTP_AES128_CM_SHA1_80")
+        self.read_until(server, re.compile(rb"(ACCEPT)"), 10)
+        clock = Clock()
+        transform = DtlsTransform("client", ("sha-256", self.peer.fingerprint), clock)
+        sent = self.run_transform(transform, clock, ("127.0.0.1", port), lose=1)
+        self.assertEqual(transform.retransmissions, 1)
+        self.assertEqual(sent[0][3:11], bytes(8))  # epoch 0, record 0: the lost ClientHello
+        self.assertEqual(sent[1][3:11], bytes(7) + b"\x01")  # OpenSSL's retransmission: record 1
+        self.check_keys(transform, self.read_until(server, KEYING_RE, 10), self.read_until(server, PROFILE_RE, 1))
         transform.close()
 
     def test_we_are_the_server(self) -> None:
