@@ -306,6 +306,11 @@ class DtlsTransform:
     def srtp(self) -> SrtpContext | None:
         return self._srtp
 
+    @property
+    def local_fingerprint(self) -> tuple[str, str]:
+        """Our ``a=fingerprint`` (hash name, value) for the SDP that goes with this transform."""
+        return "sha-256", self.certificate.fingerprint
+
     # -- IMediaTransform
     def attach(self, send: Callable[[bytes], None]) -> None:
         self._send = send

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import secrets
 import struct
 import zlib
 from collections.abc import Callable
@@ -31,6 +32,7 @@ __all__ = [
     "check_fingerprint",
     "check_integrity",
     "is_stun",
+    "new_ice_credentials",
     "parse",
     "serialize",
 ]
@@ -326,6 +328,17 @@ def check_fingerprint(data: bytes, message: StunMessage) -> bool:
 
 
 # --- the ICE-lite responder ------------------------------------------------------------------------
+
+_ICE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def new_ice_credentials() -> tuple[str, str]:
+    """A fresh (ice-ufrag, ice-pwd) for our SDP: 8 and 24 ice-chars (RFC 8445 section 5.3 asks for
+    at least 24 bits of randomness in the ufrag and 128 in the password)."""
+    ufrag = "".join(secrets.choice(_ICE_CHARS) for _ in range(8))
+    pwd = "".join(secrets.choice(_ICE_CHARS) for _ in range(24))
+    return ufrag, pwd
+
 
 
 class IceLite:

@@ -98,6 +98,7 @@ class HandshakeTests(SynchronousTestCase):
 
     def test_interface(self) -> None:
         a, _b, _wire = pair(self.clock)
+        self.assertEqual(a.local_fingerprint, ("sha-256", CERT_A.fingerprint))
         self.assertTrue(verifyObject(IMediaTransform, a))
         self.assertTrue(a.secure)
         self.assertFalse(a.ready())

@@ -192,6 +192,14 @@ class IceLiteTests(SynchronousTestCase):
         ice = IceLite("evtj", PASSWORD)
         self.assertTrue(ice.handle(request(username="evtj:whoever"), PEER)[1])
 
+    def test_new_credentials(self) -> None:
+        ufrag, pwd = stun.new_ice_credentials()
+        self.assertRegex(ufrag, r"^[A-Za-z0-9+/]{8}$")
+        self.assertRegex(pwd, r"^[A-Za-z0-9+/]{24}$")
+        self.assertNotEqual(stun.new_ice_credentials(), (ufrag, pwd))
+        ice = IceLite(ufrag, pwd, "peer")
+        self.assertTrue(ice.handle(request(username=f"{ufrag}:peer", password=pwd), PEER)[1])
+
     def test_mutated_requests_never_raise(self) -> None:
         rng = random.Random(5769)
         for _ in range(2000):
