@@ -1,0 +1,131 @@
+"""The one seam for the differences between Debian 12's crypto stack and current PyPI releases.
+
+Debian 12 ships pyOpenSSL 23.0 and pylibsrtp 0.8; PyPI has pyOpenSSL 25/26 and pylibsrtp 1.x. pyOpenSSL
+23.0 has no ``Connection.get_selected_srtp_profile`` and no DTLS timeout methods, and wants
+``crypto.X509``/``crypto.PKey`` objects where 25+ takes (and prefers) cryptography objects. The
+functions below try the current API first and fall back to the OpenSSL binding both versions share.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pylibsrtp
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from OpenSSL import SSL, crypto
+
+__all__ = [
+    "PYLIBSRTP_VERSION",
+    "PYOPENSSL_VERSION",
+    "SRTP_MAX_PACKET",
+    "SrtpFailure",
+    "classify_srtp_error",
+    "handle_dtls_timeout",
+    "peer_certificate",
+    "selected_srtp_profile",
+    "use_certificate",
+]
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """'23.0.0' -> (23, 0, 0); anything that is not a number ends the tuple."""
+    parts: list[int] = []
+    for piece in text.split("."):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts)
+
+
+PYOPENSSL_VERSION = _version(getattr(__import__("OpenSSL"), "__version__", "0"))
+PYLIBSRTP_VERSION = _version(getattr(pylibsrtp, "__version__", "0"))
+
+# pylibsrtp copies every packet into a 1500-byte buffer and reserves room for the longest trailer
+# (144 bytes in 0.8 for RTP and RTCP, 144/148 in 1.x); a longer packet raises ValueError.
+SRTP_MAX_PACKET = 1500 - 148
+
+
+def _binding() -> tuple[Any, Any]:
+    """The cffi ``lib`` and ``ffi`` pyOpenSSL itself uses (present in 23.0 and 26.x alike)."""
+    from OpenSSL._util import ffi, lib
+
+    return lib, ffi
+
+
+def use_certificate(context: SSL.Context, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+    """Load a cryptography certificate and key into ``context``.
+
+    pyOpenSSL >= 24.3 takes cryptography objects (and warns about ``crypto.X509``); 23.0 refuses them
+    with TypeError and needs ``X509.from_cryptography``/``PKey.from_cryptography_key``.
+    """
+    try:
+        context.use_certificate(certificate)  # type: ignore[arg-type]
+    except TypeError:
+        context.use_certificate(crypto.X509.from_cryptography(certificate))
+    try:
+        context.use_privatekey(key)  # type: ignore[arg-type]
+    except TypeError:
+        context.use_privatekey(crypto.PKey.from_cryptography_key(key))
+
+
+def selected_srtp_profile(connection: SSL.Connection) -> bytes:
+    """The SRTP protection profile the DTLS handshake chose (``b"SRTP_AES128_CM_SHA1_80"``), or b""."""
+    method = getattr(connection, "get_selected_srtp_profile", None)
+    if method is not None:
+        return bytes(method())
+    lib, ffi = _binding()
+    profile = lib.SSL_get_selected_srtp_profile(connection._ssl)
+    if profile == ffi.NULL:
+        return b""
+    return bytes(ffi.string(profile.name))
+
+
+def handle_dtls_timeout(connection: SSL.Connection) -> bool:
+    """Let OpenSSL retransmit its last flight if its own (wall-clock) DTLS timer has expired.
+
+    True when OpenSSL retransmitted (the datagrams are then waiting in the memory BIO). OpenSSL's timer
+    runs on real time, so on a test Clock this is normally False and the caller resends the flight it
+    kept. Errors are reported as False: a failing retransmission must not end the call.
+    """
+    method = getattr(connection, "DTLSv1_handle_timeout", None)
+    try:
+        if method is not None:
+            return bool(method())
+        lib, _ffi = _binding()
+        return bool(lib.DTLSv1_handle_timeout(connection._ssl) > 0)
+    except (SSL.Error, AttributeError):
+        return False
+
+
+def peer_certificate(connection: SSL.Connection) -> x509.Certificate | None:
+    """The peer's certificate as a cryptography object (26.x: ``as_cryptography``; 23.0: convert)."""
+    try:
+        certificate = connection.get_peer_certificate(as_cryptography=True)  # type: ignore[call-overload]
+    except TypeError:
+        legacy = connection.get_peer_certificate()
+        return None if legacy is None else legacy.to_cryptography()
+    return certificate  # type: ignore[no-any-return]
+
+
+class SrtpFailure:
+    """Why pylibsrtp refused a packet: the names ``classify_srtp_error`` returns."""
+
+    AUTH = "auth"
+    REPLAY = "replay"
+    OTHER = "other"
+
+
+def classify_srtp_error(error: BaseException) -> str:
+    """Map a pylibsrtp error to auth, replay or other by its message.
+
+    pylibsrtp raises one ``Error`` class for every libsrtp status and puts libsrtp's text in it; the
+    texts are the same in 0.8 and 1.x ("authentication failure", "replay check failed (bad index)",
+    "replay check failed (index too old)"; libsrtp 2.6+ may also say "packet index is too old").
+    """
+    text = str(error).lower()
+    if "authentication" in text:
+        return SrtpFailure.AUTH
+    if "replay" in text or "index is too old" in text:
+        return SrtpFailure.REPLAY
+    return SrtpFailure.OTHER
