@@ -112,6 +112,18 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                                                or mini.best >= CALLS_VS_SIPPY * base.best)),
             "minisip_value": mini.best if mini else None, "baseline_value": base.best if base else None,
         })
+    for bench, what in (("register", "REGISTER/s"), ("calls", "calls/s")):
+        group = results.get(bench) or {}
+        now, before = group.get("minisip"), group.get("minisip-before")
+        if before is not None:
+            rows.append({
+                "metric": f"{what}: this checkout vs the compared one",
+                "minisip": fmt_rate(now), "baseline": f"{fmt_rate(before)} (--compare)",
+                "ratio": ratio(now.best if now else None, before.best),
+                "target": "not lower" + _verdict(None if not now or now.best is None or before.best is None
+                                                 else now.best >= before.best),
+                "minisip_value": now.best if now else None, "baseline_value": before.best,
+            })
     mem = results.get("memory")
     if mem is not None:
         mini, base = mem.get("minisip"), mem.get("kamailio")

@@ -90,6 +90,10 @@ class Settings:
     json_path: Path | None
     keep_temp: bool
     quick: bool
+    compare: Path | None = None
+
+
+BEFORE = "minisip-before"
 
 
 def log(msg: str) -> None:
@@ -133,6 +137,10 @@ class Bench:
     def make_server(self, target: str, workdir: Path) -> Server:
         if target == "minisip":
             return MinisipServer(self.tracker, workdir, USERS, command=self.s.minisip_cmd, python=self.s.python)
+        if target == BEFORE:
+            assert self.s.compare is not None
+            return MinisipServer(self.tracker, workdir, USERS, command=self.s.minisip_cmd, python=self.s.python,
+                                 repo=self.s.compare)
         if target == "kamailio":
             return KamailioServer(self.tracker, workdir)
         if target == "sippy":
@@ -151,9 +159,12 @@ class Bench:
             raise BenchError(str(exc)) from exc
         return server
 
-    def targets(self, baseline: str) -> list[str]:
+    def targets(self, baseline: str, before: bool = True) -> list[str]:
         chosen = {"both": ["minisip", baseline], "minisip": ["minisip"], "baseline": [baseline]}
-        return chosen[self.s.servers]
+        targets = chosen[self.s.servers]
+        if self.s.compare is not None and before and "minisip" in targets:
+            targets.insert(1, BEFORE)   # the same minisip benchmark on another checkout, in the same run
+        return targets
 
     # -- steps ---------------------------------------------------------------------------------------
 
@@ -319,7 +330,7 @@ class Bench:
         uas = SippUAS(self.tracker, workdir / "uas")
         try:
             scenario = "uac_call.xml"
-            if target == "minisip":
+            if target in ("minisip", BEFORE):
                 self.register_callee(server, workdir / "register-callee")
                 scenario = "uac_call_auth.xml"
             uas.start(time_limit=duration + 90)
@@ -368,7 +379,7 @@ class Bench:
     # -- benchmarks ----------------------------------------------------------------------------------
 
     def bench_register(self) -> dict[str, SearchResult]:
-        labels = {"minisip": "minisip", "kamailio": KamailioServer.label}
+        labels = {"minisip": "minisip", "kamailio": KamailioServer.label, BEFORE: f"minisip at {self.s.compare}"}
         out: dict[str, SearchResult] = {}
         for target in self.targets("kamailio"):
             try:
@@ -378,7 +389,8 @@ class Bench:
         return out
 
     def bench_calls(self) -> dict[str, SearchResult]:
-        labels = {"minisip": "minisip (digest auth + registrar lookup)", "sippy": SippyB2BUA.label + ", no auth"}
+        labels = {"minisip": "minisip (digest auth + registrar lookup)", "sippy": SippyB2BUA.label + ", no auth",
+                  BEFORE: f"minisip at {self.s.compare} (digest auth + registrar lookup)"}
         out: dict[str, SearchResult] = {}
         for target in self.targets("sippy"):
             out[target] = self.search("calls", target, labels[target], self.s.call_ladder, self.call_step)
@@ -386,7 +398,7 @@ class Bench:
 
     def bench_memory(self) -> dict[str, MemoryResult]:
         out: dict[str, MemoryResult] = {}
-        for target in self.targets("kamailio"):
+        for target in self.targets("kamailio", before=False):
             if target in self.memory:  # already measured on the REGISTER benchmark's first server
                 out[target] = self.memory[target]
                 continue
@@ -470,6 +482,9 @@ def parse_args(argv: list[str] | None) -> Settings:
     p.add_argument("--python", default=sys.executable, help="interpreter for {python} (default: this one)")
     p.add_argument("--json", dest="json_path", type=Path, help="write all results as JSON to this file")
     p.add_argument("--keep-temp", action="store_true", help="keep the temporary directory (logs, sipp files)")
+    p.add_argument("--compare", type=Path, metavar="DIR",
+                   help="also measure minisip from another checkout (e.g. a worktree of the commit before a "
+                        "change) in the same run, for REGISTER/s and calls/s, and print the ratio")
     a = p.parse_args(argv)
     quick = bool(a.quick)
 
@@ -490,6 +505,7 @@ def parse_args(argv: list[str] | None) -> Settings:
         settle=settle, users=users, reg_ladder=pick(a.reg_ladder, REG_LADDER, QUICK_REG_LADDER),
         call_ladder=pick(a.call_ladder, CALL_LADDER, QUICK_CALL_LADDER), minisip_cmd=a.minisip_cmd,
         python=a.python, json_path=a.json_path, keep_temp=a.keep_temp, quick=quick,
+        compare=a.compare.resolve() if a.compare else None,
     )
 
 

@@ -8,8 +8,9 @@ releases of the same ``API_VERSION``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -34,7 +35,7 @@ from minisip.core.router import (
 )
 from minisip.core.store import Binding
 from minisip.interfaces import API_VERSION
-from minisip.sip.auth import build_authorization
+from minisip.sip.auth import build_authorization, parse_auth_header
 from minisip.sip.message import Request, Response
 from minisip.sip.types import Addr
 from minisip.sip.uri import NameAddr, SipURI, TelURI, parse_name_addr, parse_uri
@@ -43,11 +44,11 @@ if TYPE_CHECKING:
     from minisip.core.server import SIPCore
 
 __all__ = [
-    "API_VERSION", "CONTINUE", "Addr", "Binding", "CallInfo", "CallerIdentity", "ConfigError", "ContactDestination",
-    "Continue", "Destination", "IncomingRequest", "LegDestination", "LegRequest", "LegResponse", "MediaRefused",
-    "NameAddr", "PassthroughMedia", "RegistrationClient", "RegistrationTarget", "Reject", "Request", "Reroute",
-    "Response", "Route", "RouteDecision",
-    "ServerAPI", "SipDestination", "SipURI", "TelURI", "build_authorization", "parse_name_addr", "parse_uri",
+    "API_VERSION", "Addr", "Binding", "CONTINUE", "CallInfo", "CallerIdentity", "ConfigError", "ConfigValues",
+    "ContactDestination", "Continue", "Destination", "IncomingRequest", "LegDestination", "LegRequest",
+    "LegResponse", "MediaRefused", "NameAddr", "PassthroughMedia", "RegistrationClient", "RegistrationTarget",
+    "Reject", "Request", "Reroute", "Response", "Route", "RouteDecision", "ServerAPI", "SipDestination", "SipURI",
+    "TelURI", "build_authorization", "parse_auth_header", "parse_name_addr", "parse_uri",
 ]
 
 
@@ -57,6 +58,77 @@ class ConfigError(_CoreConfigError):
     def __init__(self, message: str, file: str | None = None, section: str | None = None,
                  key: str | None = None) -> None:
         super().__init__(message, file, section, key)
+
+
+_BOOLEANS = {"yes": True, "true": True, "on": True, "1": True, "no": False, "false": False, "off": False,
+             "0": False}
+
+
+class ConfigValues:
+    """Typed reading of one plugin section's raw values, exported to plugins (``minisip.api``): every
+    error is a ConfigError naming the section and the key (the server adds the file)."""
+
+    def __init__(self, section: str, values: Mapping[str, str]) -> None:
+        self.section = section
+        self.values = {k.lower(): v.strip() for k, v in values.items()}
+
+    def error(self, key: str | None, message: str) -> ConfigError:
+        return ConfigError(message, section=self.section, key=key)
+
+    def check_keys(self, known: Iterable[str]) -> None:
+        allowed = set(known)
+        for key in self.values:
+            if key not in allowed:
+                raise self.error(key, f"unknown key (known: {', '.join(sorted(allowed))})")
+
+    def text(self, key: str, default: str | None = None) -> str | None:
+        """The stripped value; ``default`` when absent or empty."""
+        return self.values.get(key) or default
+
+    def required(self, key: str) -> str:
+        value = self.values.get(key)
+        if not value:
+            raise self.error(key, "a value is required")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        """yes/no, true/false, on/off, 1/0."""
+        value = self.values.get(key)
+        if value is None:
+            return default
+        try:
+            return _BOOLEANS[value.lower()]
+        except KeyError:
+            raise self.error(key, f"{value!r} is not yes or no") from None
+
+    def integer(self, key: str, default: int, minimum: int | None = None) -> int:
+        value = self.values.get(key)
+        if not value:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise self.error(key, f"{value!r} is not a whole number") from None
+        if minimum is not None and number < minimum:
+            raise self.error(key, f"{value!r} must be at least {minimum}")
+        return number
+
+    def seconds(self, key: str, default: float, minimum: float = 0.0, above: bool = False) -> float:
+        """A number of seconds, at least (or, with ``above``, more than) ``minimum``."""
+        value = self.values.get(key)
+        if not value:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise self.error(key, f"{value!r} is not a number of seconds") from None
+        if not math.isfinite(number) or number < minimum or (above and number == minimum):
+            bound = f"above {minimum:g}" if above else f"at least {minimum:g}"
+            raise self.error(key, f"{value!r} must be {bound}")
+        return number
+
+    def words(self, key: str) -> tuple[str, ...]:
+        return tuple((self.values.get(key) or "").split())
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from typing import Any
 from twisted.application.service import Service
 from zope.interface import implementer
 
-from minisip.api import Binding, ConfigError, IncomingRequest, Response, ServerAPI
+from minisip.api import Binding, ConfigError, ConfigValues, IncomingRequest, Response, ServerAPI
 from minisip.interfaces import (
     API_VERSION,
     IFeature,
@@ -55,51 +55,24 @@ class KeepaliveConfig:
     dialog_timeout: float = 0.0
 
 
-def _number(section: str, key: str, text: str, minimum: float, above: bool = False) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"{text!r} is not a number of seconds", section=section, key=key) from None
-    if not math.isfinite(value) or value < minimum or (above and value == minimum):
-        bound = f"above {minimum:g}" if above else f"at least {minimum:g}"
-        raise ConfigError(f"{text!r} must be {bound}", section=section, key=key)
-    return value
-
-
-def _integer(section: str, key: str, text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{text!r} is not a whole number", section=section, key=key) from None
-    if value < minimum:
-        raise ConfigError(f"{text!r} must be at least {minimum}", section=section, key=key)
-    return value
-
-
 def parse_keepalive_config(sections: Mapping[str, Mapping[str, str]]) -> KeepaliveConfig:
     """``{'keepalive': {...}}`` (or nothing) -> KeepaliveConfig; ConfigError names section and key."""
-    values: dict[str, str] = {}
+    values: Mapping[str, str] = {}
     for name, section in sections.items():
         if name != SECTION:
             raise ConfigError("the keep-alive plugin takes one section, [keepalive], without a name after it",
                               section=name)
-        values = {k.lower(): v.strip() for k, v in section.items()}
-    known = {"options_interval", "options_timeout_failures", "options_timeout", "options_max_in_flight",
-             "dialog_timeout"}
-    for key in values:
-        if key not in known:
-            raise ConfigError(f"unknown key (known: {', '.join(sorted(known))})", section=SECTION, key=key)
+        values = section
+    v = ConfigValues(SECTION, values)
+    v.check_keys({"options_interval", "options_timeout_failures", "options_timeout", "options_max_in_flight",
+                  "dialog_timeout"})
     d = KeepaliveConfig()
-    get = values.get
     return KeepaliveConfig(
-        options_interval=_number(SECTION, "options_interval", get("options_interval") or str(d.options_interval), 0),
-        options_timeout_failures=_integer(SECTION, "options_timeout_failures",
-                                          get("options_timeout_failures") or str(d.options_timeout_failures), 1),
-        options_timeout=_number(SECTION, "options_timeout", get("options_timeout") or str(d.options_timeout), 0,
-                                above=True),
-        options_max_in_flight=_integer(SECTION, "options_max_in_flight",
-                                       get("options_max_in_flight") or str(d.options_max_in_flight), 1),
-        dialog_timeout=_number(SECTION, "dialog_timeout", get("dialog_timeout") or str(d.dialog_timeout), 0),
+        options_interval=v.seconds("options_interval", d.options_interval),
+        options_timeout_failures=v.integer("options_timeout_failures", d.options_timeout_failures, minimum=1),
+        options_timeout=v.seconds("options_timeout", d.options_timeout, above=True),
+        options_max_in_flight=v.integer("options_max_in_flight", d.options_max_in_flight, minimum=1),
+        dialog_timeout=v.seconds("dialog_timeout", d.dialog_timeout),
     )
 
 

@@ -28,6 +28,7 @@ from minisip.api import (
     Addr,
     CallerIdentity,
     ConfigError,
+    ConfigValues,
     RegistrationClient,
     Reject,
     Route,
@@ -45,7 +46,6 @@ RESOLVE_TTL = 300.0             # seconds a resolved proxy host name is trusted
 
 _KEYS = frozenset({"proxy", "transport", "username", "password", "register", "expires", "prefix", "strip",
                    "prepend", "use_tel_uri", "phone_context", "from_number", "did", "match_port"})
-_BOOLS = {"yes": True, "true": True, "on": True, "1": True, "no": False, "false": False, "off": False, "0": False}
 _TRANSPORTS = ("udp", "tcp", "tls")
 _DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
@@ -162,13 +162,6 @@ def _parse_proxy(section: str, value: str, transport: str) -> tuple[str, int, bo
     return host, port, True
 
 
-def _parse_bool(section: str, key: str, value: str) -> bool:
-    try:
-        return _BOOLS[value.strip().lower()]
-    except KeyError:
-        raise ConfigError(f"{value!r} is not yes or no", section=section, key=key) from None
-
-
 def _parse_phone_context(section: str, value: str) -> str:
     v = value.strip()
     if v.startswith("+"):
@@ -227,7 +220,7 @@ def parse_trunk(section: str, values: Mapping[str, str]) -> TrunkConfig:
         raise ConfigError("username is set but password is missing", section=section, key="password")
     if password is not None and username is None:
         raise ConfigError("password is set but username is missing", section=section, key="username")
-    register = _parse_bool(section, "register", values["register"]) if "register" in values else False
+    register = ConfigValues(section, values).boolean("register", False)
     if register and username is None:
         raise ConfigError("register = yes needs username and password", section=section, key="register")
 
@@ -251,7 +244,7 @@ def parse_trunk(section: str, values: Mapping[str, str]) -> TrunkConfig:
     if not _PREPEND_RE.fullmatch(prepend):
         raise ConfigError(f"{values['prepend']!r} is not digits (optionally after +)", section=section,
                           key="prepend")
-    use_tel_uri = _parse_bool(section, "use_tel_uri", values["use_tel_uri"]) if "use_tel_uri" in values else False
+    use_tel_uri = ConfigValues(section, values).boolean("use_tel_uri", False)
 
     phone_context: str | None = None
     if values.get("phone_context"):
@@ -272,7 +265,7 @@ def parse_trunk(section: str, values: Mapping[str, str]) -> TrunkConfig:
             raise ConfigError(f"{values['from_number']!r} is not a telephone number", section=section,
                               key="from_number")
     dids = _parse_dids(section, values.get("did", ""))
-    match_port = _parse_bool(section, "match_port", values["match_port"]) if "match_port" in values else True
+    match_port = ConfigValues(section, values).boolean("match_port", True)
     return TrunkConfig(name, host, port, port_given, transport, username, password, register, expires, prefix,
                        strip, prepend, use_tel_uri, phone_context, from_number, dids, match_port)
 

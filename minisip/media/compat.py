@@ -14,6 +14,8 @@ import pylibsrtp
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL, crypto
+from OpenSSL._util import ffi as _ssl_ffi  # the cffi binding pyOpenSSL itself uses
+from OpenSSL._util import lib as _ssl_lib
 
 __all__ = [
     "PYLIBSRTP_VERSION",
@@ -48,9 +50,7 @@ SRTP_MAX_PACKET = 1500 - 148
 
 def _binding() -> tuple[Any, Any]:
     """The cffi ``lib`` and ``ffi`` pyOpenSSL itself uses (present in 23.0 and 26.x alike)."""
-    from OpenSSL._util import ffi, lib
-
-    return lib, ffi
+    return _ssl_lib, _ssl_ffi
 
 
 def use_certificate(context: SSL.Context, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
