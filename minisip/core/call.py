@@ -81,15 +81,16 @@ class CallInfo:
 
 class Relayed:
     """A LegRequest on its way to the other leg (the media seam may still hold it): ``cancel`` withdraws
-    a re-offer, ``done`` once the final answer went back."""
+    a re-offer, ``done`` once the final answer went back, ``finish`` sends that answer (once)."""
 
-    __slots__ = ("call", "cancel_wanted", "done", "inner")
+    __slots__ = ("call", "cancel_wanted", "done", "finish", "inner")
 
     def __init__(self, call: "Call") -> None:
         self.call = call
         self.inner: Any = None
         self.done = False
         self.cancel_wanted = False
+        self.finish: Callable[[LegResponse | None], None] = _ignore
 
     def cancel(self) -> None:
         self.cancel_wanted = True
@@ -133,6 +134,7 @@ class Call:
         self.answered_by: str | None = None
         self.current_route: Route | None = None
         self.reroutes: list[str] = []
+        self.pending: set[Relayed] = set()   # in-dialog requests passed across, not answered yet
         self.last_activity = self.clock.seconds()
 
     @property
@@ -362,7 +364,11 @@ class Call:
         def finish(resp: LegResponse | None) -> None:
             if not handle.done:
                 handle.done = True
+                self.pending.discard(handle)
                 respond(resp)
+
+        handle.finish = finish
+        self.pending.add(handle)
 
         def answered(resp: LegResponse | None) -> None:
             sdp = sdp_of(resp.content_type, resp.body) if resp is not None and resp.status < 300 else None
@@ -487,12 +493,20 @@ class Call:
             return
         self.state = "ended"
         self._stop_ring_timer()
+        for handle in list(self.pending):
+            # RFC 3261 15.1.2: requests still pending when the dialog ends (a re-INVITE the other side
+            # sent before its BYE crossed it) are answered 487 at once, not left to time out.
+            handle.finish(LegResponse(487, "Request Terminated"))
         self.end_time = self.wallclock()
         self.cause = cause
         dur = (self.end_time - self.answer_time) if self.answer_time else 0.0
         log.info("call {id} from {caller} to {callee} ended: {cause} ({detail}), talk time {dur:.1f}s",
                  id=self.id, caller=self.caller, callee=self.callee, cause=cause, detail=detail, dur=dur)
         self.manager.ended(self)
+
+
+def _ignore(resp: LegResponse | None) -> None:
+    pass
 
 
 class CallManager:

@@ -509,6 +509,24 @@ class MidCallTests(CallTestCase):
         self.hang_up(a)
         self.assertClean()
 
+    def test_bye_while_the_other_sides_reinvite_is_pending(self) -> None:
+        """The caller hangs up instead of answering the callee's re-INVITE: the callee's re-INVITE gets
+        487 at once (RFC 3261 15.1.2), not a 408 after Timer B, and its BYE."""
+        a, b = self.answered()
+        b.send_invite(sdp("10.0.0.2", 5000, "sendonly", 2))
+        self.assertEqual(statuses(self.bob.inbox()), [100])
+        (reinv,) = requests(self.alice.inbox(), "INVITE")
+        a.bye()
+        self.assertEqual(statuses(self.alice.inbox()), [200])
+        got = self.bob.inbox()
+        self.assertEqual([r.status for r in responses(got)], [487])
+        (bye,) = requests(got, "BYE")
+        self.bob.reply(bye, 200)
+        self.alice.reply(reinv, 481, tag=a.local_tag)   # the caller's late answer changes nothing
+        self.assertEqual(self.bob.inbox(), [])
+        self.assertEqual(self.last_record().cause, "normal")
+        self.assertClean()
+
     def test_caller_cancels_a_reinvite(self) -> None:
         """RFC 3261 9.2: the CANCEL is answered at once and reaches the callee's re-INVITE; its 487 comes
         back as the answer to the caller's re-INVITE; the call goes on."""
