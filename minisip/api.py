@@ -193,10 +193,11 @@ class ServerAPI:
 
     def destinations(self, aor: str) -> list[ContactDestination]:
         """Where to ring an extension now: its registered, reachable contacts."""
-        return [destination_for(b) for b in self._core.location.lookup(aor) if self._core.is_reachable(b)]
+        return [destination_for(b, self._core.connected) for b in self._core.location.lookup(aor)
+                if self._core.is_reachable(b)]
 
     def destination_for(self, binding: Binding) -> ContactDestination:
-        return destination_for(binding)
+        return destination_for(binding, self._core.connected)
 
     def in_call(self, number: str) -> bool:
         """True while the extension is the caller, or the answering callee, of a call through this server."""

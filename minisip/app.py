@@ -122,6 +122,7 @@ class Server:
         self.core.apply_config(cfg.domain, cfg.extensions, ring_timeout=cfg.no_answer_timeout,
                                digest_algorithms=cfg.digest_algorithms)
         self.transport.sink = self.core
+        self.core.is_connected = self.transport.is_connected
         self.transport.on_send_failed = self.core.transactions.transport_error
         self._load_features()
         if cfg.tls:

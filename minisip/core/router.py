@@ -172,10 +172,12 @@ class ExtensionRouter:
     """The core's own router: ring every registered, reachable contact of the dialled extension."""
 
     def __init__(self, directory: Callable[[str], object | None], location: Any,
-                 reachable: Callable[[Any], bool] | None = None) -> None:
+                 reachable: Callable[[Any], bool] | None = None,
+                 connected: Callable[[Addr], bool] | None = None) -> None:
         self.directory = directory
         self.location = location
         self.reachable = reachable or (lambda b: True)
+        self.connected = connected      # is a stream connection open (None: assume so)
 
     def route(self, call: Any) -> RouteDecision:
         ext = call.callee
@@ -184,23 +186,29 @@ class ExtensionRouter:
         bindings = [b for b in self.location.lookup(ext) if self.reachable(b)]
         if not bindings:
             return Reject(480, "Temporarily Unavailable")
-        return Route(tuple(destination_for(b) for b in bindings), callee=ext)
+        return Route(tuple(destination_for(b, self.connected) for b in bindings), callee=ext)
 
 
-def destination_for(binding: Any) -> ContactDestination:
+def destination_for(binding: Any, connected: Callable[[Addr], bool] | None = None) -> ContactDestination:
     """Where to reach a registered contact.
 
-    Over TCP/TLS the phone's own connection is used (phones rarely accept connections). Over UDP the
-    Contact is trusted when it names the address the REGISTER came from; otherwise the phone is behind
-    NAT and the REGISTER's source address and port are used (symmetric signalling).
+    Over TCP/TLS the phone's own connection is used while it is open (phones rarely accept
+    connections; RFC 5626 flows). When it has closed (``connected`` says so), a new connection goes to
+    the Contact's port, but only on the host the REGISTER came from: a Contact is never trusted for
+    another address. Over UDP the Contact is trusted when it names the address the REGISTER came from;
+    otherwise the phone is behind NAT and the REGISTER's source address and port are used (symmetric
+    signalling).
     """
     source = Addr(binding.transport, binding.source_host, binding.source_port)
-    if binding.transport == "udp":
-        try:
-            uri = parse_uri(binding.contact)
-        except SIPParseError:
-            uri = None
-        same_host = isinstance(uri, SipURI) and uri.host.strip("[]") == binding.source_host
-        if same_host and (uri.transport or "udp") == "udp":
-            source = Addr("udp", binding.source_host, uri.port or 5060)
+    stream = binding.transport != "udp"
+    if stream and (connected is None or connected(source)):
+        return ContactDestination(binding.contact, source, binding.aor)
+    try:
+        uri = parse_uri(binding.contact)
+    except SIPParseError:
+        uri = None
+    same_host = isinstance(uri, SipURI) and uri.host.strip("[]") == binding.source_host
+    if same_host and (stream or (uri.transport or "udp") == "udp"):
+        default = 5061 if binding.transport == "tls" else 5060
+        source = Addr(binding.transport, binding.source_host, uri.port or default)
     return ContactDestination(binding.contact, source, binding.aor)

@@ -72,7 +72,8 @@ class SIPCore:
                                           ring_timeout=ring_timeout)
         self.hooks = self.calls.hooks
         self.routers = self.calls.routers
-        self.extension_router = ExtensionRouter(self.extensions.get, location)
+        self.is_connected: Callable[[Addr], bool] | None = None   # the transport's, once it exists
+        self.extension_router = ExtensionRouter(self.extensions.get, location, connected=self.connected)
         self.routers.add(self.extension_router, priority=1_000_000, owner="core")
         self.unreachable: set[tuple[str, str]] = set()
         self.extension_router.reachable = self.is_reachable
@@ -124,6 +125,10 @@ class SIPCore:
         if event in ("registered", "refreshed", "unregistered", "expired"):
             self.unreachable.discard((aor, binding.contact))
         self.hooks.notify(self.hooks.registration_observers, "registration_changed", event, aor, binding)
+
+    def connected(self, addr: Addr) -> bool:
+        """Is a stream connection to ``addr`` open (True when no transport tells: unit tests)."""
+        return self.is_connected is None or self.is_connected(addr)
 
     def is_reachable(self, binding: Any) -> bool:
         return (binding.aor, binding.contact) not in self.unreachable
@@ -338,7 +343,7 @@ class SIPCore:
         if not dests:
             txn.respond(make_response(req, 480, "Temporarily Unavailable", to_tag=_token()))
             return
-        dest = destination_for(dests[0])
+        dest = destination_for(dests[0], self.connected)
         headers = [("Content-Type", req.get("content-type") or "text/plain")]
         d = self.send_out_of_dialog("MESSAGE", dest.uri, dest.addr, headers, req.body, user,
                                     f"<sip:{target}@{self.domain}>", None, 1)
