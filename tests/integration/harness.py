@@ -66,6 +66,20 @@ def wait_udp_bound(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> 
     raise AssertionError(f"nothing bound UDP port {port} within {timeout}s")
 
 
+def wait_tcp_listening(port: int, peer: "Sipp", timeout: float = 10.0) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:``port`` (the peer we started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if peer.proc is not None and peer.proc.poll() is not None:
+            raise AssertionError(f"peer exited with {peer.proc.returncode} before listening on {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listened on TCP port {port} within {timeout}s")
+
+
 def plugin_folder(parent: str, *files: str) -> str:
     """``parent``/plugins holding links to the named files of the checkout's plugins/: a server with
     ``[plugins] directories`` set to it loads only those."""
@@ -200,12 +214,13 @@ class Sipp:
                 stop_process(p)
                 return -1
 
-    def start(self, transport: str = "u1", calls: int = 1, extra: Iterable[str] = ()) -> None:
+    def start(self, transport: str = "u1", calls: int = 1, extra: Iterable[str] = (), wait_bound: bool = True) -> None:
         out = open(self.out, "ab")
         self.proc = subprocess.Popen(self.args(None, transport, calls, extra), cwd=self.workdir, stdout=out,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         out.close()
-        wait_udp_bound(self.port, self.proc)
+        if wait_bound:
+            wait_udp_bound(self.port, self.proc)
 
     def wait(self, timeout: float = 40.0) -> int:
         assert self.proc is not None

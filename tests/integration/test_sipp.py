@@ -9,7 +9,7 @@ import time
 from twisted.trial import unittest
 
 from tests.integration import scenarios
-from tests.integration.harness import SKIP_REASON, Minisip, Sipp
+from tests.integration.harness import SKIP_REASON, Minisip, Sipp, wait_tcp_listening
 
 EXTS = {"100": "100", "101": "101", "102": "102"}
 
@@ -130,6 +130,18 @@ class CallTests(SippTestBase):
         self.call("100", "101", 0)
         self.assertEqual(uas.wait(20), 0, uas.diagnostics())
         self.server.wait_log("ended: cancelled")
+
+    def test_tcp_phone_whose_registering_connection_closed(self) -> None:
+        """A phone registered over TCP that then closed the connection (SIPp, twinkle with
+        persistent_tcp=no) still listens on its Contact port: the call opens a new connection there."""
+        uas = self.sipp("uas101tcp", scenarios.uas("answer"))
+        uas.start(transport="t1", wait_bound=False)
+        wait_tcp_listening(uas.port, uas)
+        self.register("101", f"127.0.0.1:{uas.port}", transport="t1")   # that SIPp exits: connection closed
+        self.call("100", "101", 200)
+        self.assertEqual(uas.wait(20), 0, uas.diagnostics())
+        self.server.wait_log("ended: normal")
+        self.assertIn(("100", "101", 1, "normal"), self.call_records())
 
     def test_unknown_number(self) -> None:
         self.call("100", "555", 404)
