@@ -32,6 +32,7 @@ log = Logger(namespace="minisip")
 
 EXPIRY_INTERVAL = 10.0
 GC_THRESHOLDS = (50_000, 20, 50)
+ALIVE_KEY = "core:alive"
 
 
 def _raised(e: BaseException) -> str:
@@ -188,6 +189,12 @@ class Server:
         # generation threshold (700 allocations) ran a collection every message or two: about 7% of
         # the CPU per call (bench/call_cpu.py). Larger generations make collections rarer, each no longer.
         gc.set_threshold(*GC_THRESHOLDS)
+        raw = self.store.get_state(ALIVE_KEY)
+        n = self.calls.recover(float(raw) if raw else None)
+        if n:
+            log.warn("{n} calls were up when minisip last stopped without ending them (a crash?): "  # noqa: G010
+                     "each was sent BYE and recorded as interrupted", n=n)
+        self._alive()
         log.info("minisip ready: domain {domain}, {n} extensions, {r} registrations restored, data in {datadir}",
                  domain=cfg.domain, n=len(cfg.extensions), r=self.restored, datadir=cfg.datadir)
         for line in welcome.ready_lines(cfg, welcome.bound_addresses(cfg, self.ports)):
@@ -245,7 +252,15 @@ class Server:
                 log.info("{n} registrations expired", n=n)
         except Exception:
             log.failure("expiring registrations")
+        self._alive()
         self._start_expiry()
+
+    def _alive(self) -> None:
+        """The last time the server is known to have run (what a call record says after a crash)."""
+        try:
+            self.store.set_state(ALIVE_KEY, repr(time.time()))
+        except Exception:
+            log.failure("saving the alive time")
 
     def apply_config(self, cfg: Config, plugin_configs: dict[str, Any] | None = None) -> None:
         old = self.config

@@ -11,6 +11,7 @@ A-legs and B-legs and hand them to it.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -548,7 +549,12 @@ class CallManager:
         return factory.make_leg(call, destination)
 
     def call_event(self, event: str, call: Call) -> None:
-        """Busy accounting, then the plugins' call observers (with the call's read-only view)."""
+        """Busy accounting, the store's list of calls up, then the plugins' call observers (with the
+        call's read-only view)."""
+        if event == "call_answered":
+            self._persist(call)
+        elif event == "call_ended" and call.answer_time is not None:
+            self._forget(call)
         busy = self.busy
         if event == "call_started" and call.source == "extension":
             busy[call.caller] = busy.get(call.caller, 0) + 1
@@ -580,6 +586,54 @@ class CallManager:
                                                   cause=call.cause))
         except Exception:
             log.failure("cannot store the record of call {id}", id=call.id)
+
+    # -- calls that survive a crash -----------------------------------------------------------------------
+    def _persist(self, call: Call) -> None:
+        """Keep an answered call's legs in the store, so that a restart after a crash (kill -9, power)
+        can end them cleanly: legs that cannot say how to reach their peer again are left out."""
+        snaps = [snap for leg in (call.a_leg, call.answered_leg)
+                 if leg is not None and (snap := getattr(leg, "snapshot", lambda: None)()) is not None]
+        data = {"caller": call.caller, "callee": call.callee, "start": call.start, "answer": call.answer_time,
+                "legs": snaps}
+        try:
+            self.store.save_active_call(call.id, json.dumps(data))
+        except Exception:
+            log.failure("cannot save call {id} as up", id=call.id)
+
+    def _forget(self, call: Call) -> None:
+        try:
+            self.store.delete_active_call(call.id)
+        except Exception:
+            log.failure("cannot drop call {id} from the calls up", id=call.id)
+
+    def recover(self, down_since: float | None) -> int:
+        """End the calls the store says were up when the server went down (a crash): each leg's
+        factory releases its peer (a BYE for SIP), and the call gets its record with cause
+        ``interrupted`` and ``down_since`` (the last time the server was known alive) as its end."""
+        try:
+            rows = self.store.active_calls()
+        except Exception:
+            log.failure("cannot read the calls that were up")
+            return 0
+        for call_id, raw in rows:
+            try:
+                data = json.loads(raw)
+                for snap in data.get("legs", []):
+                    factory = self.hooks.leg_factories.get(snap.get("kind"))
+                    release = getattr(factory, "release", None)
+                    if release is not None:
+                        release(snap)
+                end = down_since if down_since is not None else self.wallclock()
+                self.store.add_call_record(CallRecord(call_id=call_id, caller=data["caller"], callee=data["callee"],
+                                                      start=data["start"], answer=data["answer"],
+                                                      end=max(end, data["answer"] or data["start"]),
+                                                      cause="interrupted"))
+                log.warn("call {id} from {caller} to {callee} was up when the server stopped: ended "  # noqa: G010
+                         "(interrupted)", id=call_id, caller=data["caller"], callee=data["callee"])
+            except Exception:
+                log.failure("ending call {id} after the restart", id=call_id)
+            self.store.delete_active_call(call_id)
+        return len(rows)
 
     def hangup(self, call: Call, cause: str) -> None:
         """End a call from the server's side (supervision, media timeout, an administrator)."""

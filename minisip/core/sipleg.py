@@ -309,6 +309,14 @@ class SipLeg:
     def close(self) -> None:
         self.core.leg_closed(self)
 
+    def snapshot(self) -> dict[str, Any]:
+        """What a restart needs to end this dialog with a BYE (JSON-friendly)."""
+        d = self.dialog
+        t = self.target
+        return {"kind": "sip", "call_id": d.call_id, "local_tag": d.local_tag, "remote_tag": d.remote_tag,
+                "local_uri": d.local_uri, "remote_uri": d.remote_uri, "remote_target": d.remote_target,
+                "route_set": list(d.route_set), "cseq": d.local_cseq, "target": [t.transport, t.host, t.port]}
+
     # -- in-dialog requests ------------------------------------------------------------------------
     def request_received(self, txn: ServerTransaction, req: Request) -> None:
         """A request inside this leg's dialog (not ACK, not CANCEL): BYE ends the leg, the rest goes across."""
@@ -453,3 +461,14 @@ class SipLegFactory:
 
     def make_leg(self, call: Any, destination: Any) -> SipLeg:
         return self.core.new_uac_leg(call, destination)
+
+    def release(self, snapshot: dict[str, Any]) -> None:
+        """After a crash: end the dialog of ``snapshot`` (SipLeg.snapshot) with a BYE."""
+        dialog = Dialog(snapshot["call_id"], snapshot["local_tag"], snapshot["local_uri"], snapshot["remote_uri"],
+                        snapshot["remote_target"], snapshot["remote_tag"])
+        dialog.route_set = list(snapshot.get("route_set") or [])
+        dialog.local_cseq = int(snapshot.get("cseq") or 0) + 100   # past any re-INVITE sent after the save
+        transport, host, port = snapshot["target"]
+        core = self.core
+        bye = dialog.request("BYE", core.via_value(transport), None, core.user_agent)
+        core.transactions.send_request(bye, Addr(transport, host, int(port)), _ignore, _nothing)

@@ -93,6 +93,15 @@ class IStore(Interface):
     def call_records(limit: int = 100) -> list[CallRecord]:
         """Return up to ``limit`` committed call records, newest (latest start) first."""
 
+    def save_active_call(call_id: str, data: str) -> None:
+        """An answered call's dialogs (JSON), kept until ``delete_active_call``."""
+
+    def delete_active_call(call_id: str) -> None:
+        """The call ended normally."""
+
+    def active_calls() -> list[tuple[str, str]]:
+        """(call id, data) of every call saved and not deleted: after a crash, the calls that were up."""
+
     def get_state(key: str) -> str | None:
         """A feature's saved value (synchronous read; values are cached by the store)."""
 
@@ -106,7 +115,7 @@ class IStore(Interface):
         """Commit what is queued and release resources; later writes are dropped."""
 
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
@@ -143,6 +152,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
         # Small key/value state of features (e.g. round-robin positions), JSON values.
         "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    ),
+    (
+        # Calls up at this moment (their dialogs, JSON): what a restart after a crash must end cleanly.
+        "CREATE TABLE active_calls (call_id TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID",
     ),
 )
 
@@ -357,6 +370,17 @@ class SQLiteStore:
                 (limit,),
             ).fetchall()
         return [CallRecord(*row) for row in rows]
+
+    def active_calls(self) -> list[tuple[str, str]]:
+        with self._read_lock:
+            return [(str(a), str(b)) for a, b in self._reader.execute("SELECT call_id, data FROM active_calls")]
+
+    def save_active_call(self, call_id: str, data: str) -> None:
+        self._enqueue(("save_active_call", "INSERT OR REPLACE INTO active_calls (call_id, data) VALUES (?, ?)",
+                       (call_id, data)))
+
+    def delete_active_call(self, call_id: str) -> None:
+        self._enqueue(("delete_active_call", "DELETE FROM active_calls WHERE call_id = ?", (call_id,)))
 
     def get_state(self, key: str) -> str | None:
         if key in self._state_cache:
@@ -600,7 +624,17 @@ class MemoryStore:
         self._bindings: dict[tuple[str, str], Binding] = {}
         self._records: list[CallRecord] = []
         self._state: dict[str, str] = {}
+        self._active: dict[str, str] = {}
         self.closed = False
+
+    def active_calls(self) -> list[tuple[str, str]]:
+        return list(self._active.items())
+
+    def save_active_call(self, call_id: str, data: str) -> None:
+        self._active[call_id] = data
+
+    def delete_active_call(self, call_id: str) -> None:
+        self._active.pop(call_id, None)
 
     def get_state(self, key: str) -> str | None:
         return self._state.get(key)

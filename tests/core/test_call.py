@@ -756,3 +756,40 @@ class RecordTests(CallTestCase):
         assert b.invite is not None
         self.assertEqual(str(b.invite.from_.uri), f"sip:100@{DOMAIN}")
         self.assertIsInstance(b.invite, Request)
+
+
+class CrashRecoveryTests(CallTestCase):
+    """kill -9 with a call up: after the restart both phones get a BYE and the call its record."""
+
+    def test_calls_up_are_ended_after_a_restart(self) -> None:
+        a, b = self.answered()
+        store = self.pbx.store
+        (saved,) = store.active_calls()
+        # The process dies here: nothing ends the call. A new server starts on the same store.
+        old = self.pbx
+        self.pbx = PBX()
+        self.pbx.core.calls.store = self.pbx.store = store
+        for phone in (self.alice, self.bob):
+            phone.pbx = self.pbx
+        down_since = old.clock.seconds() + 3
+        self.assertEqual(self.pbx.core.calls.recover(down_since), 1)
+        (bye_a,) = requests(self.alice.inbox(), "BYE")
+        (bye_b,) = requests(self.bob.inbox(), "BYE")
+        self.assertEqual((bye_a.call_id, bye_a.to_tag, bye_a.from_tag), (a.call_id, a.local_tag, a.remote_tag))
+        self.assertEqual((bye_b.call_id, bye_b.to_tag), (b.call_id, b.local_tag))
+        self.assertGreater(bye_b.cseq[0], 100)
+        self.alice.reply(bye_a, 200)
+        self.bob.reply(bye_b, 200)
+        (record,) = store.call_records(10)
+        self.assertEqual((record.caller, record.callee, record.cause, record.end), ("100", "200", "interrupted",
+                                                                                     down_since))
+        self.assertIsNotNone(record.answer)
+        self.assertEqual(store.active_calls(), [])
+        self.assertEqual(saved[0], record.call_id)
+
+    def test_calls_ended_normally_are_not_kept(self) -> None:
+        a, _ = self.answered()
+        self.assertEqual(len(self.pbx.store.active_calls()), 1)
+        self.hang_up(a)
+        self.assertEqual(self.pbx.store.active_calls(), [])
+        self.assertEqual(self.pbx.core.calls.recover(None), 0)

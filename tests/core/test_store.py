@@ -135,6 +135,15 @@ class StoreContractMixin(_MixinBase):
         self.assertEqual(got[1], record("c", NOW + 20, answer=None, cause="no-answer"))
         self.assertEqual([r.call_id for r in store.call_records(limit=2)], ["d", "c"])
 
+    def test_active_calls(self) -> None:
+        store = self.make_store()
+        store.save_active_call("c1", '{"a": 1}')
+        store.save_active_call("c2", '{"b": 2}')
+        store.save_active_call("c1", '{"a": 3}')
+        store.delete_active_call("c2")
+        store.flush()
+        self.assertEqual(store.active_calls(), [("c1", '{"a": 3}')])
+
     def test_flush_on_empty_store(self) -> None:
         self.assertTrue(self.make_store().flush())
 
