@@ -391,12 +391,9 @@ class SIPCore:
             txn.respond(make_response(req, 404, "Not Found", to_tag=_token()))
             return
         if identity is not None and identity.display:
-            text: str | None = identity.display
-            if len(text) > 1 and text[0] == text[-1] == '"':
-                text = unquote_string(text)
+            text = clean_display_name(unquote_string(identity.display))  # plain or quoted text
         else:
-            text = req.from_.display_name
-        text = clean_display_name(text)
+            text = clean_display_name(req.from_.display_name)
         display = quote_display_name(text) if text else None
         call = Call(self, _token(), user, callee, display, self.clock, self.wallclock)
         if identity is not None:
