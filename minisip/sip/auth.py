@@ -214,7 +214,8 @@ class DigestAuthenticator:
       cannot count as failures against that source. A nonce is bound to the user who first used it
       ("nonce of another user", stale).
     - The ``uri`` parameter must match the Request-URI (scheme, user, host, port; parameters and
-      default ports aside) when the caller gives it: a sniffed Authorization works nowhere else.
+      default ports aside) when the caller gives it: a sniffed Authorization works nowhere else. A
+      uri without a user (SIPp's) matches any user at the same host and port.
     - Nonce counts are tracked for at most ``max_tracked_nonces`` nonces; the least recently started
       ones are forgotten first, and expired ones as soon as they reach the front. Forgetting one
       before it expired expires every nonce issued up to it that is not tracked, so no exact replay
@@ -393,7 +394,8 @@ class DigestAuthenticator:
 
 def uri_matches(digest_uri: str, request_uri: URI) -> bool:
     """The digest ``uri`` names the Request-URI: same scheme, user (escapes decoded), host (any case)
-    and port (absent = the scheme's default); URI parameters and headers are not compared."""
+    and port (absent = the scheme's default); URI parameters and headers are not compared. A digest
+    uri without a user part (SIPp's ``sip:host:port``) stands for any user at that host."""
     try:
         given = parse_uri(digest_uri)
     except SIPParseError:
@@ -407,7 +409,7 @@ def uri_matches(digest_uri: str, request_uri: URI) -> bool:
         default = _DEFAULT_PORTS.get(given.scheme)
         if (given.port or default) != (request_uri.port or default):
             return False
-        return _unescape(given.user or "") == _unescape(request_uri.user or "")
+        return not given.user or _unescape(given.user) == _unescape(request_uri.user or "")
     return str(given).lower() == str(request_uri).lower()
 
 

@@ -545,6 +545,7 @@ class BindingTests(SynchronousTestCase):
             ("sips:200@pbx.example.com:5061", "sips:200@pbx.example.com"),
             ("tel:+31-20-1234567", "tel:+31201234567"),
             ("sip:pbx.example.com", "sip:pbx.example.com"),
+            ("sip:pbx.example.com:5060", "sip:200@pbx.example.com"),   # SIPp's [authentication]
         ):
             header = self.answer(self.challenge(), uri=uri)
             self.assertTrue(self.verify(header, ruri=ruri).ok, (uri, ruri))
