@@ -430,3 +430,28 @@ class DigestCheckTests(SynchronousTestCase):
         self.assertEqual(statuses(replay), [407])
         self.assertIn("stale=true", statuses_and(replay)[0].get("proxy-authenticate") or "")
         self.assertEqual(self.bob.incoming(), [])
+
+
+class RefusedHeaderTests(SynchronousTestCase):
+    """A value with CR LF that reaches the serializer fails that call with 500; nothing half-sent."""
+
+    def test_router_destination_with_crlf(self) -> None:
+        from minisip.core.router import Destination, Route
+        from minisip.sip.message import UnsafeHeaderError
+
+        pbx = PBX()
+        alice = pbx.phone("100", "10.0.0.1")
+        bob = pbx.phone("200", "10.0.0.2")
+
+        class Evil:
+            def route(self, call: Any) -> Any:
+                return Route((Destination("sip:200@10.0.0.2:5060", bob.addr,
+                                          from_uri="<sip:100@x>\r\nSubject: pwned"),))
+
+        pbx.core.routers.add(Evil(), priority=0, owner="test")
+        alice.call("200", sdp("10.0.0.1"))
+        self.assertEqual([s for s in statuses(alice.inbox()) if s >= 200], [500])
+        self.assertEqual(bob.inbox(), [])
+        self.flushLoggedErrors(UnsafeHeaderError)
+        pbx.advance(40)
+        self.assertEqual(pbx.leftovers(), {})
