@@ -10,6 +10,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from minisip.config import DEFAULT_DIGEST_ALGORITHMS
+from minisip.core.banpolicy import ban_lets_through
 from minisip.core.call import Call, CallManager, Relayed
 from minisip.core.hooks import HookRegistry
 from minisip.core.incoming import IncomingRequest
@@ -25,7 +26,15 @@ from minisip.sip.message import Request, Response, make_response
 from minisip.sip.transaction import ServerTransaction, TransactionLayer, new_branch
 from minisip.sip.types import Addr
 from minisip.sip.uri import SipURI, TelURI, parse_uri
-from minisip.sip.validate import precheck_request
+from minisip.sip.uri import unquote as unquote_string
+from minisip.sip.validate import (
+    clean_display_name,
+    clean_identity,
+    decode_user_part,
+    escape_controls,
+    precheck_request,
+    quote_display_name,
+)
 
 log = Logger(namespace="minisip.core")
 
@@ -176,10 +185,10 @@ class SIPCore:
     # -- input from the transport ----------------------------------------------------------------------
     def message_received(self, msg: Request | Response, source: Addr) -> None:
         if isinstance(msg, Response):
-            self.transactions.receive_response(msg, source)
+            self.transactions.receive_response(msg, source)  # answers to our own requests: never banned
             return
-        if self.security.is_banned(source.host) and msg.to_tag is None:
-            return  # banned: ignore everything but traffic of dialogs already up
+        if self.security.is_banned(source.host) and not ban_lets_through(self, msg):
+            return  # banned: only requests of dialogs already up (see minisip.core.banpolicy)
         self.transactions.receive_request(msg, source)
 
     # -- TransactionUser ------------------------------------------------------------------------------------
@@ -243,41 +252,65 @@ class SIPCore:
 
     # -- authentication -----------------------------------------------------------------------------------
     def authenticate(self, txn: ServerTransaction, req: Request, proxy: bool) -> str | None:
-        """The authenticated user, or None after answering 401/407 (failures count toward a ban)."""
+        """The authenticated user, or None after answering 401/407 (failures count toward a ban).
+
+        A request without usable credentials is challenged statelessly (no retransmission of the
+        challenge to a possibly spoofed source; the client retransmits its request instead). An
+        answer that failed is answered in a transaction, so its retransmissions count once. Answers
+        for a throttled user name from addresses where it is not registered are refused unchecked,
+        with the same answer a wrong password gets.
+        """
         hname = "proxy-authorization" if proxy else "authorization"
         values = [v for k, _, v in req.headers if k == hname]
-        stale = False
+        host = txn.source.host
+        security = self.security
+
+        def refuse(username: str) -> bool:
+            return security.is_throttled(username) and not any(
+                b.source_host == host for b in self.location.lookup(username))
+
+        stale = failed = False
         for value in values:
-            result = self.auth.verify(req.method, value, self.password_for)
+            result = self.auth.verify(req.method, value, self.password_for, source_host=host, request_uri=req.uri,
+                                      algorithms=self.algorithms_for(self._account(req)), refuse=refuse)
             if result.ok:
                 return result.username
             if result.stale:
                 stale = True
                 continue
             if result.reason == "bad credentials":
-                banned = self.security.record_failure(txn.source.host, result.username)
-                if banned:
-                    txn._terminate()  # never answered: drop it now rather than leave it in the table
+                failed = True
+                if security.record_failure(host, result.username):
+                    txn.drop()  # never answered: drop it now rather than leave it in the table
                     return None
+            elif result.reason == "throttled":
+                failed = True
         code, reason, hdr = (407, "Proxy Authentication Required", "Proxy-Authenticate") if proxy else \
             (401, "Unauthorized", "WWW-Authenticate")
-        # The account being challenged: the extension registered (To) or the caller (From).
-        named = req.to if req.method == "REGISTER" else req.from_
-        user = getattr(getattr(named, "uri", None), "user", None)
-        txn.respond(make_response(req, code, reason, to_tag=_token(),
-                                  extra=[(hdr, c) for c in self.challenges(stale, user)]))
+        resp = make_response(req, code, reason, to_tag=_token(),
+                             extra=[(hdr, c) for c in self.challenges(stale, host, self._account(req))])
+        if failed:
+            txn.respond(resp)
+        else:
+            txn.respond_statelessly(resp)
         return None
 
-    def challenges(self, stale: bool, user: str | None = None) -> list[str]:
-        """Challenge header values in the algorithm order of ``user``'s extension ([extension N]
-        digest_algorithms), else the server's ([security] digest_algorithms), also for unknown users."""
+    @staticmethod
+    def _account(req: Request) -> str | None:
+        """The account being challenged: the extension registered (To) or the caller (From)."""
+        named = req.to if req.method == "REGISTER" else req.from_
+        return getattr(getattr(named, "uri", None), "user", None)
+
+    def algorithms_for(self, user: str | None) -> tuple[str, ...]:
+        """The digest algorithms of ``user``'s extension ([extension N] digest_algorithms), else the
+        server's ([security] digest_algorithms), also for unknown users."""
         ext = self.extensions.get(user) if user else None
-        algorithms = getattr(ext, "digest_algorithms", None) or self.digest_algorithms
-        by_alg = {}
-        for value in self.auth.challenge(stale=stale):
-            alg = value.split("algorithm=", 1)[1].split(",", 1)[0].strip().strip('"').upper()
-            by_alg[alg] = value
-        return [by_alg[a] for a in algorithms if a in by_alg]
+        return getattr(ext, "digest_algorithms", None) or self.digest_algorithms
+
+    def challenges(self, stale: bool, source_host: str = "", user: str | None = None) -> list[str]:
+        """Challenge header values in the account's algorithm order, sharing one nonce bound to
+        ``source_host``."""
+        return self.auth.challenge(stale, source_host=source_host, algorithms=self.algorithms_for(user))
 
     # -- REGISTER --------------------------------------------------------------------------------------------
     def _register(self, txn: ServerTransaction, req: Request) -> None:
@@ -289,6 +322,14 @@ class SIPCore:
             txn.respond(make_response(req, 403, "Forbidden", to_tag=_token()))
             return
         self.registrar.handle(txn, req, user)
+        src = txn.source
+        if src.reliable:
+            # Registered over a connection, which no spoofed source can open: never ban that address
+            # while the registration lasts.
+            ends = [b.expires_at for b in self.location.lookup(user)
+                    if b.source_host == src.host and b.transport == src.transport]
+            if ends:
+                self.security.exempt(src.host, until=self.clock.seconds() + max(ends) - self.wallclock())
 
     # -- calls ---------------------------------------------------------------------------------------------
     def _invite(self, txn: ServerTransaction, req: Request) -> None:
@@ -298,24 +339,37 @@ class SIPCore:
             return
         identity = self.hooks.first(self.hooks.identifiers, "identify", req, txn.source) \
             if self.hooks.identifiers else None
+        # Identities from the network go into headers, logs and records: a number or a user name only.
         if identity is not None:
             if identity.reject is not None:
                 txn.respond(make_response(req, identity.reject[0], identity.reject[1], to_tag=_token()))
                 return
-            user = identity.caller
+            user = clean_identity(identity.caller or "")
+            if user is None:
+                log.info("INVITE from {source} refused (400): caller {caller} is neither a number nor a user name",
+                         source=str(txn.source), caller=escape_controls(str(identity.caller)[:80]))
+                txn.respond(make_response(req, 400, "Bad Caller Identity", to_tag=_token()))
+                return
         else:
             user = self.authenticate(txn, req, proxy=True)
             if user is None:
                 return
         uri = req.uri
-        callee = uri.user if isinstance(uri, (SipURI, TelURI)) else None
+        callee: str | None = None
         if identity is not None and identity.callee:
-            callee = identity.callee
+            callee = clean_identity(identity.callee)
+        elif isinstance(uri, SipURI):
+            callee = decode_user_part(uri.user) if uri.user else None
+        elif isinstance(uri, TelURI):
+            callee = clean_identity(uri.user)
         if not callee:
             txn.respond(make_response(req, 404, "Not Found", to_tag=_token()))
             return
-        callee = unquote(callee) if isinstance(uri, SipURI) else callee
-        display = identity.display if identity is not None and identity.display else req.from_.display
+        if identity is not None and identity.display:
+            text = clean_display_name(unquote_string(identity.display))  # plain or quoted text
+        else:
+            text = clean_display_name(req.from_.display_name)
+        display = quote_display_name(text) if text else None
         call = self.calls.new_call(_token(), user, callee, display,
                                    source=identity.source if identity is not None else "extension",
                                    trunk=identity.trunk if identity is not None else None,

@@ -2,8 +2,9 @@
 
 Pure code: no Twisted, no I/O. Time comes from a ``clock`` with ``seconds() -> float`` (Twisted's
 ``IReactorTime`` provides it). The server keeps no per-challenge state: a nonce carries its own
-issue time and an HMAC over it, so any nonce we issued can be checked after the fact; the only
-state is the highest nonce-count accepted per nonce (bounded), for replay protection.
+issue time and an HMAC over it and the address it was issued to, so any nonce we issued can be
+checked after the fact; the only state is, per nonce in use, the highest nonce-count accepted and
+the user who first used it (bounded), for replay protection.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import unquote
+
+from minisip.sip.errors import SIPParseError
+from minisip.sip.uri import URI, SipURI, TelURI, parse_uri
 
 __all__ = [
     "ALGORITHMS", "AuthResult", "Clock", "DigestAuthenticator", "build_authorization", "digest_response",
@@ -39,6 +44,9 @@ ALGORITHMS: dict[str, tuple[str, bool]] = {
     "SHA-256-SESS": ("sha256", True),
 }
 _CANONICAL_ALGORITHM = {"MD5": "MD5", "MD5-SESS": "MD5-sess", "SHA-256": "SHA-256", "SHA-256-SESS": "SHA-256-sess"}
+# Offered when the caller does not say: never a -sess variant (nothing to gain for SIP, RFC 8760).
+DEFAULT_ALGORITHMS = ("SHA-256", "MD5")
+_DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
 
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 _HEX_CHARS = frozenset("0123456789abcdefABCDEF")
@@ -198,10 +206,20 @@ class DigestAuthenticator:
       knows the password, so it may retry at once with a fresh nonce without asking its user.
     - An unknown user goes through the same computation (against a dummy password) and gets the very
       same result as a wrong password.
-    - The opaque value is echoed by clients but not checked (the nonce carries all we need). The
-      ``uri`` parameter must be present; comparing it with the Request-URI is left to the caller.
+    - Challenges are small: realm, nonce, algorithm, qop (no opaque: the nonce carries all we need).
+      Only the algorithms offered (``algorithms``) are accepted: no MD5 answer when only SHA-256 is
+      offered, never a -sess variant unless offered.
+    - A nonce is bound to the address it was issued to (``source_host``): used from another address
+      it is "unknown nonce" (stale), never a bad password, so answers sent with a spoofed source
+      cannot count as failures against that source. A nonce is bound to the user who first used it
+      ("nonce of another user", stale).
+    - The ``uri`` parameter must match the Request-URI (scheme, user, host, port; parameters and
+      default ports aside) when the caller gives it: a sniffed Authorization works nowhere else. A
+      uri without a user (SIPp's) matches any user at the same host and port.
     - Nonce counts are tracked for at most ``max_tracked_nonces`` nonces; the least recently started
-      ones are forgotten first, and expired ones as soon as they reach the front.
+      ones are forgotten first, and expired ones as soon as they reach the front. Forgetting one
+      before it expired expires every nonce issued up to it that is not tracked, so no exact replay
+      of a forgotten nonce is ever accepted.
     """
 
     def __init__(
@@ -214,27 +232,31 @@ class DigestAuthenticator:
         self._clock = clock
         self._nonce_seq = itertools.count(int.from_bytes(secrets.token_bytes(8), "big"))
         self._secret = secret if secret is not None else secrets.token_bytes(32)
-        self.opaque = hmac.digest(self._secret, b"minisip opaque", "sha256")[:12].hex()
-        # nonce id -> highest nc accepted; insertion order is first-use order. The id is the nonce's
-        # issue time (ms, top 64 bits) and random part as one int: ~50 bytes a nonce instead of ~170
-        # for the string, a tuple and a float, and the expiry time is computed from it.
+        self.algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+        # nonce id -> (hash of the first user << 32) | highest nc accepted; insertion order is first-use
+        # order. The id is the nonce's issue time (ms, top 64 bits) and unique part as one int: ~60
+        # bytes a nonce instead of ~170 for the string, a tuple and a float, and the expiry time is
+        # computed from it.
         self._nonce_counts: dict[int, int] = {}
+        # The highest id of a nonce forgotten before it expired: untracked nonces up to it are stale.
+        self._forgotten_upto = -1
 
     # -- nonces --------------------------------------------------------------------------------
 
-    def _mac(self, head: bytes) -> bytes:
-        return hmac.digest(self._secret, head + self.realm.encode("utf-8"), "sha256")[:_NONCE_MAC]
+    def _mac(self, head: bytes, source_host: str) -> bytes:
+        data = b"%s%s\x00%s" % (head, self.realm.encode("utf-8"), source_host.encode("utf-8", "replace"))
+        return hmac.digest(self._secret, data, "sha256")[:_NONCE_MAC]
 
-    def _make_nonce(self) -> str:
+    def _make_nonce(self, source_host: str) -> str:
         ts = max(0, int(self._clock.seconds() * 1000))
         # The second half only has to be unique (the MAC makes nonces unforgeable): a counter from a
         # random start costs no system call per challenge, unlike secrets.token_bytes.
         head = _NONCE_HEAD.pack(ts, next(self._nonce_seq) & 0xFFFFFFFFFFFFFFFF)
-        return base64.urlsafe_b64encode(head + self._mac(head)).rstrip(b"=").decode("ascii")
+        return base64.urlsafe_b64encode(head + self._mac(head, source_host)).rstrip(b"=").decode("ascii")
 
-    def _nonce_id(self, nonce: str) -> int | None:
-        """One of our nonces as an int (issue time in ms << 64 | random), or None when we did not issue
-        it (for this realm)."""
+    def _nonce_id(self, nonce: str, source_host: str) -> int | None:
+        """One of our nonces as an int (issue time in ms << 64 | unique part), or None when we did not
+        issue it (for this realm and this source address)."""
         if len(nonce) != _NONCE_LEN:
             return None
         try:
@@ -244,7 +266,7 @@ class DigestAuthenticator:
         if len(raw) != _NONCE_RAW:
             return None
         head = raw[:-_NONCE_MAC]
-        if not hmac.compare_digest(raw[-_NONCE_MAC:], self._mac(head)):
+        if not hmac.compare_digest(raw[-_NONCE_MAC:], self._mac(head, source_host)):
             return None
         return int.from_bytes(head, "big")
 
@@ -253,20 +275,26 @@ class DigestAuthenticator:
 
     # -- server API ----------------------------------------------------------------------------
 
-    def challenge(self, stale: bool = False) -> list[str]:
-        """Header values for WWW-Authenticate / Proxy-Authenticate: SHA-256 first, then MD5."""
-        nonce = self._make_nonce()
+    def challenge(self, stale: bool = False, *, source_host: str = "",
+                  algorithms: tuple[str, ...] | None = None) -> list[str]:
+        """Header values for WWW-Authenticate / Proxy-Authenticate, one per algorithm offered (in the
+        order given; ``self.algorithms`` by default), sharing one nonce bound to ``source_host``."""
+        nonce = self._make_nonce(source_host)
         tail = ", stale=true" if stale else ""
-        common = f"Digest realm={_quote(self.realm)}, nonce=\"{nonce}\", opaque=\"{self.opaque}\""
-        return [
-            f'{common}, algorithm=SHA-256, qop="auth"{tail}',
-            f'{common}, algorithm=MD5, qop="auth"{tail}',
-        ]
+        common = f'Digest realm={_quote(self.realm)}, nonce="{nonce}"'
+        return [f'{common}, algorithm={_CANONICAL_ALGORITHM.get(a.upper(), a)}, qop="auth"{tail}'
+                for a in (self.algorithms if algorithms is None else algorithms)]
 
-    def verify(self, method: str, header_value: str, lookup_password: Callable[[str], str | None]) -> AuthResult:
+    def verify(self, method: str, header_value: str, lookup_password: Callable[[str], str | None], *,
+               source_host: str = "", request_uri: URI | None = None, algorithms: tuple[str, ...] | None = None,
+               refuse: Callable[[str], bool] | None = None) -> AuthResult:
         """Check one Authorization / Proxy-Authorization value for a request with this method.
 
         ``lookup_password(username)`` returns the plain password or None for an unknown user.
+        ``source_host``: where the request came from (the nonce must have been issued there).
+        ``request_uri``: compared with the ``uri`` parameter when given. ``algorithms``: those
+        offered (``self.algorithms`` by default). ``refuse(username)`` True: the answer is refused
+        as "throttled" without being checked (same outcome as a wrong password, reason aside).
         Never raises for anything in ``header_value``.
         """
         try:
@@ -290,7 +318,8 @@ class DigestAuthenticator:
         if realm != self.realm:
             return AuthResult(False, username, reason="wrong realm")
         algorithm = params.get("algorithm", "MD5").upper()
-        if algorithm not in ALGORITHMS:
+        offered = self.algorithms if algorithms is None else algorithms
+        if algorithm not in ALGORITHMS or all(a.upper() != algorithm for a in offered):
             return AuthResult(False, username, reason="unsupported algorithm")
         qop = params.get("qop")
         if qop is None:
@@ -302,6 +331,14 @@ class DigestAuthenticator:
         if len(nc_text) != 8 or not _HEX_CHARS.issuperset(nc_text) or not cnonce:
             return AuthResult(False, username, reason="malformed")
         nc = int(nc_text, 16)
+        if request_uri is not None and not uri_matches(uri, request_uri):
+            return AuthResult(False, username, reason="uri mismatch")
+        # Before the password: an answer with a nonce issued elsewhere (a spoofed source) is no failure.
+        nonce_id = self._nonce_id(nonce, source_host)
+        if nonce_id is None:
+            return AuthResult(False, username, stale=True, reason="unknown nonce")
+        if refuse is not None and refuse(username):
+            return AuthResult(False, username, reason="throttled")
 
         password = lookup_password(username)
         known = password is not None
@@ -313,9 +350,6 @@ class DigestAuthenticator:
         if not (matches and known):
             return AuthResult(False, username, reason="bad credentials")
 
-        nonce_id = self._nonce_id(nonce)
-        if nonce_id is None:
-            return AuthResult(False, username, stale=True, reason="unknown nonce")
         now = self._clock.seconds()
         if now > self._expiry(nonce_id):
             self._nonce_counts.pop(nonce_id, None)
@@ -324,28 +358,63 @@ class DigestAuthenticator:
 
     def _accept_count(self, nonce_id: int, nc: int, now: float, username: str) -> AuthResult:
         counts = self._nonce_counts
+        user_bits = (hash(username) & 0xFFFFFFFF) << 32
         seen = counts.get(nonce_id)
         if seen is not None:
-            if nc <= seen:
+            if seen & ~0xFFFFFFFF != user_bits:
+                return AuthResult(False, username, stale=True, reason="nonce of another user")
+            if nc <= seen & 0xFFFFFFFF:
                 return AuthResult(False, username, stale=True, reason="replayed nonce count")
-            counts[nonce_id] = nc
+            counts[nonce_id] = user_bits | nc
             return AuthResult(True, username)
         if nc < 1:
             return AuthResult(False, username, stale=True, reason="replayed nonce count")
-        # Forget expired nonces at the front, then the oldest ones while over the bound.
+        if nonce_id <= self._forgotten_upto:
+            return AuthResult(False, username, stale=True, reason="stale nonce")
+        # Forget expired nonces at the front, then the oldest ones while over the bound; forgetting one
+        # still valid expires every untracked nonce issued up to it.
         while counts:
             first = next(iter(counts))
-            if self._expiry(first) >= now and len(counts) < self.max_tracked_nonces:
-                break
+            if self._expiry(first) >= now:
+                if len(counts) < self.max_tracked_nonces:
+                    break
+                self._forgotten_upto = max(self._forgotten_upto, first)
             del counts[first]
         if self.max_tracked_nonces > 0:
-            counts[nonce_id] = nc
+            counts[nonce_id] = user_bits | nc
+        else:
+            self._forgotten_upto = max(self._forgotten_upto, nonce_id)
         return AuthResult(True, username)
 
     @property
     def tracked_nonces(self) -> int:
         """How many nonces have their nonce-count tracked (for tests and statistics)."""
         return len(self._nonce_counts)
+
+
+def uri_matches(digest_uri: str, request_uri: URI) -> bool:
+    """The digest ``uri`` names the Request-URI: same scheme, user (escapes decoded), host (any case)
+    and port (absent = the scheme's default); URI parameters and headers are not compared. A digest
+    uri without a user part (SIPp's ``sip:host:port``) stands for any user at that host."""
+    try:
+        given = parse_uri(digest_uri)
+    except SIPParseError:
+        return False
+    if isinstance(request_uri, TelURI) or isinstance(given, TelURI):
+        return (isinstance(request_uri, TelURI) and isinstance(given, TelURI)
+                and given.digits == request_uri.digits)
+    if isinstance(request_uri, SipURI) and isinstance(given, SipURI):
+        if given.scheme != request_uri.scheme or given.host.lower() != request_uri.host.lower():
+            return False
+        default = _DEFAULT_PORTS.get(given.scheme)
+        if (given.port or default) != (request_uri.port or default):
+            return False
+        return not given.user or _unescape(given.user) == _unescape(request_uri.user or "")
+    return str(given).lower() == str(request_uri).lower()
+
+
+def _unescape(user: str) -> str:
+    return unquote(user) if "%" in user else user
 
 
 # -- client side --------------------------------------------------------------------------------

@@ -98,6 +98,29 @@ _REASONS = {
 MAX_DELTA_SECONDS = 2 ** 32 - 1
 
 
+class UnsafeHeaderError(ValueError):
+    """A header name or value (or a start line) built by code holds CR, LF or NUL: refused, since sent
+    as is it would end the header early and let the text after it pass as headers of its own."""
+
+
+def _unsafe(text: str) -> bool:
+    # Three substring tests: cheaper than a regex search on the short values of a header.
+    return "\n" in text or "\r" in text or "\x00" in text
+
+
+def check_header(name: str, value: str) -> None:
+    """Raise UnsafeHeaderError unless ``name`` is a token and ``value`` has no CR, LF or NUL."""
+    if "\n" in value or "\r" in value or "\x00" in value:
+        raise UnsafeHeaderError(f"{name[:40]!r} value holds CR, LF or NUL: {value[:80]!r}")
+    if name not in _KNOWN_NAMES and not is_token(name):
+        raise UnsafeHeaderError(f"bad header name {name[:40]!r}")
+
+
+def _check_headers_built(headers: list[tuple[str, str, str]]) -> None:
+    for _, name, value in headers:
+        check_header(name, value)
+
+
 def reason_phrase(status: int) -> str:
     return _REASONS.get(status, "Unknown")
 
@@ -359,7 +382,9 @@ class Message:
         return False
 
     def set(self, name: str, value: str) -> None:
-        """Replace all values of ``name`` with one value (appended if absent)."""
+        """Replace all values of ``name`` with one value (appended if absent); UnsafeHeaderError when
+        the name is not a token or the value holds CR, LF or NUL."""
+        check_header(name, value)
         key = header_key(name)
         self._cache.pop(key, None)
         for i, (k, n, _) in enumerate(self.headers):
@@ -370,6 +395,8 @@ class Message:
         self.headers.append((key, canonical_name(key), value))
 
     def add(self, name: str, value: str, first: bool = False) -> None:
+        """Add a value of ``name`` (first among its values with ``first``); UnsafeHeaderError as ``set``."""
+        check_header(name, value)
         key = header_key(name)
         self._cache.pop(key, None)
         entry = (key, canonical_name(key), value)
@@ -530,26 +557,46 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
-        """The wire form; Content-Length is always (re)computed from the body and written last."""
-        parts = [self._start_line()]
+        """The wire form; Content-Length is always (re)computed from the body and written last.
+
+        Raises UnsafeHeaderError, before anything is sent, when a line would hold a line feed of its
+        own (a header changed in place, bypassing ``set``, ``add`` and the constructors, which also
+        refuse CR and NUL), or the start line a CR or LF."""
+        start = self._start_line()
+        if "\n" in start or "\r" in start:
+            raise UnsafeHeaderError(f"CR or LF in the start line: {start[:80]!r}")
+        parts = [start]
         for k, n, v in self.headers:
             if k != "content-length":
                 parts.append(f"{n}: {v}")
         parts.append(f"Content-Length: {len(self.body)}")
         parts.append("")
         parts.append("")
-        return "\r\n".join(parts).encode("utf-8", "surrogateescape") + self.body
+        text = "\r\n".join(parts)
+        if text.count("\n") != len(parts) - 1:  # the one scan that catches any extra line
+            bad = next((p for p in parts if "\n" in p), "")
+            raise UnsafeHeaderError(f"LF inside a header line: {bad[:80]!r}")
+        return text.encode("utf-8", "surrogateescape") + self.body
 
     def copy_headers(self) -> list[tuple[str, str, str]]:
         return list(self.headers)
 
 
 class Request(Message):
+    """A request. Headers given to the constructor are checked like ``set`` values (UnsafeHeaderError),
+    except with ``checked=True``: the parser's, which cannot hold CR or LF."""
+
     __slots__ = ("method", "uri", "version")
 
     def __init__(self, method: str, uri: URI, headers: list[tuple[str, str, str]] | None = None,
-                 body: bytes = b"", version: str = "SIP/2.0") -> None:
-        self.headers = headers if headers is not None else []
+                 body: bytes = b"", version: str = "SIP/2.0", *, checked: bool = False) -> None:
+        if headers is None:
+            headers = []
+        elif not checked:
+            _check_headers_built(headers)
+        if not checked and (_unsafe(method) or " " in method):
+            raise UnsafeHeaderError(f"bad method {method[:40]!r}")
+        self.headers = headers
         self.body = body
         self._cache = {}
         self.method = method
@@ -564,15 +611,25 @@ class Request(Message):
 
 
 class Response(Message):
+    """A response; headers and reason phrase checked as for Request unless ``checked``."""
+
     __slots__ = ("reason", "status", "version")
 
     def __init__(self, status: int, reason: str | None = None, headers: list[tuple[str, str, str]] | None = None,
-                 body: bytes = b"", version: str = "SIP/2.0") -> None:
-        self.headers = headers if headers is not None else []
+                 body: bytes = b"", version: str = "SIP/2.0", *, checked: bool = False) -> None:
+        if headers is None:
+            headers = []
+        elif not checked:
+            _check_headers_built(headers)
+        if reason is None:
+            reason = reason_phrase(status)
+        elif not checked and _unsafe(reason):
+            raise UnsafeHeaderError(f"reason phrase holds CR, LF or NUL: {reason[:80]!r}")
+        self.headers = headers
         self.body = body
         self._cache = {}
         self.status = status
-        self.reason = reason_phrase(status) if reason is None else reason
+        self.reason = reason
         self.version = version
 
     def _start_line(self) -> str:
@@ -587,8 +644,14 @@ def make_response(request: Request, status: int, reason: str | None = None, to_t
                   extra: Iterable[tuple[str, str]] = (), body: bytes = b"") -> Response:
     """A response copying Via, From, To, Call-ID, CSeq (and Record-Route) from the request (RFC 3261 8.2.6).
 
-    Works on the ``partial`` request of a SIPParseError too, whose headers may not all parse.
+    Works on the ``partial`` request of a SIPParseError too, whose headers may not all parse. The
+    copied headers are sent back as received; ``reason``, ``to_tag`` and ``extra`` are checked as
+    ``set`` values are (UnsafeHeaderError).
     """
+    if reason is not None and ("\n" in reason or "\r" in reason or "\x00" in reason):
+        raise UnsafeHeaderError(f"reason phrase holds CR, LF or NUL: {reason[:80]!r}")
+    if to_tag is not None and ("\n" in to_tag or "\r" in to_tag or "\x00" in to_tag or ";" in to_tag):
+        raise UnsafeHeaderError(f"bad To tag {to_tag[:40]!r}")
     headers: list[tuple[str, str, str]] = []
     append = headers.append
     record_route = 100 < status < 300
@@ -605,12 +668,16 @@ def make_response(request: Request, status: int, reason: str | None = None, to_t
         elif record_route and k == "record-route":
             append(h)
     for name, value in extra:
+        if "\n" in value or "\r" in value or "\x00" in value:
+            raise UnsafeHeaderError(f"{name[:40]!r} value holds CR, LF or NUL: {value[:80]!r}")
         entry = _KNOWN_NAMES.get(name)
         if entry is None:
+            if not is_token(name):
+                raise UnsafeHeaderError(f"bad header name {name[:40]!r}")
             key = header_key(name)
             entry = (key, canonical_name(key))
         append((entry[0], entry[1], value))
-    return Response(status, reason, headers, body)
+    return Response(status, reason, headers, body, checked=True)
 
 
 _COPIED = frozenset({"via", "from", "call-id", "cseq"})
@@ -653,6 +720,8 @@ def parse_message(data: bytes, *, datagram: bool = True, max_headers: int = MAX_
             body = data[end + 4:]
             if "\r" in rest:
                 error = "bare CR in header"
+                # The partial request answers 400 with its headers copied: no CR may go back out.
+                lines = [line.replace("\r", " ") for line in lines]
     if not lines:
         # Bare LF line ends (tolerated), or no end of headers at all.
         m = _EOH_RE.search(data)
@@ -665,6 +734,7 @@ def parse_message(data: bytes, *, datagram: bool = True, max_headers: int = MAX_
                  for line in head_b.decode("utf-8", "surrogateescape").split("\n")]
         if any("\r" in line for line in lines):
             error = error or "bare CR in header"
+            lines = [line.replace("\r", " ") for line in lines]
     start = lines[0]
 
     headers: list[tuple[str, str, str]] = []
@@ -710,7 +780,7 @@ def _parse_request(start: str, headers: list[tuple[str, str, str]], body: bytes,
         loose = start.split()
         if len(loose) >= 3 and is_token(loose[0]) and loose[-1][:4].upper() == "SIP/":
             raise SIPParseError("bad request line", partial=Request(
-                loose[0], _uri_or_placeholder(" ".join(loose[1:-1])), headers, body, loose[-1]))
+                loose[0], _uri_or_placeholder(" ".join(loose[1:-1])), headers, body, loose[-1], checked=True))
         raise SIPParseError("bad start line", status=None)
     method, uri_s, version = parts
     uri: URI | None
@@ -719,7 +789,7 @@ def _parse_request(start: str, headers: list[tuple[str, str, str]], body: bytes,
         uri = parse_uri(uri_s)
     except SIPParseError as e:
         uri, uri_error = None, e
-    req = Request(method, SipURI("invalid") if uri is None else uri, headers, body, version)
+    req = Request(method, SipURI("invalid") if uri is None else uri, headers, body, version, checked=True)
     try:
         if method not in _METHODS and not is_token(method):
             raise SIPParseError("bad method")
@@ -762,7 +832,7 @@ def _parse_response(start: str, headers: list[tuple[str, str, str]], body: bytes
     if (parts[0].upper() != "SIP/2.0" or len(code_s) != 3 or not code_s.isascii() or not code_s.isdigit()
             or code_s[0] not in "123456"):
         raise SIPParseError("bad status line", status=None)
-    resp = Response(int(code_s), parts[2] if len(parts) > 2 else "", headers, body)
+    resp = Response(int(code_s), parts[2] if len(parts) > 2 else "", headers, body, checked=True)
     try:
         if error is not None:
             raise SIPParseError(error)

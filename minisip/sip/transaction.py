@@ -196,6 +196,28 @@ class ServerTransaction:
             elif self.state == COMPLETED:
                 self._timeout = layer.after(64 * layer.timers.T1, ServerTransaction._timer_j, self)
 
+    def respond_statelessly(self, response: Response) -> None:
+        """Send a final response once and forget the transaction at once: no retransmission, no
+        Timer G/H/J, no ACK matching (RFC 3261 8.2.7, 16.11).
+
+        For a challenge to an unauthenticated request: a retransmission of the request (the client's
+        own, when the answer was lost) finds no transaction and is answered afresh by the TU, so a
+        spoofed UDP source gets one answer per request it is sent, never a burst of copies.
+        Ignored, like ``respond``, once a final response was sent.
+        """
+        if response.status < 200:
+            raise ValueError("only a final response can be sent statelessly")
+        if self.state not in (TRYING, PROCEEDING):
+            return
+        data = response.to_bytes()
+        self._terminate()
+        self._layer.send(data, self.source)
+
+    def drop(self) -> None:
+        """Forget the transaction without answering (e.g. the request that got its source banned)."""
+        if self.state != TERMINATED:
+            self._terminate()
+
     # -- events from the layer -----------------------------------------------------------------
     def _on_retransmission(self) -> None:
         # Proceeding: last provisional; Completed: the final. Trying, Accepted, Confirmed: absorbed.
@@ -302,10 +324,10 @@ class ClientTransaction:
         if self.state != TERMINATED:
             self._terminate()
 
-    def _start(self, request: Request) -> None:
+    def _start(self, data: bytes) -> None:
         layer = self._layer
         t1 = layer.timers.T1
-        self._data = request.to_bytes()
+        self._data = data
         if not self._reliable:
             self._interval = t1
             retransmit = ClientTransaction._timer_a if self.is_invite else ClientTransaction._timer_e
@@ -590,6 +612,7 @@ class TransactionLayer:
         key = (branch, method)
         if key in self._clients:
             raise ValueError(f"a client transaction with branch {branch} {method} already exists")
+        data = request.to_bytes()  # UnsafeHeaderError here leaves nothing behind
         txn = ClientTransaction(self, key, request, target, on_response, on_timeout)
         self._clients[key] = txn
         tkey = (target.transport, target.host, target.port)
@@ -598,7 +621,7 @@ class TransactionLayer:
             self._by_target[tkey] = {txn}
         else:
             peers.add(txn)
-        txn._start(request)
+        txn._start(data)
         return txn
 
     def send_ack(self, ack: Request, target: Addr) -> None:

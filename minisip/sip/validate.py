@@ -12,6 +12,7 @@ import re
 
 from minisip.sip.errors import SIPParseError
 from minisip.sip.message import Request, parse_delta_seconds, reason_phrase
+from minisip.sip.uri import is_token
 
 Rejection = tuple[int, str, list[tuple[str, str]]]
 
@@ -66,6 +67,8 @@ def _precheck(req: Request, allowed_methods: frozenset[str], supported: frozense
         supported_l = {tag.lower() for tag in supported}
         unsupported = [tag for tag in req.get_all("require") if tag and tag.lower() not in supported_l]
         if unsupported:
+            if not all(is_token(tag) for tag in unsupported):
+                return 400, "Bad Require", []  # never echo what is no option-tag into Unsupported
             return 420, reason_phrase(420), [("Unsupported", ", ".join(unsupported))]
     # 8.2.3
     if req.body:
@@ -121,3 +124,98 @@ def _check_register(req: Request, expires: int | None) -> Rejection | None:
             if q is None or _QVALUE_RE.fullmatch(q) is None:
                 return 400, "Bad Contact q", []
     return None
+
+
+# -- identities and numbers taken from the network ---------------------------------------------------
+#
+# What a caller, callee or display name may be before the core formats it into a header or writes it
+# to a log or a record: a URL-decoded user part can hold CR LF and so new header lines.
+
+MAX_IDENTITY_LEN = 64
+MAX_DISPLAY_LEN = 64
+
+_VISUAL_SEPARATORS = str.maketrans("", "", "-.() ")   # RFC 3966 visual separators, and spaces
+_NUMBER_RE = re.compile(r"\+?[0-9*#]+")
+# RFC 3261 25.1: user = 1*( unreserved / escaped / user-unreserved )
+_USER_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+")
+# What a user part may hold once decoded to be written back into a SIP URI unescaped: the characters
+# above, and '#' (dialled digits).
+_SAFE_USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/#]+")
+_PERCENT_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def is_number(text: str) -> bool:
+    """A dialled or presented number: digits, ``*`` and ``#``, optionally after ``+``."""
+    return len(text) <= MAX_IDENTITY_LEN and _NUMBER_RE.fullmatch(text) is not None
+
+
+def clean_number(text: str) -> str | None:
+    """``text`` without visual separators (``-.()`` and spaces) when that is a number, else None."""
+    number = text.translate(_VISUAL_SEPARATORS)
+    return number if is_number(number) else None
+
+
+def is_user_part(text: str) -> bool:
+    """The user part of a SIP URI as written (RFC 3261 ``user``: escapes allowed, nothing else)."""
+    return len(text) <= 3 * MAX_IDENTITY_LEN and _USER_RE.fullmatch(text) is not None
+
+
+def is_safe_user(text: str) -> bool:
+    """A decoded user name or number the core may format into a URI and a header as it is."""
+    return len(text) <= MAX_IDENTITY_LEN and _SAFE_USER_RE.fullmatch(text) is not None
+
+
+def decode_user_part(text: str) -> str | None:
+    """A Request-URI or From user part as written, decoded; None when it is not a user part or decodes
+    to anything but the characters ``is_safe_user`` allows (``%0d%0a``, ``%3e``, spaces, ``@``...)."""
+    if not is_user_part(text):
+        return None
+    decoded = _PERCENT_RE.sub(lambda m: chr(int(m.group(1), 16)), text) if "%" in text else text
+    return decoded if is_safe_user(decoded) else None
+
+
+def clean_identity(text: str) -> str | None:
+    """A decoded caller or callee (as an ICallerIdentifier gives it): a number with its visual
+    separators removed, else a safe user name; None when it is neither."""
+    number = clean_number(text)
+    if number is not None:
+        return number
+    return text if is_safe_user(text) else None
+
+
+def clean_display_name(text: str | None) -> str | None:
+    """A display name as text without control and format characters, surrounding blanks and excess
+    length; None when nothing is left."""
+    if not text:
+        return None
+    if not text.isprintable():
+        # str.isprintable is false for controls, format characters (bidi overrides), unpaired
+        # surrogates (undecodable bytes), separators other than the space and unassigned code points.
+        text = "".join(c if c.isprintable() else " " if c.isspace() else "" for c in text)
+    text = " ".join(text.split())[:MAX_DISPLAY_LEN].strip()
+    return text or None
+
+
+def quote_display_name(text: str) -> str:
+    """A display name text as an RFC 3261 quoted-string, ready for a From header."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def escape_controls(text: str) -> str:
+    """``text`` made safe for one log line or record: control, format and separator characters (and
+    undecodable bytes) become ``\\xNN`` / ``\\uNNNN`` escapes; everything else is kept."""
+    if text.isprintable():
+        return text
+    out = []
+    for c in text:
+        if c.isprintable() or c == " ":
+            out.append(c)
+            continue
+        n = ord(c)
+        if 0xDC80 <= n <= 0xDCFF:       # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{n - 0xDC00:02x}")
+        elif n <= 0xFF:
+            out.append(f"\\x{n:02x}")
+        else:
+            out.append(f"\\u{n:04x}")
+    return "".join(out)

@@ -198,3 +198,104 @@ class FailureTrackerTests(SynchronousTestCase):
 
     def test_bad_max_hosts(self) -> None:
         self.assertRaises(ValueError, FailureTracker, self.clock, max_hosts=0)
+
+
+class ExemptionTests(SynchronousTestCase):
+    """Issue 8 point 2: trunks and phones registered over TCP/TLS are never banned."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.events: list[dict[str, Any]] = []
+        self.tracker = FailureTracker(self.clock)
+        self.tracker.log = Logger(namespace="test", observer=recorder(self.events))
+
+    def test_exempt_host_never_banned(self) -> None:
+        self.tracker.exempt(HOST)
+        self.assertEqual([self.tracker.record_failure(HOST, "100") for _ in range(20)], [False] * 20)
+        self.assertFalse(self.tracker.is_banned(HOST))
+        self.assertEqual([e["security_event"] for e in self.events], ["throttle"])
+
+    def test_exempting_lifts_a_ban(self) -> None:
+        for _ in range(5):
+            self.tracker.record_failure(HOST, "100")
+        self.assertTrue(self.tracker.is_banned(HOST))
+        self.tracker.exempt(HOST)
+        self.assertFalse(self.tracker.is_banned(HOST))
+
+    def test_exemption_with_an_end(self) -> None:
+        self.tracker.exempt(HOST, until=100.0)
+        self.tracker.exempt(HOST, until=50.0)   # a shorter one does not cut it
+        self.clock.advance(99)
+        self.assertTrue(self.tracker.is_exempt(HOST))
+        self.clock.advance(1)
+        self.assertFalse(self.tracker.is_exempt(HOST))
+        for _ in range(5):
+            self.tracker.record_failure(HOST, "100")
+        self.assertTrue(self.tracker.is_banned(HOST))
+
+    def test_unexempt(self) -> None:
+        self.tracker.exempt(HOST)
+        self.tracker.unexempt(HOST)
+        self.assertFalse(self.tracker.is_exempt(HOST))
+        self.tracker.unexempt("192.0.2.99")
+
+
+class ThrottleTests(SynchronousTestCase):
+    """Issue 8 point 5: failures counted per user name, from any address."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.events: list[dict[str, Any]] = []
+        self.tracker = FailureTracker(self.clock, user_max_failures=10, user_window=60.0, user_lock_time=300.0)
+        self.tracker.log = Logger(namespace="test", observer=recorder(self.events))
+
+    def spread(self, count: int, username: str = "100") -> None:
+        for i in range(count):
+            self.tracker.record_failure(f"203.0.113.{i % 50}", username)
+
+    def test_throttled_after_failures_from_many_addresses(self) -> None:
+        self.spread(9)
+        self.assertFalse(self.tracker.is_throttled("100"))
+        self.spread(1)
+        self.assertTrue(self.tracker.is_throttled("100"))
+        self.assertFalse(self.tracker.is_throttled("101"))
+        [event] = self.events
+        self.assertEqual(event["security_event"], "throttle")
+        text = formatEvent(event)
+        self.assertTrue(text.startswith("security: extension 100 throttled for 300s after 10 failed"), text)
+        self.spread(50)
+        self.assertEqual(len(self.events), 1)  # logged once per throttle
+        self.assertEqual(self.tracker.banned_hosts, 0)
+
+    def test_throttle_ends_and_window_slides(self) -> None:
+        self.spread(10)
+        self.clock.advance(299)
+        self.assertTrue(self.tracker.is_throttled("100"))
+        self.clock.advance(1)
+        self.assertFalse(self.tracker.is_throttled("100"))
+        for _ in range(20):
+            self.tracker.record_failure("203.0.113.1", "200")
+            self.tracker.record_success("203.0.113.1")
+            self.clock.advance(7)
+        self.assertFalse(self.tracker.is_throttled("200"))
+
+    def test_names_escaped_and_bounded(self) -> None:
+        self.spread(10, "x\r\nforged" + "9" * 100)
+        [event] = self.events
+        text = formatEvent(event)
+        self.assertNotIn("\n", text)
+        self.assertIn("x\\x0d\\x0aforged", text)
+        tracker = FailureTracker(self.clock, max_users=10)
+        tracker.log = Logger(namespace="test", observer=recorder(self.events))
+        for i in range(1000):
+            tracker.record_failure("203.0.113.1" if i % 2 else "203.0.113.2", f"u{i}")
+            tracker.record_success("203.0.113.1")
+            tracker.record_success("203.0.113.2")
+        self.assertEqual(tracker.tracked_users, 10)
+
+    def test_configure(self) -> None:
+        self.tracker.configure(5, 60.0, 600.0, user_max_failures=3)
+        self.spread(3)
+        self.assertTrue(self.tracker.is_throttled("100"))
+        self.assertRaises(ValueError, self.tracker.configure, 5, 60.0, 600.0, user_max_failures=0)
+        self.assertRaises(ValueError, FailureTracker, self.clock, max_users=0)

@@ -78,8 +78,9 @@ class DigestMathTests(SynchronousTestCase):
         )
         result = auth.verify("GET", header, {"Mufasa": "Circle Of Life"}.get)
         self.assertEqual(result, AuthResult(False, "Mufasa", stale=True, reason="unknown nonce"))
+        # A nonce we did not issue (to this address) is checked first: no failure to count either way.
         result = auth.verify("GET", header, {"Mufasa": "Circle of Life"}.get)
-        self.assertEqual(result, AuthResult(False, "Mufasa", reason="bad credentials"))
+        self.assertEqual(result, AuthResult(False, "Mufasa", stale=True, reason="unknown nonce"))
 
 
 class ParseTests(SynchronousTestCase):
@@ -133,8 +134,17 @@ class ChallengeTests(SynchronousTestCase):
             self.assertEqual(params["realm"], REALM)
             self.assertEqual(params["qop"], "auth")
             self.assertTrue(params["nonce"])
-            self.assertTrue(params["opaque"])
-            self.assertNotIn("stale", params)
+            self.assertEqual(set(params), {"realm", "nonce", "algorithm", "qop"})
+
+    def test_algorithms_offered_in_order(self) -> None:
+        for algorithms in (("MD5",), ("SHA-256",), ("MD5", "SHA-256")):
+            values = self.auth.challenge(algorithms=algorithms)
+            self.assertEqual(tuple(parse_auth_header(v)[1]["algorithm"] for v in values), algorithms)
+
+    def test_small(self) -> None:
+        """One MD5 challenge is about a hundred bytes (it goes to unauthenticated, spoofable sources)."""
+        (value,) = self.auth.challenge(source_host="192.0.2.1", algorithms=("MD5",))
+        self.assertLessEqual(len(value), 110)
 
     def test_stale(self) -> None:
         for value in self.auth.challenge(stale=True):
@@ -175,16 +185,29 @@ class VerifyTests(SynchronousTestCase):
         self.assertIn("algorithm=SHA-256", header)
         self.assertEqual(self.auth.verify("REGISTER", header, lookup), AuthResult(True, "100"))
 
-    def test_sess_variants(self) -> None:
+    def test_sess_variants_only_when_offered(self) -> None:
+        """MD5-sess and SHA-256-sess are never offered by default, so never accepted; offered, they work."""
         for algorithm in ("MD5-sess", "SHA-256-sess"):
             challenge = self.auth.challenge()[1].replace("algorithm=MD5", f"algorithm={algorithm}")
             header = self.answer(challenge)
             self.assertIn(f"algorithm={algorithm}", header)
-            self.assertEqual(self.auth.verify("REGISTER", header, lookup), AuthResult(True, "100"))
+            self.assertEqual(self.auth.verify("REGISTER", header, lookup),
+                             AuthResult(False, "100", reason="unsupported algorithm"))
+            self.assertEqual(self.auth.verify("REGISTER", header, lookup, algorithms=(algorithm,)),
+                             AuthResult(True, "100"))
 
-    def test_escaped_password_and_echoed_opaque(self) -> None:
+    def test_only_offered_algorithms_accepted(self) -> None:
+        """With only SHA-256 configured, a correct MD5 answer (to an old or forged MD5 challenge) fails."""
+        header = self.answer(self.md5)
+        self.assertEqual(self.auth.verify("REGISTER", header, lookup, algorithms=("SHA-256",)),
+                         AuthResult(False, "100", reason="unsupported algorithm"))
+        self.assertTrue(self.auth.verify("REGISTER", self.answer(self.sha256), lookup, algorithms=("SHA-256",)).ok)
+        sha = self.answer(self.auth.challenge()[0])
+        self.assertEqual(self.auth.verify("REGISTER", sha, lookup, algorithms=("MD5",)).reason,
+                         "unsupported algorithm")
+
+    def test_escaped_password(self) -> None:
         header = self.answer(username="alice", password=PASSWORDS["alice"])
-        self.assertIn(f'opaque="{self.auth.opaque}"', header)
         self.assertEqual(self.auth.verify("REGISTER", header, lookup), AuthResult(True, "alice"))
 
     def test_uppercase_response_hex(self) -> None:
@@ -458,3 +481,97 @@ class ClientTests(SynchronousTestCase):
         ):
             with self.assertRaises(ValueError, msg=challenge):
                 build_authorization(challenge, "REGISTER", "sip:r", "u", "p")
+
+
+class BindingTests(SynchronousTestCase):
+    """Nonces bound to the address they were issued to and to their first user; uri compared; replays
+    refused even after the nonce-count table forgot the nonce (issue 8, points 2 and 7)."""
+
+    HOST = "192.0.2.10"
+    RURI = "sip:200@pbx.example.com"
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.auth = DigestAuthenticator(REALM, self.clock, secret=b"test secret")
+
+    def challenge(self, host: str = HOST) -> str:
+        return self.auth.challenge(source_host=host, algorithms=("MD5",))[0]
+
+    def verify(self, header: str, host: str = HOST, ruri: str = RURI, method: str = "INVITE") -> AuthResult:
+        from minisip.sip.uri import parse_uri
+        return self.auth.verify(method, header, lookup, source_host=host, request_uri=parse_uri(ruri))
+
+    def answer(self, challenge: str, username: str = "100", password: str = "secret100", uri: str = RURI,
+               nc: int = 1) -> str:
+        return build_authorization(challenge, "INVITE", uri, username, password, nc=nc)
+
+    def test_nonce_from_another_address_is_stale_not_a_failure(self) -> None:
+        """The spoofed-ban attack: a nonce fetched from one address, wrong answers sent as another."""
+        wrong = self.answer(self.challenge("198.51.100.66"), password="guess")
+        self.assertEqual(self.verify(wrong), AuthResult(False, "100", stale=True, reason="unknown nonce"))
+        right = self.answer(self.challenge("198.51.100.66"))
+        self.assertEqual(self.verify(right), AuthResult(False, "100", stale=True, reason="unknown nonce"))
+        self.assertTrue(self.verify(self.answer(self.challenge())).ok)
+        self.assertEqual(self.verify(self.answer(self.challenge(), password="guess")).reason, "bad credentials")
+
+    def test_nonce_of_one_user_does_not_work_for_another(self) -> None:
+        challenge = self.challenge()
+        self.assertTrue(self.verify(self.answer(challenge)).ok)
+        other = self.answer(challenge, username="alice", password=PASSWORDS["alice"], nc=2)
+        self.assertEqual(self.verify(other), AuthResult(False, "alice", stale=True, reason="nonce of another user"))
+        # The first user goes on with it.
+        self.assertTrue(self.verify(self.answer(challenge, nc=3)).ok)
+
+    def test_digest_uri_must_name_the_request_uri(self) -> None:
+        """A sniffed Authorization for 200 does not work for an INVITE to a premium number."""
+        header = self.answer(self.challenge())
+        self.assertEqual(self.verify(header, ruri="sip:0900123456@pbx.example.com"),
+                         AuthResult(False, "100", reason="uri mismatch"))
+        for other in ("sips:200@pbx.example.com", "sip:200@elsewhere.example.com", "sip:200@pbx.example.com:5070",
+                      "sip:201@pbx.example.com", "tel:200"):
+            self.assertEqual(self.verify(header, ruri=other).reason, "uri mismatch", other)
+        self.assertEqual(self.verify(self.answer(self.challenge(), uri="garbage")).reason, "uri mismatch")
+
+    def test_digest_uri_compared_leniently(self) -> None:
+        for uri, ruri in (
+            ("sip:200@pbx.example.com", "sip:200@PBX.example.com:5060;user=phone"),
+            ("sip:200@pbx.example.com:5060", "sip:200@pbx.example.com;transport=tcp"),
+            ("sip:%32%30%30@pbx.example.com", "sip:200@pbx.example.com"),
+            ("sips:200@pbx.example.com:5061", "sips:200@pbx.example.com"),
+            ("tel:+31-20-1234567", "tel:+31201234567"),
+            ("sip:pbx.example.com", "sip:pbx.example.com"),
+            ("sip:pbx.example.com:5060", "sip:200@pbx.example.com"),   # SIPp's [authentication]
+        ):
+            header = self.answer(self.challenge(), uri=uri)
+            self.assertTrue(self.verify(header, ruri=ruri).ok, (uri, ruri))
+
+    def test_no_replay_after_the_table_forgets_the_nonce(self) -> None:
+        auth = DigestAuthenticator(REALM, self.clock, secret=b"s", max_tracked_nonces=3)
+        self.auth = auth
+        first = self.answer(self.challenge())
+        self.assertTrue(self.verify(first).ok)
+        for _ in range(5):
+            self.assertTrue(self.verify(self.answer(self.challenge())).ok)
+        self.assertEqual(auth.tracked_nonces, 3)
+        # The first nonce was forgotten long before it expires: its exact replay is still refused.
+        self.assertEqual(self.verify(first), AuthResult(False, "100", stale=True, reason="stale nonce"))
+        self.assertEqual(self.verify(self.answer(self.challenge())).ok, True)
+
+    def test_untracked_table_makes_nonces_single_use(self) -> None:
+        self.auth = DigestAuthenticator(REALM, self.clock, secret=b"s", max_tracked_nonces=0)
+        header = self.answer(self.challenge())
+        self.assertTrue(self.verify(header).ok)
+        self.assertEqual(self.verify(header).reason, "stale nonce")
+
+    def test_throttled_user_refused_without_checking(self) -> None:
+        asked: list[str] = []
+
+        def recording(username: str) -> str | None:
+            asked.append(username)
+            return PASSWORDS.get(username)
+
+        header = self.answer(self.challenge())
+        result = self.auth.verify("INVITE", header, recording, source_host=self.HOST, refuse=lambda u: u == "100")
+        self.assertEqual(result, AuthResult(False, "100", reason="throttled"))
+        self.assertEqual(asked, [])

@@ -11,6 +11,7 @@ from minisip.sip.message import (
     Request,
     Response,
     StreamFramer,
+    UnsafeHeaderError,
     Via,
     make_response,
     parse_cseq,
@@ -721,3 +722,71 @@ class StreamFramerErrorAfterFramesTests(SynchronousTestCase):
         framer = StreamFramer()
         self.assertEqual(framer.feed(good + b"GARBAGE\r\n\r\n"), [good])
         self.assertRaises(SIPParseError, framer.feed, b"")
+
+
+class HeaderInjectionTests(SynchronousTestCase):
+    """Issue 8 point 1: whatever builds a header, CR, LF and NUL never reach the wire."""
+
+    BAD = ("x\r\nSubject: pwned", "x\nSubject: pwned", "x\rSubject: pwned", "x\x00y")
+
+    def request(self) -> Request:
+        msg = parse_message(
+            b"OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+            b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n")
+        assert isinstance(msg, Request)
+        return msg
+
+    def test_set_and_add_refuse(self) -> None:
+        req = self.request()
+        before = req.to_bytes()
+        for value in self.BAD:
+            self.assertRaises(UnsafeHeaderError, req.set, "Subject", value)
+            self.assertRaises(UnsafeHeaderError, req.add, "Contact", value)
+            self.assertRaises(UnsafeHeaderError, req.add, "Route", value, first=True)
+        for name in ("X-A\r\nB", "X A", "X:A", "", "X\x00"):
+            self.assertRaises(UnsafeHeaderError, req.set, name, "v")
+        self.assertEqual(req.to_bytes(), before)
+        self.assertIsInstance(UnsafeHeaderError("x"), ValueError)
+
+    def test_constructors_refuse(self) -> None:
+        for value in self.BAD:
+            self.assertRaises(UnsafeHeaderError, Request, "INVITE", SipURI("example.com"),
+                              [("from", "From", value)])
+            self.assertRaises(UnsafeHeaderError, Response, 200, "OK", [("to", "To", value)])
+            self.assertRaises(UnsafeHeaderError, Response, 200, value)
+        self.assertRaises(UnsafeHeaderError, Request, "INVITE\r\nX:", SipURI("example.com"))
+
+    def test_make_response_refuses_unsafe_extras(self) -> None:
+        req = self.request()
+        for value in self.BAD:
+            self.assertRaises(UnsafeHeaderError, make_response, req, 400, extra=[("Warning", value)])
+            self.assertRaises(UnsafeHeaderError, make_response, req, 400, value)
+        self.assertRaises(UnsafeHeaderError, make_response, req, 400, to_tag="t\r\nX: y")
+
+    def test_to_bytes_refuses_values_changed_in_place(self) -> None:
+        req = self.request()
+        req.headers.append(("subject", "Subject", "hi\r\nContact: <sip:evil@198.51.100.1>"))
+        self.assertRaises(UnsafeHeaderError, req.to_bytes)
+        req = self.request()
+        req.uri = SipURI("example.com\r\nX: y")
+        self.assertRaises(UnsafeHeaderError, req.to_bytes)
+
+    def test_received_nul_in_a_quoted_pair_is_answered(self) -> None:
+        """RFC 4475 intmeth has a NUL in a quoted display name: copied back as received, it is fine."""
+        msg = parse_message(
+            b"OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+            b"From: <sip:a@example.com>;tag=1\r\nTo: \"NUL:\\\x00\" <sip:b@example.com>\r\nCall-ID: x\r\n"
+            b"CSeq: 1 OPTIONS\r\n\r\n")
+        assert isinstance(msg, Request)
+        self.assertIn(b"\x00", make_response(msg, 200, to_tag="t").to_bytes())
+
+    def test_partial_request_with_bare_cr_answered_without_it(self) -> None:
+        data = (b"OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+                b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\rSubject: x\r\nCall-ID: x\r\n"
+                b"CSeq: 1 OPTIONS\r\n\r\n")
+        with self.assertRaises(SIPParseError) as ctx:
+            parse_message(data)
+        partial = ctx.exception.partial
+        assert partial is not None
+        wire = make_response(partial, 400, to_tag="t").to_bytes()
+        self.assertEqual(wire.count(b"\r"), wire.count(b"\r\n"))

@@ -1105,3 +1105,80 @@ class TimerQueueUnitTests(SynchronousTestCase):
             self.clock.advance(0.25)
         self.assertEqual([n for n, _ in self.fired], ["a", "b", "a+", "b+", "a++", "b++"])
         self.assertEqual(len(self.clock.getDelayedCalls()), 0)
+
+
+class StatelessTests(SynchronousTestCase):
+    """Answers sent without keeping a transaction (challenges to unauthenticated requests, issue 8)."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.sent = Recorder(self.clock)
+        self.tu = FakeTU()
+        self.layer = TransactionLayer(self.clock, self.sent, self.tu)
+
+    def challenge(self, txn: ServerTransaction, req: Request) -> None:
+        txn.respond_statelessly(make_response(req, 407, to_tag="t1"))
+
+    def test_invite_answered_once_then_forgotten(self) -> None:
+        self.tu.on_request = self.challenge
+        req = request("INVITE")
+        self.layer.receive_request(req, UDP)
+        self.assertEqual(len(self.layer), 0)
+        self.clock.pump([0.5] * 80)
+        self.assertEqual([m.status for m in self.sent.messages()], [407])  # type: ignore[union-attr]
+
+    def test_retransmitted_request_answered_again(self) -> None:
+        self.tu.on_request = self.challenge
+        req = request("INVITE")
+        for delay in TIMER_A_SCHEDULE:
+            self.layer.receive_request(req, UDP)
+            self.clock.advance(delay)
+        self.assertEqual(len(self.tu.requests), len(TIMER_A_SCHEDULE))
+        self.assertEqual(len(self.sent.sent), len(TIMER_A_SCHEDULE))
+        self.assertEqual(len(self.layer), 0)
+
+    def test_ack_of_a_stateless_answer_goes_to_the_tu(self) -> None:
+        self.tu.on_request = self.challenge
+        req = request("INVITE")
+        self.layer.receive_request(req, UDP)
+        ack = request("ACK", cseq=1, to_tag="t1")
+        self.layer.receive_request(ack, UDP)
+        self.assertEqual(len(self.tu.acks), 1)
+        self.assertEqual(len(self.sent.sent), 1)
+
+    def test_non_invite(self) -> None:
+        self.tu.on_request = self.challenge
+        self.layer.receive_request(request("REGISTER"), UDP)
+        self.assertEqual(len(self.layer), 0)
+        self.assertEqual(len(self.sent.sent), 1)
+
+    def test_provisional_refused_and_after_final_ignored(self) -> None:
+        got: list[ServerTransaction] = []
+        self.tu.on_request = lambda txn, req: got.append(txn)
+        req = request("REGISTER")
+        self.layer.receive_request(req, UDP)
+        (txn,) = got
+        with self.assertRaises(ValueError):
+            txn.respond_statelessly(make_response(req, 100))
+        txn.respond(make_response(req, 200, to_tag="x"))
+        txn.respond_statelessly(make_response(req, 401, to_tag="x"))
+        self.assertEqual([m.status for m in self.sent.messages()], [200])  # type: ignore[union-attr]
+
+    def test_drop(self) -> None:
+        """Dropped in the TU's turn: not even a 100 Trying goes out."""
+        self.tu.on_request = lambda txn, req: txn.drop()
+        self.layer.receive_request(request("INVITE"), UDP)
+        self.assertEqual(len(self.layer), 0)
+        self.clock.pump([1.0] * 40)
+        self.assertEqual(self.sent.sent, [])
+
+    def test_unsafe_request_leaves_nothing_behind(self) -> None:
+        """A request whose header was corrupted in place is refused before it is sent or remembered."""
+        from minisip.sip.message import UnsafeHeaderError
+
+        req = request("OPTIONS", branch=new_branch())
+        req.headers.append(("subject", "Subject", "hi\r\nContact: <sip:evil@198.51.100.1>"))
+        with self.assertRaises(UnsafeHeaderError):
+            self.layer.send_request(req, UDP_OTHER, lambda r: None, lambda: None)
+        self.assertEqual(len(self.layer), 0)
+        self.assertEqual(self.sent.sent, [])
