@@ -199,6 +199,13 @@ class ServerAPI:
     def destination_for(self, binding: Binding) -> ContactDestination:
         return destination_for(binding, self._core.connected)
 
+    def exempt_from_bans(self, host: str) -> None:
+        """Never ban ``host`` (a trunk's carrier: a spoofed guess must not cut off its calls)."""
+        self._core.security.exempt(host)
+
+    def end_ban_exemption(self, host: str) -> None:
+        self._core.security.unexempt(host)
+
     def in_call(self, number: str) -> bool:
         """True while the extension is the caller, or the answering callee, of a call through this server."""
         return self._core.calls.busy.get(number, 0) > 0

@@ -108,7 +108,8 @@ class Server:
         self.store = open_store(cfg.datadir, cfg.path)
         self.location = LocationService(self.store, _WallClock(self.reactor))
         self.restored = self.location.load()
-        self.security = FailureTracker(self.reactor, cfg.max_failures, cfg.failure_window, cfg.ban_time)
+        self.security = FailureTracker(self.reactor, cfg.max_failures, cfg.failure_window, cfg.ban_time,
+                                       **self._user_limits(cfg))
         self.transport = TransportManager(self.reactor, None, idle_timeout=cfg.idle_timeout,
                                           max_connections_per_host=cfg.max_connections_per_host,
                                           max_message_size=cfg.max_message_size,
@@ -235,6 +236,11 @@ class Server:
                      description=getattr(plugin.factory, "description", ""))
 
     @staticmethod
+    def _user_limits(cfg: Config) -> dict[str, Any]:
+        return {"user_max_failures": cfg.extension_max_failures, "user_window": cfg.extension_failure_window,
+                "user_lock_time": cfg.extension_lock_time}
+
+    @staticmethod
     def _registrar_opts(cfg: Config) -> dict[str, int]:
         return {"min_expires": cfg.registration_min_expires, "max_expires": cfg.registration_max_expires,
                 "default_expires": cfg.registration_default_expires}
@@ -271,7 +277,7 @@ class Server:
         self.core.apply_config(cfg.domain, cfg.extensions, ring_timeout=cfg.no_answer_timeout,
                                digest_algorithms=cfg.digest_algorithms)
         self.core.registrar.configure(**self._registrar_opts(cfg))
-        self.security.configure(cfg.max_failures, cfg.failure_window, cfg.ban_time)
+        self.security.configure(cfg.max_failures, cfg.failure_window, cfg.ban_time, **self._user_limits(cfg))
         transport = self.transport
         transport.idle_timeout = cfg.idle_timeout
         transport.max_connections_per_host = cfg.max_connections_per_host

@@ -62,7 +62,9 @@ _EXTENSION_KEYS = frozenset({"password", "name", "digest_algorithms"})
 # twinkle 1.10 reads only the last challenge; SHA-256 is one setting away (server-wide or per extension).
 DEFAULT_DIGEST_ALGORITHMS = ("MD5",)
 # Flood limits (issue 8.9): connections in all, and the deadline of a message under way on a stream.
-_CORE_SECTIONS["security"] = _CORE_SECTIONS["security"] | frozenset({"max_connections", "message_timeout"})
+_CORE_SECTIONS["security"] = _CORE_SECTIONS["security"] | frozenset({
+    "max_connections", "message_timeout", "extension_max_failures", "extension_failure_window",
+    "extension_lock_time"})
 
 # A section name no real file uses, so that a [DEFAULT] section is an ordinary (refused) section
 # instead of silently applying its keys to every other section.
@@ -156,6 +158,9 @@ class Config:
     max_failures: int = 5
     failure_window: float = 60
     ban_time: float = 600
+    extension_max_failures: int = 10
+    extension_failure_window: float = 60
+    extension_lock_time: float = 300
     idle_timeout: float = 600
     max_connections_per_host: int = 32
     max_message_size: int = 65535
@@ -481,6 +486,9 @@ def load_config(path: str, datadir_override: str | None = None, known_prefixes: 
         max_failures=security.integer("max_failures", 5),
         failure_window=security.number("failure_window", 60),
         ban_time=security.number("ban_time", 600),
+        extension_max_failures=security.integer("extension_max_failures", 10),
+        extension_failure_window=security.number("extension_failure_window", 60),
+        extension_lock_time=security.number("extension_lock_time", 300),
         idle_timeout=sip.number("idle_timeout", 600),
         max_connections_per_host=sip.integer("max_connections_per_host", 32),
         max_message_size=sip.integer("max_message_size", 65535),

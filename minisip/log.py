@@ -29,6 +29,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import ILogObserver, Logger, LogLevel, formatEventAsClassicLogText
 from zope.interface import implementer
 
+from minisip.sip.validate import escape_controls
+
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 
 
@@ -66,6 +68,11 @@ class TextObserver:
             return None
         try:
             message = fmt.format_map(event)
+            if not message.replace("\n", " ").isprintable():
+                # text from the network (a caller number, a user agent) never writes control
+                # characters into the log: its fields are escaped (a new line stays one: it is
+                # indented below, so it can never pass for a line of its own)
+                message = fmt.format_map(_Escaped(event))
         except Exception:  # noqa: BLE001 - a field Twisted formats differently: its formatter decides
             return None
         system = event.get("log_system")
@@ -75,6 +82,16 @@ class TextObserver:
         if "\n" in message:
             message = message.replace("\n", "\n\t")
         return f"{self._time(event.get('log_time'))} [{system}] {message}\n"
+
+
+class _Escaped(dict):  # type: ignore[type-arg]
+    """An event whose text fields come out with control characters escaped (format_map reads it)."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = dict.__getitem__(self, key)
+        if value.__class__ is not str:
+            return value
+        return "\n".join(escape_controls(part) for part in value.split("\n"))
 
 
 def observer() -> TextObserver:

@@ -356,10 +356,12 @@ def same_host(a: str, b: str) -> bool:
 class Resolver:
     """Proxy host names to IP addresses (cached for RESOLVE_TTL); IP literals pass through."""
 
-    def __init__(self, clock: Any, resolve: Callable[[str], defer.Deferred] | None) -> None:
+    def __init__(self, clock: Any, resolve: Callable[[str], defer.Deferred] | None,
+                 on_address: Callable[[str], None] | None = None) -> None:
         self.clock = clock
         self._resolve = resolve
         self._cache: dict[str, tuple[str, float]] = {}
+        self.on_address = on_address or (lambda ip: None)   # each address a carrier resolves to
 
     def cached(self, host: str) -> str | None:
         if _is_ip(host):
@@ -379,6 +381,7 @@ class Resolver:
 
         def got(ip: str) -> str:
             self._cache[host] = (ip, self.clock.seconds() + RESOLVE_TTL)
+            self.on_address(ip)
             return ip
 
         d.addCallback(got)
@@ -530,7 +533,7 @@ class TrunksFeature:
         self.api = api
         self.log = api.log
         self.config = config
-        self.resolver = Resolver(api.clock, resolve or getattr(api.clock, "resolve", None))
+        self.resolver = Resolver(api.clock, resolve or getattr(api.clock, "resolve", None), api.exempt_from_bans)
         self.registrations: dict[str, RegistrationClient] = {}
         self.router = TrunkRouter(self)
         self.identifier = TrunkIdentifier(self)
@@ -542,6 +545,13 @@ class TrunksFeature:
         hooks.add_service(self.service)
         for trunk in self.config.trunks:
             self._describe(trunk)
+            self._exempt(trunk)
+
+    def _exempt(self, trunk: TrunkConfig) -> None:
+        """A carrier's address is never banned: a spoofed guess in its name must not cut off its calls
+        (host names are exempted as they resolve)."""
+        if _is_ip(trunk.host):
+            self.api.exempt_from_bans(trunk.host)
 
     def _describe(self, trunk: TrunkConfig) -> None:
         self.log.info("trunk {name}: {transport}:{host}:{port}, prefix {prefix}, {uris} URIs, {n} DIDs, {reg}",
@@ -587,6 +597,7 @@ class TrunksFeature:
         for trunk in config.trunks:
             if trunk.name not in old or trunk != old[trunk.name]:
                 self._describe(trunk)
+                self._exempt(trunk)
         self.start_registrations()
 
 

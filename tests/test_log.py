@@ -189,3 +189,13 @@ class RepeatLimiterTests(unittest.SynchronousTestCase):
         self.assertEqual([e["log_level"] for e in self.events], [LogLevel.warn, LogLevel.warn])
         self.limiter.close()
         self.assertEqual((self.limiter.sources, self.clock.getDelayedCalls()), (0, []))
+
+
+class EscapingTests(unittest.SynchronousTestCase):
+    def test_control_characters_from_the_network_are_escaped(self) -> None:
+        """Issue 8 point 1: a caller number carrying CR/NUL/ESC cannot forge or hide log text."""
+        out = io.StringIO()
+        TextObserver(out)({"log_format": "call from {caller}", "log_time": 0.0, "log_namespace": "x",
+                           "log_level": LogLevel.info, "caller": "100\r\x1b[2J\x00evil"})
+        self.assertIn("call from 100\\x0d\\x1b[2J\\x00evil", out.getvalue())
+        self.assertEqual(out.getvalue().count("\n"), 1)

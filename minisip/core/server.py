@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any, Callable, Mapping
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -22,7 +22,7 @@ from minisip.core.sipleg import SipLeg, SipLegFactory
 from minisip.sip.auth import DigestAuthenticator
 from minisip.sip.dialog import Dialog
 from minisip.sip.ids import random_hex
-from minisip.sip.message import Request, Response, make_response
+from minisip.sip.message import Request, Response, UnsafeHeaderError, make_response
 from minisip.sip.transaction import ServerTransaction, TransactionLayer, new_branch
 from minisip.sip.types import Addr
 from minisip.sip.uri import SipURI, TelURI, parse_uri
@@ -195,6 +195,15 @@ class SIPCore:
     def request_received(self, txn: ServerTransaction, req: Request) -> None:
         try:
             self._dispatch(txn, req)
+        except UnsafeHeaderError as e:
+            # a value with CR/LF/NUL reached a header we build (a plugin's destination, say): refused
+            # by the serializer before anything was sent; one line, no traceback
+            log.warn("refused to send a header with CR, LF or NUL while handling {method} from {source}: "  # noqa: G010
+                     "{e}", method=req.method, source=str(txn.source), e=escape_controls(str(e)))
+            try:
+                txn.respond(make_response(req, 500, "Server Internal Error", to_tag=_token()))
+            except Exception:
+                log.failure("cannot answer 500")
         except Exception:
             log.failure("error handling {method} from {source}", method=req.method, source=str(txn.source))
             try:
@@ -416,10 +425,10 @@ class SIPCore:
         ext = self.extensions.get(call.caller)
         name = call.caller_display or (f'"{ext.name}"' if ext is not None and getattr(ext, "name", None) else None)
         dest_from = getattr(dest, "from_uri", None)
-        from_uri = dest_from or f"<sip:{call.caller}@{self.domain}>"
+        from_uri = dest_from or f"<sip:{_user(call.caller)}@{self.domain}>"
         if name and not dest_from:
             from_uri = f"{name} {from_uri}"
-        to_uri = getattr(dest, "to_uri", None) or f"<sip:{dest.aor or call.callee}@{self.domain}>"
+        to_uri = getattr(dest, "to_uri", None) or f"<sip:{_user(dest.aor or call.callee)}@{self.domain}>"
         dialog = Dialog(_token() + "@minisip", _token(), from_uri, to_uri, dest.uri)
         leg = SipLeg(self, call, "uac", dialog, dest.addr, dest)
         leg.description = f"{dest.uri} via {dest.addr}"
@@ -502,6 +511,12 @@ class SIPCore:
             self.calls.after(32, self.forget_dialog, leg)
         if leg.state == "terminated":
             self.forget_dialog(leg)
+
+
+def _user(text: str) -> str:
+    """A number or name as the user part of a SIP URI: ``#`` and other reserved characters escaped
+    (RFC 3261 25.1: unreserved and user-unreserved characters stay as they are)."""
+    return quote(text, safe="-_.!~*'()&=+$,;?/")
 
 
 def _hp(host: str, port: int) -> str:

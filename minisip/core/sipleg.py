@@ -25,7 +25,7 @@ from minisip.sip.types import Addr
 log = Logger(namespace="minisip.call")
 
 # Headers that travel with an in-dialog request passed across the B2BUA.
-CARRIED = ("Event", "Subscription-State", "Refer-To", "Info-Package", "Session-Expires")
+CARRIED = ("Event", "Subscription-State", "Refer-To", "Referred-By", "Info-Package", "Session-Expires")
 
 
 @implementer(ILeg)

@@ -301,8 +301,8 @@ class TransportManager:
         if datagram:
             if len(data) <= 4 and data.strip(b"\r\n") == b"":
                 return  # keep-alive
-            if self.is_banned(source.host):
-                return
+            # A banned address is not dropped here: responses to our own requests and requests of
+            # dialogs already up still count (the core decides, after parsing; docs/security.md).
         try:
             msg = parse_message(data, datagram=datagram)
         except SIPParseError as e:

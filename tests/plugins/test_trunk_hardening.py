@@ -58,3 +58,15 @@ class TrunkCallerInjectionTests(SynchronousTestCase):
         (dlg,) = self.ext.incoming()
         assert dlg.invite is not None
         self.assertEqual(str(dlg.invite.from_.uri), f"sip:+31612345678@{DOMAIN}")
+
+    def test_spoofed_guesses_never_ban_the_carrier(self) -> None:
+        """Issue 8 point 2: wrong answers sent with the carrier's address (spoofed UDP) do not ban it; its
+        DID calls still ring the extension."""
+        security = self.pbx.core.security
+        self.assertTrue(security.is_exempt(CARRIER))
+        for _ in range(security.max_failures * 3):
+            security.record_failure(CARRIER, "100")
+        self.assertFalse(security.is_banned(CARRIER))
+        self.invite("0612345678")
+        (ring,) = self.ext.incoming()
+        self.assertEqual(ring.invite.from_.uri.user, "0612345678")  # type: ignore[union-attr]
