@@ -34,8 +34,16 @@ What linphone-daemon 5.1.65 does that shaped this driver, all checked here:
 * SIP INFO DTMF: ``[sip] use_info=1`` and ``use_rfc2833=0``, else RFC 4733 (``use_rfc2833=1``).
 * ``call-pause`` sends a re-INVITE with ``a=sendonly``; the held side goes to
   ``LinphoneCallPausedByRemote`` and back to ``LinphoneCallStreamsRunning`` on ``call-resume``.
-* ``call-transfer ID URI`` sends REFER; a REFER received is accepted (202) and Linphone calls the
-  Refer-To target itself (a new call id, ``LinphoneCallOutgoingInit``), NOTIFYing the transferor.
+* ``call-transfer ID URI`` sends REFER (no transfer events reach the socket: the 202 is in the log).
+  A REFER received is accepted (202, ``LinphoneCallRefered``): Linphone puts that call on hold
+  (re-INVITE ``a=sendonly``), calls the Refer-To target itself (a new call id,
+  ``LinphoneCallOutgoingInit``) and NOTIFYs the transferor. Its final NOTIFY carries
+  ``Subscription-State: terminated;reason=reason=noresource`` (sic), which PJSIP drops as a syntax
+  error; only the first NOTIFY ("SIP/2.0 100 Trying", ``active``) gets through to a PJSIP transferor.
+* Digits sent with ``dtmf`` less than about 0.2 s apart are dropped ("MSRtpSend: already sending a
+  dtmf").
+* Events of a call placed by this phone start with ``LinphoneCallOutgoingInit``, so when waiting for
+  the OutgoingInit of a call it makes on its own (a transfer), skip the first call's.
 """
 
 from __future__ import annotations

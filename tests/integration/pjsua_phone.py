@@ -75,6 +75,7 @@ class Phone:
         tones.append(desc)
         self.tone.play(tones, True)
         self.calls: list[PhoneCall] = []
+        self.answered: set[str] = set()  # client transactions whose final response was reported
         self.account = PhoneAccount(self)
         self.running = True
 
@@ -300,17 +301,19 @@ class PhoneCall(pj.Call):
               "final": prm.finalNotify})
 
     def onCallTsxState(self, prm: Any) -> None:
-        # Report each in-dialog request received (REFER, INFO, re-INVITE...) by method, once.
+        # Report each in-dialog request received (REFER, INFO, NOTIFY, re-INVITE...) and the final
+        # response to each one sent, once per transaction.
         e = prm.e
         try:
             if e.type != pj.PJSIP_EVENT_TSX_STATE:
                 return
             tsx = e.body.tsxState.tsx
+            key = str(tsx.pjTransaction)
             if tsx.role == pj.PJSIP_ROLE_UAS and tsx.state == pj.PJSIP_TSX_STATE_TRYING:
                 emit({"event": "request", "call": self.getId(), "method": tsx.method})
-            elif tsx.role == pj.PJSIP_ROLE_UAC and tsx.state in (pj.PJSIP_TSX_STATE_COMPLETED,
-                                                                  pj.PJSIP_TSX_STATE_TERMINATED) \
-                    and tsx.statusCode >= 200:
+            elif tsx.role == pj.PJSIP_ROLE_UAC and tsx.statusCode >= 200 and key not in self.phone.answered \
+                    and tsx.state in (pj.PJSIP_TSX_STATE_COMPLETED, pj.PJSIP_TSX_STATE_TERMINATED):
+                self.phone.answered.add(key)
                 emit({"event": "response", "call": self.getId(), "method": tsx.method, "code": tsx.statusCode})
         except Exception as exc:  # a missing field must not kill the phone
             emit({"event": "tsx_error", "error": str(exc)})

@@ -296,17 +296,23 @@ class InCallTests(PhonesTestBase):
             call = self.pjsip_calls_linphone(pj, lin)
             pj.command("dtmf 42 info")
             self.wait_tones(lin, "42")
-            self.assertEqual([r for r in pj.seen("response") if r["method"] == "INFO"][-2:],
-                             [{"event": "response", "call": 0, "method": "INFO", "code": 200}] * 2)
+            for _ in "42":  # one INFO per digit, each answered 200 by Linphone through minisip
+                self.assertEqual(pj.wait_event("response", method="INFO", timeout=5)["code"], 200)
             for digit in "7#":
                 lin.command(f"dtmf {digit}")
                 ev = pj.wait_event("dtmf", timeout=5)
                 self.assertEqual((ev["digit"], ev["method"]), (digit, "info"))
                 time.sleep(0.3)
-            self.assertEqual(len(pj.seen("request", method="INFO")), 2)
+            self.assertEqual(len(pj.seen("request", method="INFO")), 2)  # not RFC 4733 after all
             pj.command("hangup")
             lin.wait_call_state("CallReleased", call=call, timeout=10)
         self.run_checked(body)
+
+    def wait_log(self, phone: Linphone, pattern: str, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, phone.read_log()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertRegex(phone.read_log(), pattern)
 
     def wait_tones(self, phone: Linphone, digits: str, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
@@ -316,7 +322,11 @@ class InCallTests(PhonesTestBase):
 
     def test_blind_transfer_by_pjsip(self) -> None:
         """PJSIP (101) transfers Linphone (100) to 102: the REFER crosses minisip, Linphone accepts it
-        (202) and calls 102, and its NOTIFYs come back across to PJSIP."""
+        (202) and calls 102, and its NOTIFY comes back across to PJSIP.
+
+        Linphone 5.1's final NOTIFY carries ``Subscription-State: terminated;reason=reason=noresource``,
+        which PJSIP drops as a syntax error, so only the first NOTIFY (sipfrag "100 Trying") can be seen
+        to arrive (see linphone.py)."""
         def body() -> None:
             lin, pj = self.linphone("100", "udp"), self.pjsua("101", "udp")
             target = self.pjsua("102", "udp")
@@ -326,16 +336,19 @@ class InCallTests(PhonesTestBase):
             pj.command("xfer sip:102@127.0.0.1")
             refer = pj.wait_event("response", method="REFER", timeout=5)
             self.assertEqual(refer["code"], 202, refer)
-            self.assertTrue(re.search(r"REFER|Refer-To", lin.read_log()))
+            lin.wait_call_state("CallRefered", call=call, timeout=5)
             new = lin.wait_call_state("CallOutgoingInit", timeout=5)
+            if new == call:  # the first call's own OutgoingInit, still pending: the next one is new
+                new = lin.wait_call_state("CallOutgoingInit", timeout=5)
             self.assertNotEqual(new, call)
             incoming = target.wait_event("incoming", timeout=10)
             self.assertIn("sip:100@127.0.0.1", incoming["from"])
             target.wait_event("state", state="CONFIRMED", timeout=10)
             lin.wait_call_state("CallStreamsRunning", call=new, timeout=10)
-            # The transferee's NOTIFY (sipfrag 200) reaches the transferor through minisip.
-            status = pj.wait_event("xfer_status", final=True, timeout=10)
-            self.assertEqual(status["code"], 200, status)
+            # The transferee's NOTIFY reaches the transferor through minisip.
+            pj.wait_event("request", method="NOTIFY", timeout=5)
+            status = pj.wait_event("xfer_status", timeout=5, match=lambda ev: ev["reason"] != "Accepted")
+            self.assertEqual(status["code"], 100, status)
             target.command("hangup")
             lin.wait_call_state("CallReleased", call=new, timeout=10)
         self.run_checked(body)
@@ -353,6 +366,8 @@ class InCallTests(PhonesTestBase):
             refer = pj.wait_event("xfer_request", timeout=5)
             self.assertIn("sip:102@127.0.0.1", refer["to"])
             self.assertEqual(refer["code"], 202)
+            # PJSIP's 202 came back across to Linphone (its log holds every SIP message it received).
+            self.wait_log(lin, r"SIP/2.0 202 [^\n]*\n(?:[^\n]+\n)*?CSeq: \d+ REFER")
             incoming = target.wait_event("incoming", timeout=10)
             self.assertIn("sip:101@127.0.0.1", incoming["from"])
             target.wait_event("state", state="CONFIRMED", timeout=10)
