@@ -48,18 +48,20 @@ What linphone-daemon 5.1.65 does that shaped this driver, all checked here:
 
 from __future__ import annotations
 
+import array
 import math
 import os
 import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
+import sys
 import time
 import wave
 
 from tests.integration.harness import free_port
+from tests.integration.pjsua import free_rtp_ports
 
 LINPHONE_DAEMON = shutil.which("linphone-daemon")
 
@@ -72,10 +74,13 @@ class LinphoneError(AssertionError):
     pass
 
 
-def write_tone_wav(path: str, seconds: float = 20.0, freq: float = 1000.0, rate: int = 8000) -> str:
+def write_tone_wav(path: str, seconds: int = 20, freq: float = 1000.0, rate: int = 8000) -> str:
     """A mono 16-bit ``rate`` Hz WAV holding a sine of ``freq`` Hz: Linphone's microphone in a call."""
-    frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate)))
-                      for i in range(int(seconds * rate)))
+    period = [int(8000 * math.sin(2 * math.pi * freq * i / rate)) for i in range(rate)]  # one second
+    samples = array.array("h", period * int(seconds))
+    if sys.byteorder != "little":
+        samples.byteswap()
+    frames = samples.tobytes()
     with wave.open(path, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -110,7 +115,7 @@ class Linphone:
         self.pipe = f"minisip-test-{os.getpid()}-{user}-{os.urandom(3).hex()}"
         kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
         self.sip_port = free_port(kind, also_tcp=transport == "udp")
-        self.rtp_port = free_port(socket.SOCK_DGRAM, also_tcp=False)
+        self.rtp_port = free_rtp_ports()
         self.tone = write_tone_wav(os.path.join(self.dir, "tone8k.wav"))
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None

@@ -37,6 +37,7 @@ What pjsua2 2.15 does that shaped this driver, all checked here:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import select
@@ -51,18 +52,17 @@ from tests.integration.harness import free_port, stop_process
 PHONE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pjsua_phone.py")
 
 SKIP_REASON: str | None = None
-try:
-    import pjsua2  # noqa: F401  (only to know whether the child can run)
-except ImportError:
-    SKIP_REASON = "the pjsua2 module is not installed (pip install pjsua2-python; a CPython 3.11 wheel)"
+# Only look: the phones import pjsua2 in their own processes, never in the test runner's.
+if importlib.util.find_spec("pjsua2") is None:
+    SKIP_REASON = f"the pjsua2 module is not installed for {sys.executable} (pip install pjsua2-python)"
 
 
 class PjsuaError(AssertionError):
     pass
 
 
-def _free_rtp_base() -> int:
-    """An even UDP port P with P..P+7 free: RTP/RTCP pairs for up to four calls of one phone."""
+def free_rtp_ports() -> int:
+    """An even UDP port P with P..P+7 free on 127.0.0.1: RTP/RTCP pairs for up to four calls of a phone."""
     for _ in range(100):
         port = free_port(socket.SOCK_DGRAM, also_tcp=False)
         port -= port % 2
@@ -97,7 +97,7 @@ class Pjsua:
         kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
         self.sip_port = free_port(kind, also_tcp=transport == "udp")
         self.opts = {"user": user, "password": password, "server_port": server_port, "transport": transport,
-                     "sip_port": self.sip_port, "rtp_port": _free_rtp_base(), "log": self.log,
+                     "sip_port": self.sip_port, "rtp_port": free_rtp_ports(), "log": self.log,
                      "cafile": cafile, "autoanswer": autoanswer}
         self.proc: subprocess.Popen | None = None
         self._buf = b""

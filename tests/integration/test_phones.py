@@ -90,6 +90,12 @@ class PhonesTestBase(unittest.TestCase):
         except AssertionError as e:
             raise AssertionError(f"{e}\n{self.diagnostics()}") from None
 
+    def wait_log(self, phone: Linphone, pattern: str, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, phone.read_log()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertRegex(phone.read_log(), pattern)
+
     # --- call steps ---
 
     def linphone_calls_pjsip(self, caller: Linphone, callee: Pjsua) -> str:
@@ -162,18 +168,28 @@ class RegistrationTests(PhonesTestBase):
     def test_register_tls(self) -> None:
         self.check("tls")
 
-    def test_pjsip_refuses_a_certificate_it_was_not_given(self) -> None:
-        """verifyServer really verifies: trusting another self-signed certificate for 127.0.0.1 (same
-        names, another key), PJSIP does not register over TLS."""
+    def test_phones_refuse_a_certificate_they_were_not_given(self) -> None:
+        """Both phones really verify minisip's certificate: trusting another self-signed certificate for
+        127.0.0.1 (same names, another key), neither registers over TLS."""
         from minisip.transport.tls import ensure_certificate
         other, _ = ensure_certificate(os.path.join(self.dir, "other"), None, None, "127.0.0.1")
-        phone = Pjsua(self.dir, "101", EXTS["101"], self.server.tls, "tls", cafile=other)
-        self.addCleanup(phone.stop)
-        self.pjsuas["101"] = phone
-        phone.start()
-        ev = phone.wait_event("reg", timeout=10)
-        self.assertNotEqual(ev["code"], 200, ev)
-        self.assertNotIn("extension 101 registered", self.server.read_log())
+
+        def body() -> None:
+            pj = Pjsua(self.dir, "101", EXTS["101"], self.server.tls, "tls", cafile=other)
+            self.addCleanup(pj.stop)
+            self.pjsuas["101"] = pj
+            lin = Linphone(self.dir, "100", EXTS["100"], self.server.tls, "tls", cafile=other)
+            self.addCleanup(lin.stop)
+            self.linphones["100"] = lin
+            pj.start()
+            lin.start()
+            ev = pj.wait_event("reg", timeout=10)
+            self.assertNotEqual(ev["code"], 200, ev)
+            self.wait_log(lin, r"SSL handshake failed")
+            self.wait_log(lin, r"Register refresher \[503\]")  # it gives up this try (and retries)
+            self.assertNotEqual(lin.command("register-status ALL").get("State"), "LinphoneRegistrationOk")
+            self.assertNotIn("registered", self.server.read_log())
+        self.run_checked(body)
 
 
 class CallTests(PhonesTestBase):
@@ -307,12 +323,6 @@ class InCallTests(PhonesTestBase):
             pj.command("hangup")
             lin.wait_call_state("CallReleased", call=call, timeout=10)
         self.run_checked(body)
-
-    def wait_log(self, phone: Linphone, pattern: str, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, phone.read_log()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.assertRegex(phone.read_log(), pattern)
 
     def wait_tones(self, phone: Linphone, digits: str, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
