@@ -25,7 +25,12 @@ What pjsua2 2.15 does that shaped this driver, all checked here:
   1.0.2, so the method is pinned to TLS 1.2.
 * ``contactRewriteUse``/``viaRewriteUse``/``sdpNatRewriteUse`` are off: on loopback there is nothing to
   learn from ``received``/``rport`` and a rewrite would re-register mid-test.
-* PJSIP challenges: it answers minisip's MD5 and SHA-256 challenges alike.
+* Digest: it answers minisip's MD5 and SHA-256 challenges alike (with SHA-256 alone too); for MD5 its
+  Authorization names no algorithm. Its log file is complete only once the phone has quit.
+* SWIG trap: a vector field points into the struct it came from, so ``self.getInfo().media`` read
+  after the ``CallInfo`` is freed gives garbage: keep ``info = self.getInfo()`` alive while reading.
+* ``lockCodecEnabled`` is off: after an answer naming several codecs pjsua would send its own
+  re-INVITE, which crosses a test's hold/resume re-INVITE (glare, 491 both ways).
 * DTMF: ``sendDtmf`` with ``PJSUA_DTMF_METHOD_RFC2833`` or ``_SIP_INFO``; received digits of both kinds
   come to ``onDtmfDigit`` (an INFO with ``application/dtmf-relay`` is answered 200 by pjsua itself).
 * Hold: ``setHold`` sends a re-INVITE with ``a=sendonly``; ``reinvite`` with ``PJSUA_CALL_UNHOLD`` resumes.
@@ -129,6 +134,14 @@ class Pjsua:
         for f in (proc.stdin, proc.stdout):
             if f is not None:
                 f.close()
+
+    def read_log(self) -> str:
+        """pjsua's own log (level 5: every SIP message sent and received)."""
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
 
     def output(self, tail: int = 4000) -> str:
         parts = []

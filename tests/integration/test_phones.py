@@ -168,6 +168,31 @@ class RegistrationTests(PhonesTestBase):
     def test_register_tls(self) -> None:
         self.check("tls")
 
+    def test_register_with_each_digest_algorithm_alone(self) -> None:
+        """Both phones answer a challenge of MD5 alone and of SHA-256 alone (RFC 8760), with that
+        algorithm; so either server setting suits them."""
+        def body() -> None:
+            for algorithm in ("MD5", "SHA-256"):
+                self.server.stop()
+                self.server.extra = f"[security]\ndigest_algorithms = {algorithm}"
+                self.server.write_config()
+                self.server.start()
+                workdir = os.path.join(self.dir, algorithm)
+                lin = Linphone(workdir, "100", EXTS["100"], self.server.udp, "udp")
+                pj = Pjsua(workdir, "101", EXTS["101"], self.server.udp, "udp")
+                self.linphones["100"], self.pjsuas["101"] = lin, pj
+                for phone in (lin, pj):
+                    self.addCleanup(phone.stop)
+                    phone.start()
+                    phone.wait_registered(timeout=10)
+                    phone.stop()  # its log is complete once it has quit
+                    headers = re.findall(r"^(?:Proxy-)?Authorization:(.*)$", phone.read_log(), re.M)
+                    self.assertTrue(headers, f"{phone.user} sent no credentials")
+                    # a header naming no algorithm means MD5 (RFC 3261; PJSIP leaves it out)
+                    used = {(re.findall(r"algorithm=\"?([A-Za-z0-9-]+)", h) or ["MD5"])[0].upper() for h in headers}
+                    self.assertEqual(used, {algorithm}, f"{phone.user} answered with {used}")
+        self.run_checked(body)
+
     def test_phones_refuse_a_certificate_they_were_not_given(self) -> None:
         """Both phones really verify minisip's certificate: trusting another self-signed certificate for
         127.0.0.1 (same names, another key), neither registers over TLS."""
@@ -381,7 +406,9 @@ class InCallTests(PhonesTestBase):
             incoming = target.wait_event("incoming", timeout=10)
             self.assertIn("sip:101@127.0.0.1", incoming["from"])
             target.wait_event("state", state="CONFIRMED", timeout=10)
-            # Linphone, told by the NOTIFY that the transfer worked, ends its call with PJSIP.
+            # PJSIP's final NOTIFY (sipfrag "SIP/2.0 200") came across; told so, Linphone ends its call.
+            self.wait_log(lin, r"NOTIFY sip:100@[^\n]*\n(?:[^\n]+\n)*?Subscription-State: terminated[^\n]*\n"
+                               r"(?:[^\n]+\n)*\nSIP/2.0 200")
             lin.wait_call_state("CallReleased", call=call, timeout=10)
             target.command("hangup")
             pj.wait_event("state", state="DISCONNECTED", timeout=10)
