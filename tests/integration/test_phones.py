@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from typing import Callable
 
 from twisted.trial import unittest
 
@@ -77,13 +78,13 @@ class PhonesTestBase(unittest.TestCase):
         self.assertIn(f" from {transport}:127.0.0.1:", lines[-1])
 
     def diagnostics(self) -> str:
-        parts = [f"--- linphone {u} {p.seen_states() if p.sock else ''} ---\n{p.output(2500)}"
-                 for u, p in self.linphones.items()]
+        parts = [f"--- linphone {u} {[(e.get('Event') or e.get('Tone'), e.get('Id')) for e in p.events]} ---\n"
+                 f"{p.output(2500)}" for u, p in self.linphones.items()]
         parts += [f"--- pjsua {u} {p.events[-25:]} ---\n{p.output(2500)}" for u, p in self.pjsuas.items()]
         parts.append(f"--- minisip ---\n{self.server.read_log()[-3000:]}")
         return "\n".join(parts)
 
-    def run_checked(self, body: "callable") -> None:  # type: ignore[valid-type]
+    def run_checked(self, body: Callable[[], None]) -> None:
         """Run the test body; a failure carries every phone's and the server's log tail."""
         try:
             body()
@@ -100,7 +101,7 @@ class PhonesTestBase(unittest.TestCase):
 
     def linphone_calls_pjsip(self, caller: Linphone, callee: Pjsua) -> str:
         """Linphone dials the PJSIP phone (which answers at once); the Linphone call id once media runs."""
-        call = caller.dial(f"sip:{callee_user(callee)}@127.0.0.1")
+        call = caller.dial(f"sip:{callee.user}@127.0.0.1")
         callee.wait_event("incoming", timeout=10)
         callee.wait_event("state", state="CONFIRMED", timeout=10)
         caller.wait_call_state("CallStreamsRunning", call=call, timeout=10)
@@ -141,10 +142,6 @@ class PhonesTestBase(unittest.TestCase):
     def assert_ended(self, by: str) -> None:
         log = self.server.wait_log("ended: normal", timeout=5)
         self.assertIn(f"ended: normal (hangup by {by})", log)
-
-
-def callee_user(phone: Pjsua) -> str:
-    return phone.user
 
 
 class RegistrationTests(PhonesTestBase):
@@ -248,10 +245,11 @@ class CallTests(PhonesTestBase):
             self.assert_linphone_rtp(lin)
         self.run_checked(body)
 
-    def test_pjsip_caller_hangs_up(self) -> None:
+    def test_pjsip_caller_hangs_up_across_transports(self) -> None:
+        """PJSIP on UDP calls Linphone on TLS: minisip bridges the two transports."""
         def body() -> None:
-            lin, pj = self.linphone("100", "udp"), self.pjsua("101", "udp")
-            self.registered("100", "udp")
+            lin, pj = self.linphone("100", "tls"), self.pjsua("101", "udp")
+            self.registered("100", "tls")
             self.registered("101", "udp")
             call = self.pjsip_calls_linphone(pj, lin)
             self.assert_rtp_flows(pj)
@@ -262,11 +260,12 @@ class CallTests(PhonesTestBase):
             self.assert_linphone_rtp(lin)
         self.run_checked(body)
 
-    def test_pjsip_callee_hangs_up(self) -> None:
+    def test_pjsip_callee_hangs_up_across_transports(self) -> None:
+        """Linphone on UDP calls PJSIP on TCP."""
         def body() -> None:
-            lin, pj = self.linphone("100", "udp"), self.pjsua("101", "udp")
+            lin, pj = self.linphone("100", "udp"), self.pjsua("101", "tcp")
             self.registered("100", "udp")
-            self.registered("101", "udp")
+            self.registered("101", "tcp")
             call = self.linphone_calls_pjsip(lin, pj)
             self.assert_rtp_flows(pj)
             pj.command("hangup")
@@ -372,6 +371,7 @@ class InCallTests(PhonesTestBase):
             refer = pj.wait_event("response", method="REFER", timeout=5)
             self.assertEqual(refer["code"], 202, refer)
             lin.wait_call_state("CallRefered", call=call, timeout=5)
+            self.wait_log(lin, r"REFER sip:100@[^\n]*\n(?:[^\n]+\n)*?Refer-To: <?sip:102@127\.0\.0\.1")
             new = lin.wait_call_state("CallOutgoingInit", timeout=5)
             if new == call:  # the first call's own OutgoingInit, still pending: the next one is new
                 new = lin.wait_call_state("CallOutgoingInit", timeout=5)
