@@ -20,7 +20,9 @@ What linphone-daemon 5.1.65 does that shaped this driver, all checked here:
 * TLS to minisip's self-signed certificate for 127.0.0.1: ``root_ca`` = ``<datadir>/tls/server.crt``
   alone fails with "CN-mismatch" (Linphone's mbedTLS only matches DNS names in the subjectAltName, and
   minisip's certificate names the address as an IP), so ``verify_server_cn=0`` is also set: the chain
-  is still checked against ``root_ca``, only the name match is skipped.
+  is still checked against ``root_ca``, only the name match is skipped. ``verify_name=True`` keeps the
+  name check, for a certificate that also lists the address as a DNS name (:func:`names_ip_as_dns`;
+  checked here with such a certificate given to minisip as ``tls_certificate``: Linphone registers).
 * Digest: Linphone answers minisip's MD5 and SHA-256 challenges alike.
 * No sound card (ALSA "cannot find card '0'", no PulseAudio): the only audio source is
   ``incall-player-start FILE.wav ID`` (8 kHz mono 16-bit WAV, :func:`write_tone_wav`), and it must be
@@ -89,6 +91,19 @@ def write_tone_wav(path: str, seconds: int = 20, freq: float = 1000.0, rate: int
     return path
 
 
+def names_ip_as_dns(cert_file: str, address: str = "127.0.0.1") -> bool:
+    """Whether the certificate's subjectAltName lists ``address`` as a DNS name: what Linphone's
+    name check needs to accept a certificate for an IP address."""
+    from cryptography import x509
+    with open(cert_file, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return address in san.get_values_for_type(x509.DNSName)
+
+
 def parse_block(text: str) -> dict[str, str]:
     """``Key: value`` lines of an answer or event (the first occurrence of a key wins)."""
     out: dict[str, str] = {}
@@ -103,7 +118,7 @@ class Linphone:
     """One linphone-daemon registered as ``user`` at minisip on 127.0.0.1."""
 
     def __init__(self, workdir: str, user: str, password: str, server_port: int, transport: str = "udp",
-                 cafile: str | None = None, dtmf: str = "rfc2833") -> None:
+                 cafile: str | None = None, dtmf: str = "rfc2833", verify_name: bool = False) -> None:
         self.user = user
         self.transport = transport
         self.dir = os.path.join(workdir, f"linphone-{user}")
@@ -129,8 +144,8 @@ class Linphone:
                f"use_info={1 if dtmf == 'info' else 0}", f"use_rfc2833={0 if dtmf == 'info' else 1}",
                "media_encryption=none", "ipv6=0"]
         if cafile:
-            # the chain is checked against minisip's certificate; the name is not (see the docstring)
-            sip += [f"root_ca={cafile}", "verify_server_certs=1", "verify_server_cn=0"]
+            # the chain is checked against ``cafile``; the name only with ``verify_name`` (see the docstring)
+            sip += [f"root_ca={cafile}", "verify_server_certs=1", f"verify_server_cn={int(verify_name)}"]
         config = sip + [
             "[net]", "firewall_policy=0", "nat_policy_ref=", "mtu=0",
             "[rtp]", f"audio_rtp_port={self.rtp_port}", "audio_jitt_comp=60", "rtcp_mux=0",

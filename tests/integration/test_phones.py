@@ -54,8 +54,11 @@ class PhonesTestBase(unittest.TestCase):
         return {"udp": self.server.udp, "tcp": self.server.tcp, "tls": self.server.tls}[transport]
 
     def linphone(self, user: str, transport: str, dtmf: str = "rfc2833") -> Linphone:
+        tls = transport == "tls"
+        # Linphone checks the name too once minisip's certificate lists the address as a DNS name.
         phone = Linphone(self.dir, user, EXTS[user], self.port(transport), transport,
-                         cafile=self.cafile if transport == "tls" else None, dtmf=dtmf)
+                         cafile=self.cafile if tls else None, dtmf=dtmf,
+                         verify_name=tls and linphone_driver.names_ip_as_dns(self.cafile))
         self.addCleanup(phone.stop)
         self.linphones[user] = phone
         phone.start()
