@@ -7,7 +7,9 @@ lines the phone sends on its own. Every wait is bounded and the child is ended b
 
 What pjsua2 2.15 does that shaped this driver, all checked here:
 
-* One ``Endpoint`` per process: a second ``libCreate`` in the same process fails, hence the child.
+* One ``Endpoint`` per process: a second ``pj.Endpoint()`` in the same process throws a C++
+  ``pj::Error`` that nothing catches, and the interpreter aborts ("terminate called after throwing"),
+  hence one child per phone.
   Its objects (``Account``, ``Call``, ``ToneGenerator``) must be freed before ``libDestroy``; a SWIG
   destructor running at interpreter exit aborts in ``pj_thread_this()`` ("Calling pjlib from
   unknown/external thread"), so the child frees them, destroys the library and leaves with ``_exit``.
