@@ -57,7 +57,7 @@ _CORE_SECTIONS: dict[str, frozenset[str]] = {
     "security": frozenset({"max_failures", "failure_window", "ban_time", "digest_algorithms"}),
     "plugins": frozenset({"directories", "disable"}),
 }
-_EXTENSION_KEYS = frozenset({"password", "name", "digest_algorithms"})
+_EXTENSION_KEYS = frozenset({"password", "name", "digest_algorithms", "phone_display_name"})
 # MD5 alone by default: baresip 1.0 (libre) fails when any challenge names another algorithm, and
 # twinkle 1.10 reads only the last challenge; SHA-256 is one setting away (server-wide or per extension).
 DEFAULT_DIGEST_ALGORITHMS = ("MD5",)
@@ -139,6 +139,8 @@ class Extension:
     name: str | None
     # Digest algorithms of this extension's challenges, in order; None: [security] digest_algorithms.
     digest_algorithms: tuple[str, ...] | None = None
+    # Show callees the display name the phone sends (From); by default they see ``name`` or the number.
+    phone_display_name: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,8 +520,11 @@ def _read_extension(section: _Section, words: list[str]) -> Extension:
     password = section.values.get("password", "").strip()
     if not password:
         raise section.error("password", "a non-empty password is required")
+    flag = (section.text("phone_display_name") or "no").lower()
+    if flag not in ("yes", "no"):
+        raise section.error("phone_display_name", f"{flag!r} is not yes or no")
     return Extension(number=number, password=password, name=section.text("name"),
-                     digest_algorithms=_digest_algorithms(section))
+                     digest_algorithms=_digest_algorithms(section), phone_display_name=flag == "yes")
 
 
 def _digest_algorithms(section: _Section) -> tuple[str, ...] | None:

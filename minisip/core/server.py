@@ -374,10 +374,15 @@ class SIPCore:
         if not callee:
             txn.respond(make_response(req, 404, "Not Found", to_tag=_token()))
             return
-        if identity is not None and identity.display:
-            text = clean_display_name(unquote_string(identity.display))  # plain or quoted text
-        else:
+        if identity is not None:   # a trunk's caller: its display name is the carrier's caller name
+            text = clean_display_name(unquote_string(identity.display) if identity.display
+                                      else req.from_.display_name)
+        elif getattr(self.extensions.get(user), "phone_display_name", False):
             text = clean_display_name(req.from_.display_name)
+        else:
+            # An extension's callee sees the configured name (or the number), never what its phone
+            # claims ("CEO Boss"), unless [extension N] phone_display_name = yes.
+            text = None
         display = quote_display_name(text) if text else None
         call = self.calls.new_call(_token(), user, callee, display,
                                    source=identity.source if identity is not None else "extension",

@@ -793,3 +793,39 @@ class CrashRecoveryTests(CallTestCase):
         self.hang_up(a)
         self.assertEqual(self.pbx.store.active_calls(), [])
         self.assertEqual(self.pbx.core.calls.recover(None), 0)
+
+
+class DisplayNameTests(CallTestCase):
+    """Issue 8 point 4: an extension cannot pass itself off as someone else by its From display name."""
+
+    def ring_with_display(self, display: str) -> str | None:
+        """Alice's phone calls 200 with ``display`` in its From; the display name Bob's phone sees."""
+        ruri = f"sip:200@{DOMAIN}"
+        first = self.alice.build("INVITE", ruri, call_id="disp@10.0.0.1", from_=f'"{display}" <sip:100@{DOMAIN}>;tag=t1',
+                                 to=f"<{ruri}>", cseq=1, body=SDP_A)
+        got = self.alice.send_request(first)
+        challenge = next(m for m in got if isinstance(m, Response) and m.status == 407)
+        authz = self.alice.authorization(challenge.get_all("proxy-authenticate")[0], "INVITE", ruri)
+        again = self.alice.build("INVITE", ruri, call_id="disp@10.0.0.1", from_=f'"{display}" <sip:100@{DOMAIN}>;tag=t1',
+                                 to=f"<{ruri}>", cseq=2, body=SDP_A, headers=[("Proxy-Authorization", authz)])
+        self.alice.send_request(again)
+        (ringing,) = self.bob.incoming()
+        assert ringing.invite is not None
+        return ringing.invite.from_.display_name
+
+    def test_the_callee_sees_the_configured_name(self) -> None:
+        from minisip.config import Extension
+        exts = dict(self.pbx.core.extensions)
+        exts["100"] = Extension("100", "pw100", "Reception")
+        self.pbx.core.apply_config(DOMAIN, exts)
+        self.assertEqual(self.ring_with_display("CEO Boss"), "Reception")
+
+    def test_the_callee_sees_the_configured_name_not_the_phones(self) -> None:
+        self.assertIsNone(self.ring_with_display("CEO Boss"))
+
+    def test_allowed_per_extension(self) -> None:
+        from minisip.config import Extension
+        exts = dict(self.pbx.core.extensions)
+        exts["100"] = Extension("100", "pw100", None, phone_display_name=True)
+        self.pbx.core.apply_config(DOMAIN, exts)
+        self.assertEqual(self.ring_with_display("Front Desk"), "Front Desk")
