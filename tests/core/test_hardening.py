@@ -115,7 +115,12 @@ class HeaderInjectionTests(SynchronousTestCase):
         self.assertIsNone(dlg.invite.get("subject"))
 
     def test_phone_display_name_with_nul_and_bidi_override(self) -> None:
-        """A quoted-pair NUL and a right-to-left override from a phone do not reach the callee."""
+        """A quoted-pair NUL and a right-to-left override from a phone do not reach the callee (for an
+        extension allowed to show its phone's own display name)."""
+        from minisip.config import Extension
+        exts = dict(self.pbx.core.extensions)
+        exts["100"] = Extension("100", "pw100", None, phone_display_name=True)
+        self.pbx.core.apply_config(DOMAIN, exts)
         alice = self.pbx.phone("100", "10.0.0.1")
         ruri = f"sip:200@{DOMAIN}"
         display = '"CEO\\\x00 \u202eBoss" '
