@@ -118,6 +118,7 @@ class Server:
                                           max_connections=cfg.max_connections, message_timeout=cfg.message_timeout)
         self.calls = CallManager(self.reactor, self.store, HookRegistry(), wallclock=time.time,
                                  ring_timeout=cfg.no_answer_timeout)
+        self._call_limits(cfg)
         self.core = SIPCore(self.reactor, self.transport.send, domain=cfg.domain, extensions=cfg.extensions,
                             location=self.location, store=self.store, local=self._local,
                             security=self.security, registrar_opts=self._registrar_opts(cfg), calls=self.calls)
@@ -235,6 +236,10 @@ class Server:
             log.info("plugin {name} loaded from {path}: {description}", name=plugin.name, path=plugin.path,
                      description=getattr(plugin.factory, "description", ""))
 
+    def _call_limits(self, cfg: Config) -> None:
+        self.calls.max_calls_per_extension = cfg.max_calls_per_extension
+        self.calls.max_calls_per_trunk = cfg.max_calls_per_trunk
+
     @staticmethod
     def _user_limits(cfg: Config) -> dict[str, Any]:
         return {"user_max_failures": cfg.extension_max_failures, "user_window": cfg.extension_failure_window,
@@ -278,6 +283,7 @@ class Server:
                                digest_algorithms=cfg.digest_algorithms)
         self.core.registrar.configure(**self._registrar_opts(cfg))
         self.security.configure(cfg.max_failures, cfg.failure_window, cfg.ban_time, **self._user_limits(cfg))
+        self._call_limits(cfg)
         transport = self.transport
         transport.idle_timeout = cfg.idle_timeout
         transport.max_connections_per_host = cfg.max_connections_per_host

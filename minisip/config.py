@@ -64,7 +64,7 @@ DEFAULT_DIGEST_ALGORITHMS = ("MD5",)
 # Flood limits (issue 8.9): connections in all, and the deadline of a message under way on a stream.
 _CORE_SECTIONS["security"] = _CORE_SECTIONS["security"] | frozenset({
     "max_connections", "message_timeout", "extension_max_failures", "extension_failure_window",
-    "extension_lock_time"})
+    "extension_lock_time", "max_calls_per_extension", "max_calls_per_trunk"})
 
 # A section name no real file uses, so that a [DEFAULT] section is an ordinary (refused) section
 # instead of silently applying its keys to every other section.
@@ -163,6 +163,8 @@ class Config:
     extension_max_failures: int = 10
     extension_failure_window: float = 60
     extension_lock_time: float = 300
+    max_calls_per_extension: int = 20
+    max_calls_per_trunk: int = 200
     idle_timeout: float = 600
     max_connections_per_host: int = 32
     max_message_size: int = 65535
@@ -491,6 +493,8 @@ def load_config(path: str, datadir_override: str | None = None, known_prefixes: 
         extension_max_failures=security.integer("extension_max_failures", 10),
         extension_failure_window=security.number("extension_failure_window", 60),
         extension_lock_time=security.number("extension_lock_time", 300),
+        max_calls_per_extension=security.integer("max_calls_per_extension", 20),
+        max_calls_per_trunk=security.integer("max_calls_per_trunk", 200),
         idle_timeout=sip.number("idle_timeout", 600),
         max_connections_per_host=sip.integer("max_connections_per_host", 32),
         max_message_size=sip.integer("max_message_size", 65535),

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 
 from minisip.api import ServerAPI
 from minisip.config import Extension
-from minisip.core.call import CallInfo, CallManager
+from minisip.core.call import Call, CallInfo, CallManager
 from minisip.core.hooks import HookRegistry
 from minisip.core.location import LocationService
 from minisip.core.router import MAX_REROUTES, Reject, Reroute, RouteDecision
@@ -114,15 +114,13 @@ class PluginHarness:
     def route_deferred(self, caller: str, callee: str, **kw: Any) -> defer.Deferred:
         """As ``route``, for routers that answer later: a Deferred of the decision."""
         self._ids += 1
-        call = self.calls.new_call(f"harness-{self._ids}", caller, callee, kw.pop("display", None), **kw)
-        self.calls.calls.pop(call.id, None)
+        call = Call(self.calls, f"harness-{self._ids}", caller, callee, kw.pop("display", None), **kw)
         return self.calls.routers.route(call.info)
 
     def call_info(self, caller: str, callee: str, **kw: Any) -> CallInfo:
         """A read-only CallInfo as routers and observers see it (for calling a feature's methods directly)."""
         self._ids += 1
-        call = self.calls.new_call(f"harness-{self._ids}", caller, callee, kw.pop("display", None), **kw)
-        self.calls.calls.pop(call.id, None)
+        call = Call(self.calls, f"harness-{self._ids}", caller, callee, kw.pop("display", None), **kw)
         return call.info
 
     # -- services -------------------------------------------------------------------------------------------

@@ -523,6 +523,9 @@ class CallManager:
         self.timers = TimerQueues(clock)
         self.calls: dict[str, Call] = {}
         self.busy: dict[str, int] = {}
+        self.placing: dict[str, int] = {}   # calls in progress per extension placing them, per trunk bringing them
+        self.max_calls_per_extension = 20
+        self.max_calls_per_trunk = 200
         self.media: Any = PassthroughMedia()
         self.hooks.manager = self
 
@@ -540,7 +543,21 @@ class CallManager:
     def new_call(self, call_id: str, caller: str, callee: str, caller_display: str | None = None, **kw: Any) -> Call:
         call = Call(self, call_id, caller, callee, caller_display, **kw)
         self.calls[call_id] = call
+        key = self._placer(call)
+        self.placing[key] = self.placing.get(key, 0) + 1
         return call
+
+    @staticmethod
+    def _placer(call: Call) -> str:
+        return f"trunk {call.trunk}" if call.trunk is not None else f"{call.source} {call.caller}"
+
+    def over_limit(self, caller: str, source: str = "extension", trunk: str | None = None) -> bool:
+        """Would one more call from this extension (or trunk) exceed its limit of calls at once?
+        ([security] max_calls_per_extension / max_calls_per_trunk; a flood of calls from one stolen
+        account or one carrier cannot take the whole server.)"""
+        if trunk is not None:
+            return self.placing.get(f"trunk {trunk}", 0) >= self.max_calls_per_trunk
+        return self.placing.get(f"{source} {caller}", 0) >= self.max_calls_per_extension
 
     def make_leg(self, call: Call, destination: Any) -> Any:
         factory = self.hooks.leg_factories.get(destination.kind)
@@ -571,7 +588,13 @@ class CallManager:
         self.hooks.notify(self.hooks.call_observers, event, call.info)
 
     def ended(self, call: Call) -> None:
-        self.calls.pop(call.id, None)
+        if self.calls.pop(call.id, None) is not None:
+            key = self._placer(call)
+            n = self.placing.get(key, 0) - 1
+            if n > 0:
+                self.placing[key] = n
+            else:
+                self.placing.pop(key, None)
         self.call_event("call_ended", call)
         try:
             self.media.call_ended(call)

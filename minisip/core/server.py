@@ -384,6 +384,14 @@ class SIPCore:
             # claims ("CEO Boss"), unless [extension N] phone_display_name = yes.
             text = None
         display = quote_display_name(text) if text else None
+        source = identity.source if identity is not None else "extension"
+        trunk = identity.trunk if identity is not None else None
+        if self.calls.over_limit(user, source, trunk):
+            log.warn("security: call from {who} refused: {n} calls at once is its limit",  # noqa: G010
+                     who=f"trunk {trunk}" if trunk else f"extension {user}",
+                     n=self.calls.max_calls_per_trunk if trunk else self.calls.max_calls_per_extension)
+            txn.respond(make_response(req, 486, "Too Many Calls", to_tag=_token()))
+            return
         call = self.calls.new_call(_token(), user, callee, display,
                                    source=identity.source if identity is not None else "extension",
                                    trunk=identity.trunk if identity is not None else None,

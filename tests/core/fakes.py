@@ -94,7 +94,8 @@ class PBX:
         """What the core still holds; empty when nothing leaked."""
         core = self.core
         left = {"dialogs": dict(core.dialogs), "calls": dict(core.calls.calls), "invites": dict(core.invites), "reinvites": dict(core.reinvites),
-                "transactions": len(core.transactions), "busy": dict(getattr(core, "busy", {}))}
+                "transactions": len(core.transactions), "busy": dict(getattr(core, "busy", {})),
+                "placing": dict(core.calls.placing)}
         return {k: v for k, v in left.items() if v}
 
     def records(self) -> list[Any]:

@@ -829,3 +829,22 @@ class DisplayNameTests(CallTestCase):
         exts["100"] = Extension("100", "pw100", None, phone_display_name=True)
         self.pbx.core.apply_config(DOMAIN, exts)
         self.assertEqual(self.ring_with_display("Front Desk"), "Front Desk")
+
+
+class CallLimitTests(CallTestCase):
+    """Issue 8 point 9: one extension cannot hold thousands of calls ringing at once."""
+
+    def test_calls_over_the_extension_limit_get_486(self) -> None:
+        self.pbx.core.calls.max_calls_per_extension = 2
+        first = self.alice.call("200", SDP_A)
+        self.alice.call("200", SDP_A)
+        self.assertEqual(len(self.bob.incoming()), 2)
+        self.alice.inbox()
+        third = self.alice.call("200", SDP_A)
+        self.alice.inbox()
+        self.assertIn(486, [r.status for r in third.responses])
+        self.assertEqual(self.bob.incoming(), [])
+        first.cancel()                      # one ends: the next call goes through again
+        self.alice.inbox()
+        self.alice.call("200", SDP_A)
+        self.assertEqual(len(self.bob.incoming()), 1)
