@@ -274,6 +274,16 @@ class Server:
             log.failure("saving the alive time")
 
     def apply_config(self, cfg: Config, plugin_configs: dict[str, Any] | None = None) -> None:
+        """A reload, all or nothing: every feature that can check its new config against the new
+        extensions does so first (``check(config, is_extension)``); a ConfigError from any of them
+        refuses the whole reload before anything changes."""
+        for name, feature in self.features.items():
+            check = getattr(feature, "check", None)
+            if check is not None and plugin_configs is not None and name in plugin_configs:
+                try:
+                    check(plugin_configs[name], cfg.extensions.__contains__)
+                except ConfigError as e:
+                    raise ConfigError(e.message, cfg.path, e.section, e.key) from None
         old = self.config
         for key in ("udp", "tcp", "tls", "datadir", "tls_certificate", "tls_private_key"):
             if getattr(old, key) != getattr(cfg, key):

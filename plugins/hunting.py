@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,14 +136,14 @@ def parse_hunting_config(sections: Mapping[str, Mapping[str, str]]) -> HuntingCo
     return HuntingConfig(groups)
 
 
-def check_against_directory(config: HuntingConfig, api: ServerAPI) -> None:
+def check_against_directory(config: HuntingConfig, is_extension: Callable[[str], bool]) -> None:
     """What parse_config cannot see: group numbers clashing with extensions, unknown operators."""
     for group in config.groups.values():
-        if api.extension_exists(group.number):
+        if is_extension(group.number):
             raise ConfigError(f"group number {group.number} is also an extension ([extension {group.number}])",
                               section=group.section)
         for op in group.operators:
-            if not api.extension_exists(op.number):
+            if not is_extension(op.number):
                 raise ConfigError(f"operator {op.number} is not an extension", section=group.section,
                                   key="operators")
 
@@ -271,12 +271,12 @@ class HuntingFeature:
         for group in self.groups.values():
             self._log_group(group)
 
+    def check(self, config: HuntingConfig, is_extension: Callable[[str], bool]) -> None:
+        """Before a reload applies anything: the new groups against the new extensions (a ConfigError
+        refuses the whole reload)."""
+        check_against_directory(config, is_extension)
+
     def reconfigure(self, config: HuntingConfig) -> None:
-        try:
-            check_against_directory(config, self.api)
-        except ConfigError as e:
-            self.api.log.error("hunting groups not reloaded, the previous ones stay in force: {e}", e=str(e))
-            return
         self.groups = config.groups
         for group in self.groups.values():
             self._log_group(group)
@@ -331,7 +331,7 @@ class HuntingFactory:
 
     def make_feature(self, api: ServerAPI, config: HuntingConfig | None) -> HuntingFeature:
         config = config if config is not None else HuntingConfig()
-        check_against_directory(config, api)
+        check_against_directory(config, api.extension_exists)
         return HuntingFeature(api, config)
 
 

@@ -524,6 +524,24 @@ class ServerTests(PluginDirTestCase):
         self.assertEqual(len(feature.reconfigured), 1)
         self.assertIn("[gamma 1]: unknown section", log.text())
 
+    def test_reload_removing_a_hunting_operator_is_refused_whole(self) -> None:
+        """Issue 8 point 10: the new config removes extension 101, an operator of group 600. The reload
+        is refused before anything applies: 101 stays an extension and the group stays as it was."""
+        d = self.plugin_dir("shipped")
+        shutil.copy(HUNTING, d)
+        path = self.write_config("[hunt 600]\noperators = 100 101\n", plugins="directories = shipped")
+        server, svc = self.start_server(path)
+        log = LogCapture(self, "minisip")
+        self.write_config("[hunt 600]\noperators = 100 101\n", plugins="directories = shipped",
+                          extensions=("100",))
+        svc.reload()
+        self.assertIn("configuration reload refused, the running configuration stays", log.text())
+        self.assertIn("[hunt 600] operators: operator 101 is not an extension", log.text())
+        self.assertNotIn("configuration reloaded", log.text())
+        self.assertIn("101", server.core.extensions)
+        self.assertEqual(sorted(server.features["minisip.hunting"].groups["600"].operators[i].number
+                                for i in range(2)), ["100", "101"])
+
     def test_reload_keeps_the_plugins_found_at_start(self) -> None:
         self.plugin_dir(files={"a.py": plugin_source("test.a", ("alpha",))})
         path = self.write_config("", plugins="directories = plugins")

@@ -568,10 +568,11 @@ class LinearTests(HuntTestBase):
         self.assertEqual(n, "102")
         dlg.respond(486)
         self.assertEqual(self.caller_finals("200", c), [480])
-        # A group clashing with an extension is refused; the groups in force stay.
-        feature.reconfigure(parse({"hunt 200": {"operators": "101"}}))
+        # A group clashing with an extension fails the check a reload makes before applying anything.
+        e = self.assertRaises(ConfigError, feature.check, parse({"hunt 200": {"operators": "101"}}),
+                              self.pbx.core.extensions.__contains__)
+        self.assertEqual(e.section, "hunt 200")
         self.assertEqual(sorted(feature.groups), ["601"])
-        self.assertTrue(any("not reloaded" in line for line in self.log_lines()))
         self.finish()
 
 
