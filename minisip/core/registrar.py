@@ -13,6 +13,7 @@ from minisip.core.store import Binding
 from minisip.sip.errors import SIPParseError
 from minisip.sip.message import Request, make_response
 from minisip.sip.uri import SipURI, parse_name_addr
+from minisip.sip.validate import MAX_CONTACTS, too_many_contacts
 
 if TYPE_CHECKING:
     from minisip.sip.transaction import ServerTransaction
@@ -22,7 +23,7 @@ log = Logger(namespace="minisip.registrar")
 MAX_CONTACTS_PER_AOR = 10
 # More Contacts than this in one REGISTER is refused before any is parsed: a request with thousands
 # held the reactor for 0.3 s (issue 8.9).
-MAX_CONTACTS_PER_REQUEST = 20
+MAX_CONTACTS_PER_REQUEST = MAX_CONTACTS
 
 
 class Registrar:
@@ -46,7 +47,7 @@ class Registrar:
 
     def _handle(self, txn: "ServerTransaction", req: Request, aor: str) -> None:
         now = self.wallclock()
-        if _too_many_contacts(req, MAX_CONTACTS_PER_REQUEST):
+        if too_many_contacts(req, MAX_CONTACTS_PER_REQUEST):
             log.info("extension {aor}: REGISTER from {source} with more than {limit} contacts refused",
                      aor=aor, source=str(txn.source), limit=MAX_CONTACTS_PER_REQUEST)
             txn.respond(make_response(req, 403, "Too Many Contacts", to_tag=_tag(req)))
@@ -128,16 +129,6 @@ class Registrar:
                  for b in self.location.lookup(aor)]
         extra.append(("Date", _http_date(now)))
         txn.respond(make_response(req, 200, "OK", to_tag=_tag(req), extra=extra))
-
-
-def _too_many_contacts(req: Request, limit: int) -> bool:
-    """More than ``limit`` Contact values? Counted on the raw header values: commas give an upper bound
-    (a comma may sit in a quoted name or a URI), the exact top-level split only when it is over."""
-    bound = 0
-    for key, _, value in req.headers:
-        if key == "contact":
-            bound += 1 + value.count(",")
-    return bound > limit and len(req.get_all("contact")) > limit
 
 
 _date_cache: tuple[int, str] = (-1, "")

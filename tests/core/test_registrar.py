@@ -180,7 +180,8 @@ class BindingTests(SynchronousTestCase):
         self.assertIs(b200.transport, again.transport)
 
     def test_thousands_of_contacts_refused_before_parsing(self) -> None:
-        """Issue 8.9: 2,399 contacts in one header are refused with 403, none parsed, nothing stored."""
+        """Issue 8.9: 2,399 contacts in one header are refused with 403 before authentication (the first,
+        unauthenticated REGISTER gets it), none parsed, nothing stored."""
         import minisip.core.registrar as registrar_module
 
         parsed: list[str] = []
