@@ -207,8 +207,8 @@ class Bench:
         The first FIRST_USERS users are registered before the baseline reading (first-use allocations);
         they are registered again in the bulk run with the same Contact, so they add no bindings.
         """
-        label = "minisip" if target == "minisip" else KamailioServer.label
-        metric = "VmRSS" if target == "minisip" else "shared memory real_used (kamcmd core.shmmem)"
+        label = "minisip" if target.startswith("minisip") else KamailioServer.label
+        metric = "VmRSS" if target.startswith("minisip") else "shared memory real_used (kamcmd core.shmmem)"
         mem = MemoryResult(target=target, label=label, metric=metric)
         first, _ = self.register_users(target, server, workdir / "warmup-first", FIRST_USERS)
         time.sleep(1.0)
