@@ -285,9 +285,13 @@ class Server:
                 except ConfigError as e:
                     raise ConfigError(e.message, cfg.path, e.section, e.key) from None
         old = self.config
-        for key in ("udp", "tcp", "tls", "datadir", "tls_certificate", "tls_private_key"):
+        for section, key in (("sip", "udp"), ("sip", "tcp"), ("sip", "tls"), ("server", "datadir"),
+                             ("sip", "tls_certificate"), ("sip", "tls_private_key"),
+                             ("plugins", "plugin_directories"), ("plugins", "plugins_disable")):
             if getattr(old, key) != getattr(cfg, key):
-                log.warn("[sip]/[server] {key} changed: takes effect after a restart", key=key)
+                name = {"plugin_directories": "directories", "plugins_disable": "disable"}.get(key, key)
+                log.warn("[{section}] {key} changed: takes effect after a restart (the running value stays)",
+                         section=section, key=name)
         self.config = cfg
         self.core.apply_config(cfg.domain, cfg.extensions, ring_timeout=cfg.no_answer_timeout,
                                digest_algorithms=cfg.digest_algorithms)

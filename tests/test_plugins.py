@@ -542,6 +542,18 @@ class ServerTests(PluginDirTestCase):
         self.assertEqual(sorted(server.features["minisip.hunting"].groups["600"].operators[i].number
                                 for i in range(2)), ["100", "101"])
 
+    def test_reload_says_what_needs_a_restart(self) -> None:
+        """Issue 12 point 6: a changed [plugins] or listening address is named, not silently kept."""
+        self.plugin_dir(files={"a.py": plugin_source("test.a", ("alpha",))})
+        self.plugin_dir("more")
+        path = self.write_config("", plugins="directories = plugins")
+        server, svc = self.start_server(path)
+        log = LogCapture(self, "minisip")
+        self.write_config("", plugins="directories = plugins more")
+        svc.reload()
+        self.assertIn("[plugins] directories changed: takes effect after a restart", log.text())
+        self.assertEqual(list(server.features), ["test.a"])
+
     def test_reload_keeps_the_plugins_found_at_start(self) -> None:
         self.plugin_dir(files={"a.py": plugin_source("test.a", ("alpha",))})
         path = self.write_config("", plugins="directories = plugins")
