@@ -1,0 +1,1 @@
+"""Media: RTP relay, SRTP (SDES), DTLS-SRTP, ICE-lite."""
