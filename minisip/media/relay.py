@@ -473,7 +473,7 @@ class MediaRelay:
     """Media endpoints on a port pool, bridged in pairs, per call; one periodic sweep for timeouts.
 
     ``on_media_timeout(call_id)`` is called once when an armed call saw no valid packet on any of its
-    endpoints for ``timeout`` seconds (0 turns timeouts off).
+    endpoints for ``timeout`` seconds (0 turns timeouts off), within one ``sweep_interval`` after that.
     """
 
     def __init__(
