@@ -115,6 +115,15 @@ class _Bound:
         self.protocol = protocol
 
 
+def _writer(port: Any) -> Callable[[bytes, Any], Any]:
+    """How to send from a bound port: its socket's own ``sendto`` when it has one (a Twisted UDP port),
+    which skips ``Port.write``'s per-call address validation (addresses are checked in ``set_remote`` or
+    come from the socket); else the port's ``write``. Both raise OSError on a refused send."""
+    sock = getattr(port, "socket", None)
+    sendto = getattr(sock, "sendto", None)
+    return sendto if callable(sendto) else port.write
+
+
 class Endpoint:
     """One side of a call's media stream on the relay: an RTP port (and RTCP port unless muxed).
 
@@ -156,8 +165,8 @@ class Endpoint:
         self.send_errors = self.errors = self.control_in = 0
         self.reported: dict[str, int | float] | None = None
         self._swept = 0
-        self._rtp_write = lease.rtp.port.write
-        self._rtcp_write = lease.rtcp.port.write if lease.rtcp is not None else self._rtp_write
+        self._rtp_write = _writer(lease.rtp.port)
+        self._rtcp_write = _writer(lease.rtcp.port) if lease.rtcp is not None else self._rtp_write
         lease.rtp.protocol.datagramReceived = self._on_rtp_port  # type: ignore[method-assign]
         if lease.rtcp is not None:
             lease.rtcp.protocol.datagramReceived = self._on_rtcp_port  # type: ignore[method-assign]
