@@ -99,7 +99,7 @@ class NgClient:
             got, _, body = data.partition(b" ")
             if got == cookie:
                 reply = bdecode(body)
-                if reply.get("result") != "ok":
+                if reply.get("result") not in ("ok", "pong"):
                     raise NgError(f"{fields.get('command')}: {reply.get('error-reason', reply)}")
                 return reply
             if time.monotonic() > deadline:
@@ -107,7 +107,7 @@ class NgClient:
 
     def ping(self) -> bool:
         try:
-            return self.command(command="ping").get("result") == "ok"
+            return self.command(command="ping").get("result") == "pong"
         except (NgError, OSError, ValueError):
             return False
 
@@ -140,7 +140,8 @@ def delete_call(ng: NgClient, call_id: str) -> None:
     ng.command(command="delete", **{"call-id": call_id, "from-tag": "a", "delete-delay": 0})
 
 
-def start(ng_port: int, port_min: int, port_max: int, log_path: Path, threads: int = 1) -> subprocess.Popen[bytes]:
+def start(ng_port: int, port_min: int, port_max: int, log_path: Path, threads: int = 1,
+          preexec_fn: Any = None) -> subprocess.Popen[bytes]:
     """Start the userspace daemon (kernel forwarding off: --table=-1), in the foreground, logging to a file."""
     argv = [RTPENGINE, "--foreground", "--table=-1", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{ng_port}",
             f"--port-min={port_min}", f"--port-max={port_max}", "--log-stderr", "--config-file=none",
@@ -148,7 +149,7 @@ def start(ng_port: int, port_min: int, port_max: int, log_path: Path, threads: i
     log = open(log_path, "ab")
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=preexec_fn)
     finally:
         log.close()
 

@@ -8,10 +8,11 @@ the bytes a transform produces, and nothing raises out of it.
 
 from __future__ import annotations
 
+import select
 from typing import Any, Callable
 
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorFDSet, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -98,6 +99,8 @@ def _same(addr: tuple[Any, ...], expected: Address | None) -> bool:
 class _MediaPort(DatagramProtocol):
     """The protocol of one bound port; its ``datagramReceived`` is set to the endpoint's handler."""
 
+    noisy = False  # no "Starting protocol" line per port
+
     def __init__(self) -> None:
         self.datagramReceived = self._unassigned  # type: ignore[method-assign]
 
@@ -122,6 +125,74 @@ def _writer(port: Any) -> Callable[[bytes, Any], Any]:
     sock = getattr(port, "socket", None)
     sendto = getattr(sock, "sendto", None)
     return sendto if callable(sendto) else port.write
+
+
+class _SharedReader:
+    """Every relay socket in one epoll set, which is a single reader of the reactor (Linux only).
+
+    The reactor then wakes once for all ready media sockets instead of dispatching each through its
+    per-descriptor machinery (context, logger, a read loop ending in EAGAIN): one datagram is read per
+    ready socket per round, level-triggered, so a flooded port cannot starve the others.
+    """
+
+    MAX_EVENTS = 512
+    MAX_DATAGRAM = 8192
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._epoll = select.epoll()  # type: ignore[attr-defined,unused-ignore]
+        self._ports: dict[int, tuple[Callable[[int], tuple[bytes, Any]], DatagramProtocol]] = {}
+        reactor.addReader(self)
+
+    def fileno(self) -> int:
+        return self._epoll.fileno()  # type: ignore[no-any-return]
+
+    def logPrefix(self) -> str:
+        return "MediaRelay"
+
+    def add(self, bound: _Bound) -> bool:
+        """Take over the reading of a Twisted UDP port; False when it is not one (a test's fake)."""
+        sock = getattr(bound.port, "socket", None)
+        if sock is None or not hasattr(bound.port, "stopReading"):
+            return False
+        bound.port.stopReading()
+        fd = sock.fileno()
+        self._epoll.register(fd, select.EPOLLIN)  # type: ignore[attr-defined,unused-ignore]
+        self._ports[fd] = (sock.recvfrom, bound.protocol)
+        return True
+
+    def remove(self, bound: _Bound) -> None:
+        sock = getattr(bound.port, "socket", None)
+        fd = sock.fileno() if sock is not None else -1
+        if self._ports.pop(fd, None) is not None:
+            try:
+                self._epoll.unregister(fd)
+            except OSError:
+                pass
+
+    def doRead(self) -> None:
+        ports = self._ports
+        size = self.MAX_DATAGRAM
+        for fd, _ in self._epoll.poll(0, self.MAX_EVENTS):
+            entry = ports.get(fd)
+            if entry is None:
+                continue
+            try:
+                data, addr = entry[0](size)
+            except OSError:
+                continue
+            entry[1].datagramReceived(data, addr)
+
+    def connectionLost(self, reason: Any) -> None:
+        """The reactor is shutting down; the ports close on their own."""
+
+    def close(self) -> None:
+        self._reactor.removeReader(self)
+        self._epoll.close()
+
+
+def _shared_reader_possible(reactor: Any) -> bool:
+    return hasattr(select, "epoll") and reactor is not None and IReactorFDSet.providedBy(reactor)
 
 
 class Endpoint:
@@ -496,6 +567,7 @@ class MediaRelay:
         listen_udp: ListenUDP | None = None,
         sweep_interval: float = 1.0,
         max_attempts: int = 64,
+        shared_reader: bool | None = None,
     ) -> None:
         if isinstance(port_range, str):
             port_range = parse_port_range(port_range)
@@ -505,6 +577,9 @@ class MediaRelay:
         self.timeout = float(timeout)
         self.on_media_timeout = on_media_timeout
         self._listen_udp: ListenUDP = listen_udp if listen_udp is not None else self._reactor_listen
+        if shared_reader is None:
+            shared_reader = listen_udp is None and _shared_reader_possible(reactor)
+        self._reader = _SharedReader(reactor) if shared_reader else None
         self.pool: PortPool[_Bound] = PortPool(port_range[0], port_range[1], self._bind, self._unbind,
                                                max_attempts=max_attempts)
         self._calls: dict[str, _Call] = {}
@@ -521,10 +596,15 @@ class MediaRelay:
             listening = self._listen_udp(port, protocol, self.address)
         except CannotListenError as e:
             raise OSError(f"cannot bind {self.address}:{port}: {e.socketError}") from None
-        return _Bound(listening, protocol)
+        bound = _Bound(listening, protocol)
+        if self._reader is not None:
+            self._reader.add(bound)
+        return bound
 
     def _unbind(self, bound: _Bound) -> None:
         bound.protocol.datagramReceived = bound.protocol._unassigned  # type: ignore[method-assign]
+        if self._reader is not None:
+            self._reader.remove(bound)
         bound.port.stopListening()
 
     # -- control API ---------------------------------------------------------------------------------
@@ -650,6 +730,9 @@ class MediaRelay:
             sweeper, self._sweeper = self._sweeper, None
             if sweeper.running:
                 sweeper.stop()
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.close()
 
     @property
     def call_count(self) -> int:

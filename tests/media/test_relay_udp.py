@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 
 from twisted.internet import defer, reactor
@@ -44,12 +45,18 @@ class RealSocketTests(TestCase):
     timeout = 20
 
     def test_relays_both_ways_over_loopback(self) -> defer.Deferred[None]:
+        """With the shared epoll reader where the platform has one (Linux)."""
         # Twisted 22.4's trial does not await coroutine test methods: wrap it.
-        return defer.Deferred.fromCoroutine(self.relay_both_ways())
+        return defer.Deferred.fromCoroutine(self.relay_both_ways(None))
 
-    async def relay_both_ways(self) -> None:
-        relay = MediaRelay(reactor, "127.0.0.1", free_range(), timeout=0)
+    def test_relays_with_the_reactors_own_reading(self) -> defer.Deferred[None]:
+        """Each port read by the reactor itself, as on platforms without epoll."""
+        return defer.Deferred.fromCoroutine(self.relay_both_ways(False))
+
+    async def relay_both_ways(self, shared_reader: bool | None) -> None:
+        relay = MediaRelay(reactor, "127.0.0.1", free_range(), timeout=0, shared_reader=shared_reader)
         self.addCleanup(relay.close)
+        self.assertEqual(relay._reader is not None, shared_reader is None and hasattr(select, "epoll"))
         phones = [Phone(), Phone()]
         ports = [reactor.listenUDP(0, phone, interface="127.0.0.1") for phone in phones]
         for port in ports:
