@@ -313,7 +313,9 @@ class Endpoint:
         return self.latched_rtcp or self.remote_rtcp
 
     def stats(self) -> dict[str, Any]:
-        """Counters and addresses as plain data, for the call record."""
+        """Counters and addresses as plain data, for the call record: packets/bytes are RTP (wire sizes),
+        rtcp_in/rtcp_out count RTCP packets; reported_* come from the last RTCP reception report this
+        leg's phone sent (how it receives the stream relayed to it)."""
         transform = self.transform
         reported = self.reported or {}
         jitter = reported.get("jitter")
@@ -474,7 +476,6 @@ class Endpoint:
             if plain is None:
                 return
         self.rtcp_in += 1
-        self.bytes_in += len(data)
         try:
             blocks = report_blocks(plain)
         except RtpError:
@@ -500,7 +501,6 @@ class Endpoint:
             return
         (peer._rtp_write if peer.rtcp_mux else peer._rtcp_write)(out, dest)
         peer.rtcp_out += 1
-        peer.bytes_out += len(out)
 
     def _control(self, data: bytes, addr: tuple[Any, ...], on_rtp_port: bool) -> None:
         """STUN or DTLS: the transform answers; a proven STUN check latches (ICE), even re-latches."""
