@@ -1,20 +1,30 @@
-"""Relayed G.711 calls: minisip's MediaRelay vs rtpengine's userspace daemon, and a plain UDP echo.
+"""Relayed G.711 calls: minisip's MediaRelay vs rtpengine's userspace daemon, with Python UDP echoes.
 
-One traffic generator process (the same for every server) sends 172-byte RTP packets every 20 ms both
-ways for N concurrent calls on loopback and measures loss and added jitter (one-way delay above the
-run's minimum, p99). N is raised until loss > 0.01% or jitter p99 > 5 ms. The server's CPU time per
-relayed packet is read from /proc and compared with a Twisted UDP echo's at the same packet rate.
+One traffic generator (bench/rtpgen.c, built with gcc at start; ``--generator python`` for the slower
+Python one) sends 172-byte RTP packets every 20 ms both ways for N concurrent calls on 127.0.0.1 and
+measures loss and added jitter: the p99 of one-way delay above the run's minimum, less the same figure
+for a few streams that go generator to generator (the generator's and the OS's own share).
 
-    python3 bench/media_bench.py                  # echo, minisip, rtpengine; about 3-4 minutes
-    python3 bench/media_bench.py --quick          # shorter steps
-    python3 bench/media_bench.py --servers minisip --ladder 200,400 --duration 5
+1. CPU per packet, every server once at ``--cpu-calls`` (300) calls: a Twisted UDP echo, a raw epoll
+   Python echo, minisip's relay (in its own process, ``serve`` role) and rtpengine (``--table=-1``,
+   kernel forwarding off, ``--num-threads=1``, driven over ng: offer/answer/delete per call).
+2. The ladder: minisip and rtpengine interleaved at each step (the machine's noise falls on both), calls
+   raised until loss > 0.01% or added jitter p99 > 5 ms (a failing step is retried once, then one
+   bisection step); a step where the generator itself fell behind is reported as GENERATOR-LIMITED.
 
-Processes: the generator and the servers are started here and each is ended by its PID.
+    python3 bench/media_bench.py                     # about 3-5 minutes
+    python3 bench/media_bench.py --nice -10          # as root on a shared machine: our processes first
+    python3 bench/media_bench.py --servers minisip --ladder 200,400 --duration 4 --json /tmp/media.json
+
+Every line shows the other processes' CPU during the step ("others"): on a shared 2-core machine the
+figures mean little when it is near 1 core. Processes: the generator, the Python servers and rtpengine
+are started here, each in its own session, and each is ended by its PID.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -49,6 +59,13 @@ def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat: how loaded the shared machine was."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -271,12 +288,21 @@ def raw_echo_main() -> None:
 
 
 def serve_main(mode: str, port_range: str) -> None:
-    """minisip's MediaRelay (mode relay) or a Twisted UDP echo (mode echo), driven by JSON lines on stdin."""
+    """minisip's MediaRelay (mode relay) or a Twisted UDP echo (mode echo), driven by JSON lines on stdin.
+
+    Every Python server runs with the garbage-collector settings of minisip's server (minisip/app.py):
+    start-up objects frozen, larger generations.
+    """
+    sys.path.insert(0, str(REPO_DIR))
+    from minisip.app import GC_THRESHOLDS
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     if mode == "rawecho":
         raw_echo_main()
         return
     raise_fd_limit()
-    sys.path.insert(0, str(REPO_DIR))
     from twisted.internet import epollreactor
 
     epollreactor.install()
@@ -346,8 +372,20 @@ def serve_main(mode: str, port_range: str) -> None:
 # -- orchestration -----------------------------------------------------------------------------------
 
 def niceness(value: int) -> Any:
-    """A preexec_fn giving a child (and every thread it starts) the niceness ``value``."""
-    return (lambda: os.nice(value)) if value else None
+    """A preexec_fn giving a child (and every thread it starts) the niceness ``value``, and its session's
+    scheduler autogroup too: with autogroups (Linux's default) a process's nice only ranks it within its
+    own session, while CPU is shared between sessions by the autogroup's nice."""
+    if not value:
+        return None
+
+    def apply() -> None:
+        os.nice(value)
+        try:
+            Path(f"/proc/{os.getpid()}/autogroup").write_text(str(value))
+        except OSError:
+            pass
+
+    return apply
 
 
 class Child:
@@ -413,7 +451,7 @@ def fmt_step(name: str, n: int, r: dict[str, Any]) -> str:
     return (f"{name:9} {n:5} calls  {r['sent_measured'] / r['duration']:8.0f} pkt/s  loss {100 * r['loss']:.4f}%  "
             f"added jitter p99 {r['jitter_p99_ms']:5.2f} ms (raw {r['raw_jitter_p99_ms']:5.2f})  server {r['cpu_us_per_packet']:5.1f} us/pkt "
             f"({100 * r['server_cpu_share']:3.0f}% core)  gen late p99 {r['send_late_p99_ms']:5.2f} ms "
-            f"gen {100 * r['generator_cpu'] / r['elapsed']:3.0f}% core  "
+            f"gen {100 * r['generator_cpu'] / r['elapsed']:3.0f}% core  others {r['other_processes_cores']:.1f} cores  "
             f"{'ok' if step_ok(r) else 'GENERATOR-LIMITED' if generator_limited(r) else 'FAIL'}")
 
 
@@ -449,6 +487,83 @@ def build_c_generator(tmp: Path) -> Path | None:
     return binary
 
 
+class Server:
+    """A server under test: set up N relayed calls (returns the ports the generator sends to), tear down."""
+
+    name = ""
+    pid = 0
+
+    def setup(self, calls: list[tuple[int, int]]) -> list[list[int]]:
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class PythonServer(Server):
+    """minisip's MediaRelay (mode relay), the Twisted echo (echo) or the raw epoll echo (rawecho)."""
+
+    def __init__(self, name: str, mode: str, args: argparse.Namespace, tmp: Path) -> None:
+        self.name = name
+        self.child = Child([sys.executable, __file__, "serve", "--mode", mode, "--ports", args.minisip_ports],
+                           tmp / f"{mode}.log", args.nice)
+        self.pid = self.child.pid
+        self.counters: list[dict[str, Any]] = []
+
+    def setup(self, calls: list[tuple[int, int]]) -> list[list[int]]:
+        return self.child.ask({"op": "setup", "calls": calls}, 60)["ports"]  # type: ignore[no-any-return]
+
+    def teardown(self) -> None:
+        self.counters.append(self.child.ask({"op": "teardown"}, 60))
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+class RtpengineServer(Server):
+    """rtpengine's userspace daemon driven over ng (offer/answer/delete per call)."""
+
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        import rtpengine
+
+        self.name = "rtpengine"
+        self.rtpengine = rtpengine
+        if not os.path.exists(rtpengine.RTPENGINE):
+            raise RuntimeError(f"{rtpengine.RTPENGINE} not found (Debian 12: apt-get install rtpengine-daemon)")
+        low, high = (int(x) for x in args.rtpengine_ports.split("-"))
+        log = tmp / "rtpengine.log"
+        self.proc = rtpengine.start(args.ng_port, low, high, log, args.rtpengine_threads, niceness(args.nice))
+        self.pid = self.proc.pid
+        self.ng = rtpengine.NgClient(HOST, args.ng_port)
+        self.ids: list[str] = []
+        self.n = 0
+        deadline = time.monotonic() + 10
+        while not self.ng.ping():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = log.read_text(errors="replace")[-800:]
+                raise RuntimeError(f"rtpengine did not answer an ng ping (exit code {self.proc.poll()}): {tail}")
+            time.sleep(0.2)
+
+    def setup(self, calls: list[tuple[int, int]]) -> list[list[int]]:
+        self.n += 1
+        self.ids = [f"bench-{self.n}-{i}" for i in range(len(calls))]
+        return [list(self.rtpengine.relay_call(self.ng, call_id, (HOST, a), (HOST, b)))
+                for call_id, (a, b) in zip(self.ids, calls)]
+
+    def teardown(self) -> None:
+        for call_id in self.ids:
+            self.rtpengine.delete_call(self.ng, call_id)
+        self.ids = []
+
+    def stop(self) -> None:
+        self.ng.close()
+        self.rtpengine.stop(self.proc)
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.args = args
@@ -468,95 +583,67 @@ class Bench:
 
     def measure(self, name: str, server_pid: int, targets: list[list[int]]) -> dict[str, Any]:
         args = self.args
-        t0, cpu0 = time.monotonic(), cpu_seconds(server_pid)
+        t0, cpu0, (busy0, total0) = time.monotonic(), cpu_seconds(server_pid), machine_ticks()
         result = self.gen.ask({"op": "run", "calls": targets, "duration": args.duration, "warmup": args.warmup,
                                "echo": name.endswith("echo"), "direct": args.direct}, args.duration + args.warmup + 60)
         elapsed, cpu = time.monotonic() - t0, cpu_seconds(server_pid) - cpu0
+        busy1, total1 = machine_ticks()
+        ncpu = os.cpu_count() or 1
+        machine = ncpu * (busy1 - busy0) / max(1, total1 - total0)  # cores busy, everything included
+        others = max(0.0, machine - cpu / elapsed - result["generator_cpu"] / elapsed)
+        result.update(machine_cores_busy=machine, other_processes_cores=others)
         result.update(duration=args.duration, elapsed=elapsed, server_cpu=cpu,
                       server_cpu_share=cpu / elapsed, cpu_us_per_packet=1e6 * cpu / max(1, result["sent"]))
         print(fmt_step(name, len(targets), result), flush=True)
         return result
 
-    def ladder(self, name: str, run_step: Any) -> dict[str, Any]:
-        steps: dict[int, dict[str, Any]] = {}
-        best = 0
-        failed = None
-        generator_bound = False
+    def step(self, server: Server, n: int) -> dict[str, Any]:
+        targets = server.setup(self.addresses(n))
+        try:
+            return self.measure(server.name, server.pid, targets)
+        finally:
+            server.teardown()
+
+    def cpu_phase(self, servers: list[Server]) -> dict[str, dict[str, Any]]:
+        """Every server once at the same load, one after the other: CPU per packet side by side."""
+        return {server.name: self.step(server, self.args.cpu_calls) for server in servers}
+
+    def ladders(self, servers: list[Server]) -> dict[str, dict[str, Any]]:
+        """Raise the calls step by step, the servers interleaved at each step (so the shared machine's
+        noise falls on all of them alike); a server leaves the ladder at its first failing step."""
+        state = {s.name: {"best": 0, "failed": None, "generator_limited": False, "steps": {}} for s in servers}
         for n in self.args.ladder:
-            steps[n] = run_step(n)
-            if not step_ok(steps[n]) and self.args.retry:
-                print(f"          retrying {n} calls once (a shared machine is noisy)", flush=True)
-                again = run_step(n)
-                again["retried"] = True
-                if step_ok(again):
-                    steps[n] = again
-            if not step_ok(steps[n]):
-                if generator_limited(steps[n]):
-                    generator_bound = True
-                    break
-                failed = n
+            active = [s for s in servers if state[s.name]["failed"] is None and not state[s.name]["generator_limited"]]
+            if not active:
                 break
-            best = n
-        if failed is not None and self.args.refine and best:
-            mid = (best + failed) // 2
-            if mid not in (best, failed):
-                steps[mid] = run_step(mid)
-                if step_ok(steps[mid]):
-                    best = mid
-        return {"best": best, "limited_by_ladder": failed is None and not generator_bound,
-                "generator_limited": generator_bound, "steps": {str(k): v for k, v in steps.items()}}
-
-    def python_server(self, mode: str) -> Child:
-        server = Child([sys.executable, __file__, "serve", "--mode", mode, "--ports", self.args.minisip_ports],
-                       self.tmp / f"{mode}.log", self.args.nice)
-        return server
-
-    def run_python(self, mode: str, name: str, ladder: bool) -> dict[str, Any]:
-        server = self.python_server(mode)
-        try:
-            def step(n: int) -> dict[str, Any]:
-                setup = server.ask({"op": "setup", "calls": self.addresses(n)}, 60)
-                result = self.measure(name, server.pid, setup["ports"])
-                result["server_counters"] = server.ask({"op": "teardown"}, 60)
-                return result
-
-            if ladder:
-                return self.ladder(name, step)
-            return {"steps": {str(self.args.echo_calls): step(self.args.echo_calls)}}
-        finally:
-            server.stop()
-
-    def run_rtpengine(self) -> dict[str, Any]:
-        import rtpengine
-
-        if not os.path.exists(rtpengine.RTPENGINE):
-            return {"error": f"{rtpengine.RTPENGINE} not found: apt-get install rtpengine-daemon"}
-        low, high = (int(x) for x in self.args.rtpengine_ports.split("-"))
-        proc = rtpengine.start(self.args.ng_port, low, high, self.tmp / "rtpengine.log", self.args.rtpengine_threads,
-                               niceness(self.args.nice))
-        ng = rtpengine.NgClient(HOST, self.args.ng_port)
-        try:
-            deadline = time.monotonic() + 10
-            while not ng.ping():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    tail = (self.tmp / "rtpengine.log").read_text(errors="replace")[-800:]
-                    return {"error": f"rtpengine did not answer ng ping (exit {proc.poll()}): {tail}"}
-                time.sleep(0.2)
-
-            def step(n: int) -> dict[str, Any]:
-                ids = [f"bench-{n}-{i}" for i in range(n)]
-                targets = [list(rtpengine.relay_call(ng, call_id, (HOST, a), (HOST, b)))
-                           for call_id, (a, b) in zip(ids, self.addresses(n))]
-                try:
-                    return self.measure("rtpengine", proc.pid, targets)
-                finally:
-                    for call_id in ids:
-                        rtpengine.delete_call(ng, call_id)
-
-            return self.ladder("rtpengine", step)
-        finally:
-            ng.close()
-            rtpengine.stop(proc)
+            for server in active:
+                st = state[server.name]
+                result = self.step(server, n)
+                if not step_ok(result) and self.args.retry:
+                    print(f"          retrying {server.name} at {n} calls once (a shared machine is noisy)", flush=True)
+                    again = self.step(server, n)
+                    again["retried"] = True
+                    if step_ok(again) or generator_limited(result):
+                        result = again
+                st["steps"][str(n)] = result
+                if step_ok(result):
+                    st["best"] = n
+                elif generator_limited(result):
+                    st["generator_limited"] = True
+                else:
+                    st["failed"] = n
+        if self.args.refine:
+            for server in servers:
+                st = state[server.name]
+                if st["failed"] is not None and st["best"]:
+                    mid = (st["best"] + st["failed"]) // 2
+                    if mid not in (st["best"], st["failed"]):
+                        result = st["steps"][str(mid)] = self.step(server, mid)
+                        if step_ok(result):
+                            st["best"] = mid
+        for st in state.values():
+            st["limited_by_ladder"] = st["failed"] is None and not st["generator_limited"]
+        return state
 
     def close(self) -> None:
         try:
@@ -581,7 +668,7 @@ def main() -> int:
     parser.add_argument("--retry", type=int, default=1, help="run a failing step once more (0: never)")
     parser.add_argument("--refine", type=int, default=1, help="one bisection step after the first failure (0: none)")
     parser.add_argument("--direct", type=int, default=10, help="calibration streams generator-to-generator")
-    parser.add_argument("--echo-calls", type=int, default=400, help="calls for the echo's CPU per packet")
+    parser.add_argument("--cpu-calls", type=int, default=300, help="calls for the side-by-side CPU per packet")
     parser.add_argument("--sockets", type=int, default=64, help="generator sockets per side")
     parser.add_argument("--minisip-ports", default="30000-39999")
     parser.add_argument("--rtpengine-ports", default="40000-49999")
@@ -608,16 +695,27 @@ def main() -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="media-bench-") as tmp:
         bench = Bench(args, Path(tmp))
+        started: list[Server] = []
         try:
-            if "echo" in servers:
-                results["echo"] = bench.run_python("echo", "echo", ladder=False)
-            if "rawecho" in servers:
-                results["rawecho"] = bench.run_python("rawecho", "rawecho", ladder=False)
-            if "minisip" in servers:
-                results["minisip"] = bench.run_python("relay", "minisip", ladder=True)
+            for name, mode in (("echo", "echo"), ("rawecho", "rawecho"), ("minisip", "relay")):
+                if name in servers:
+                    started.append(PythonServer(name, mode, args, Path(tmp)))
             if "rtpengine" in servers:
-                results["rtpengine"] = bench.run_rtpengine()
+                try:
+                    started.append(RtpengineServer(args, Path(tmp)))
+                except RuntimeError as e:
+                    results["rtpengine_error"] = str(e)
+                    print(f"rtpengine: {e}", flush=True)
+            print(f"generator: {bench.generator_kind}; CPU per packet at {args.cpu_calls} calls, then the ladder",
+                  flush=True)
+            results["cpu"] = bench.cpu_phase(started)
+            echoes = [s for s in started if s.name.endswith("echo")]
+            for server in echoes:
+                server.stop()
+            results["ladder"] = bench.ladders([s for s in started if s not in echoes])
         finally:
+            for server in started:
+                server.stop()
             bench.close()
     report(results, args)
     if args.json:
@@ -627,39 +725,40 @@ def main() -> int:
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     print("\nresult (loss <= 0.01% and added jitter p99 <= 5 ms; loopback, 172-byte RTP every 20 ms both ways)")
-    mini = results.get("minisip")
-    engine = results.get("rtpengine")
+    ladder = results.get("ladder", {})
+    mini = ladder.get("minisip")
+    engine = ladder.get("rtpengine")
 
     def figure(r: dict[str, Any] | None) -> str:
         if r is None:
             return "not run"
-        if "error" in r:
-            return "ERROR: " + r["error"]
         note = " (ladder top, not a limit)" if r["limited_by_ladder"] else ""
         if r.get("generator_limited"):
             note = " (at least: the next step was limited by the generator/machine, not the server)"
         return f"{r['best']} calls{note}"
 
-    print(f"  minisip MediaRelay, one process: {figure(mini)}")
-    print(f"  rtpengine userspace, {args.rtpengine_threads} thread(s):  {figure(engine)}")
-    if mini and engine and "best" in mini and "best" in engine and engine["best"]:
+    print(f"  minisip MediaRelay, one process:   {figure(mini)}")
+    if "rtpengine_error" in results:
+        print(f"  rtpengine: ERROR {results['rtpengine_error']}")
+    else:
+        print(f"  rtpengine userspace, {args.rtpengine_threads} thread(s): {figure(engine)}")
+    if mini and engine and engine["best"]:
         print(f"  ratio minisip/rtpengine: {mini['best'] / engine['best']:.2f}")
-    n = str(args.echo_calls)
-
-    def cpu(name: str) -> float | None:
-        r = results.get(name)
-        step = r["steps"].get(n) if r and "steps" in r else None
-        return step["cpu_us_per_packet"] if step else None
-
-    figures = {name: cpu(name) for name in ("echo", "rawecho", "minisip", "rtpengine")}
+    cpu = {name: r["cpu_us_per_packet"] for name, r in results.get("cpu", {}).items()}
     labels = {"echo": "Twisted UDP echo", "rawecho": "raw epoll Python echo", "minisip": "minisip relay",
               "rtpengine": "rtpengine"}
-    shown = [f"{labels[k]} {v:.1f} us" for k, v in figures.items() if v is not None]
-    if shown:
-        print(f"  server CPU per packet at {n} calls: " + ", ".join(shown))
+    if cpu:
+        print(f"  server CPU per packet at {args.cpu_calls} calls: "
+              + ", ".join(f"{labels[k]} {v:.1f} us" for k, v in cpu.items()))
+        for name in ("minisip", "rtpengine"):
+            if name in cpu:
+                print(f"  {labels[name]}: one core would carry about {1e6 / (100 * cpu[name]):.0f} calls "
+                      f"(1 s / (100 packets/s x {cpu[name]:.1f} us))")
     for base in ("echo", "rawecho"):
-        if figures["minisip"] and figures[base]:
-            print(f"  minisip relay / {labels[base]}: x{figures['minisip'] / figures[base]:.2f} (target <= 2)")
+        if "minisip" in cpu and base in cpu:
+            print(f"  minisip relay / {labels[base]}: x{cpu['minisip'] / cpu[base]:.2f} per packet (target <= 2)")
+    if "minisip" in cpu and "rtpengine" in cpu:
+        print(f"  minisip relay / rtpengine: x{cpu['minisip'] / cpu['rtpengine']:.2f} per packet")
 
 if __name__ == "__main__":
     sys.exit(main())
