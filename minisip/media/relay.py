@@ -142,6 +142,7 @@ class _SharedReader:
         self._reactor = reactor
         self._epoll = select.epoll()  # type: ignore[attr-defined,unused-ignore]
         self._ports: dict[int, tuple[Callable[[int], tuple[bytes, Any]], DatagramProtocol]] = {}
+        self.errors = 0
         reactor.addReader(self)
 
     def fileno(self) -> int:
@@ -171,9 +172,15 @@ class _SharedReader:
                 pass
 
     def doRead(self) -> None:
+        """Read one datagram from each ready socket. Never raises: the reactor would drop this reader,
+        and with it every call's media."""
         ports = self._ports
         size = self.MAX_DATAGRAM
-        for fd, _ in self._epoll.poll(0, self.MAX_EVENTS):
+        try:
+            ready = self._epoll.poll(0, self.MAX_EVENTS)
+        except (OSError, ValueError):
+            return
+        for fd, _ in ready:
             entry = ports.get(fd)
             if entry is None:
                 continue
@@ -181,7 +188,12 @@ class _SharedReader:
                 data, addr = entry[0](size)
             except OSError:
                 continue
-            entry[1].datagramReceived(data, addr)
+            try:
+                entry[1].datagramReceived(data, addr)
+            except Exception:
+                self.errors += 1
+                if self.errors == 1:
+                    log.failure("media relay: a datagram handler raised")
 
     def connectionLost(self, reason: Any) -> None:
         """The reactor is shutting down; the ports close on their own."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import select
 import socket
+from unittest import skipIf
 
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import DatagramProtocol
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from minisip.media.relay import MediaRelay
+from minisip.media.relay import MediaRelay, _Bound, _MediaPort, _SharedReader
 from tests.media.test_rtp import rtp_packet
 
 
@@ -77,3 +78,83 @@ class RealSocketTests(TestCase):
         stats = relay.close_call("c1")
         self.assertEqual([(s["packets_in"], s["packets_out"]) for s in stats], [(1, 1), (1, 1)])
         self.assertEqual(relay.pool.free, relay.pool.size)
+
+
+class FakeReactor:
+    """Just the reader registry the shared reader uses."""
+
+    def __init__(self) -> None:
+        self.readers: list[object] = []
+
+    def addReader(self, reader: object) -> None:
+        self.readers.append(reader)
+
+    def removeReader(self, reader: object) -> None:
+        self.readers.remove(reader)
+
+
+class FakeTwistedPort:
+    """A listening port with a real socket, as the shared reader sees a Twisted UDP port."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.setblocking(False)
+        self.reading = True
+
+    def stopReading(self) -> None:
+        self.reading = False
+
+
+@skipIf(not hasattr(select, "epoll"), "the shared reader is Linux's epoll; other platforms use the reactor's own")
+class SharedReaderTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = FakeReactor()
+        self.reader = _SharedReader(self.reactor)
+        self.port = FakeTwistedPort()
+        self.addCleanup(self.port.socket.close)
+        self.protocol = _MediaPort()
+        self.got: list[tuple[bytes, object]] = []
+        self.protocol.datagramReceived = lambda data, addr: self.got.append((data, addr))  # type: ignore[method-assign]
+        self.bound = _Bound(self.port, self.protocol)
+        self.sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(self.sender.close)
+
+    def send(self, data: bytes) -> None:
+        self.sender.sendto(data, self.port.socket.getsockname())
+        # loopback delivery is synchronous; wait for readiness without sleeping blind
+        select.select([self.port.socket], [], [], 2)
+
+    def test_takes_over_reading_and_delivers(self) -> None:
+        self.assertEqual(self.reactor.readers, [self.reader])
+        self.assertTrue(self.reader.add(self.bound))
+        self.assertFalse(self.port.reading)
+        self.send(b"one")
+        self.send(b"two")
+        self.reader.doRead()
+        self.reader.doRead()
+        self.reader.doRead()
+        self.assertEqual([data for data, _ in self.got], [b"one", b"two"])
+        self.assertEqual(self.got[0][1], ("127.0.0.1", self.sender.getsockname()[1]))
+
+    def test_a_raising_handler_never_escapes(self) -> None:
+        self.reader.add(self.bound)
+        self.protocol.datagramReceived = lambda data, addr: 1 // 0  # type: ignore[method-assign]
+        self.send(b"x")
+        self.send(b"y")
+        self.reader.doRead()
+        self.reader.doRead()
+        self.assertEqual(self.reader.errors, 2)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_removed_and_closed(self) -> None:
+        self.reader.add(self.bound)
+        self.reader.remove(self.bound)
+        self.reader.remove(self.bound)
+        self.send(b"late")
+        self.reader.doRead()
+        self.assertEqual(self.got, [])
+        self.assertFalse(self.reader.add(_Bound(object(), self.protocol)), "a fake port without a socket")
+        self.reader.close()
+        self.assertEqual(self.reactor.readers, [])
+        self.reader.doRead()
