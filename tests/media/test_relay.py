@@ -240,6 +240,24 @@ class LatchingTests(RelayTestCase):
         self.net.deliver(20000, rtp_packet(3), moved)
         self.assertEqual(a.latched_rtp, moved)
 
+    def test_ipv6_sources_match_their_sdp_address(self) -> None:
+        """Twisted reports IPv6 sources as (host, port, flowinfo, scope): they still match the SDP's."""
+        a, b = self.call()
+        a.set_remote(("2001:db8::10", 4000))
+        self.net.deliver(20000, rtp_packet(1), ("2001:db8::10", 4000, 0, 0))
+        self.assertEqual(a.latched_rtp, ("2001:db8::10", 4000, 0, 0))
+        self.assertEqual(self.net.take(20002), [(rtp_packet(1), PHONE_B)])
+        self.assertEqual(self.relay.stats("c1")[0]["latched_rtp"], ["2001:db8::10", 4000])
+
+    def test_rtcp_address_defaults(self) -> None:
+        a = self.relay.open_endpoint("c1", "a")
+        m = self.relay.open_endpoint("c1", "m", rtcp_mux=True)
+        a.set_remote(PHONE_A)
+        m.set_remote(PHONE_A)
+        self.assertEqual((a.remote_rtcp, m.remote_rtcp), ((PHONE_A[0], PHONE_A[1] + 1), PHONE_A))
+        a.set_remote(None)
+        self.assertEqual((a.remote_rtp, a.remote_rtcp, a.rtp_destination, a.rtcp_destination), (None, None, None, None))
+
     def test_bad_addresses_are_refused(self) -> None:
         a, b = self.call()
         for bad in [("phone.example", 4000), ("198.51.100.1", 0), ("198.51.100.1", "4000"), ("x",)]:
