@@ -3,7 +3,9 @@
 Its control API takes and returns plain data (addresses, ids, dicts; transforms are the only objects)
 so that it can later run in worker processes driven by the signalling process. The per-datagram path
 (``Endpoint._on_rtp_port``) is kept lean: dispatch on the first byte, no logging, no allocation beyond
-the bytes a transform produces, and nothing raises out of it.
+the bytes a transform produces, and nothing raises out of it. On Linux every relay socket is read
+through one epoll set registered once with the reactor (``_SharedReader``); elsewhere, and with an
+injected ``listen_udp``, the reactor reads each port itself.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import select
 from typing import Any, Callable
 
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorFDSet, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
@@ -78,8 +81,6 @@ def latch_any_first_default(sdp_host: str | None, signalling_host: str | None) -
 def _check_address(addr: Address | None, what: str) -> Address | None:
     if addr is None:
         return None
-    from twisted.internet.abstract import isIPAddress, isIPv6Address
-
     try:
         host, port = addr
     except (TypeError, ValueError):
