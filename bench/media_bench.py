@@ -287,7 +287,7 @@ def raw_echo_main() -> None:
                 sys.stdout.flush()
 
 
-def serve_main(mode: str, port_range: str) -> None:
+def serve_main(mode: str, port_range: str, coalesce: float = 0.0) -> None:
     """minisip's MediaRelay (mode relay) or a Twisted UDP echo (mode echo), driven by JSON lines on stdin.
 
     Every Python server runs with the garbage-collector settings of minisip's server (minisip/app.py):
@@ -313,7 +313,7 @@ def serve_main(mode: str, port_range: str) -> None:
     from minisip.media.relay import MediaRelay
 
     low, high = (int(x) for x in port_range.split("-"))
-    relay = MediaRelay(reactor, HOST, (low, high), timeout=0)
+    relay = MediaRelay(reactor, HOST, (low, high), timeout=0, coalesce=coalesce)
 
     class Echo(DatagramProtocol):
         def datagramReceived(self, data: bytes, addr: Any) -> None:
@@ -508,7 +508,8 @@ class PythonServer(Server):
 
     def __init__(self, name: str, mode: str, args: argparse.Namespace, tmp: Path) -> None:
         self.name = name
-        self.child = Child([sys.executable, __file__, "serve", "--mode", mode, "--ports", args.minisip_ports],
+        self.child = Child([sys.executable, __file__, "serve", "--mode", mode, "--ports", args.minisip_ports,
+                            "--coalesce", str(args.coalesce)],
                            tmp / f"{mode}.log", args.nice)
         self.pid = self.child.pid
         self.counters: list[dict[str, Any]] = []
@@ -661,6 +662,7 @@ def main() -> int:
     s = sub.add_parser("serve")
     s.add_argument("--mode", choices=["relay", "echo", "rawecho"], default="relay")
     s.add_argument("--ports", default="30000-39999")
+    s.add_argument("--coalesce", type=float, default=0.0)
     parser.add_argument("--servers", default="echo,rawecho,minisip,rtpengine")
     parser.add_argument("--ladder", default="100,200,300,400,500,600,800,1000,1200")
     parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per step")
@@ -676,6 +678,8 @@ def main() -> int:
     parser.add_argument("--ng-port", type=int, default=22222)
     parser.add_argument("--generator", choices=["c", "python"], default="c",
                         help="traffic generator: bench/rtpgen.c built with gcc (default; falls back to python)")
+    parser.add_argument("--coalesce", type=float, default=0.0,
+                        help="MediaRelay(coalesce=...): seconds the relay's shared reader batches wake-ups under load")
     parser.add_argument("--nice", type=int, default=0,
                         help="niceness of the generator and every server (e.g. -10 as root on a shared machine)")
     parser.add_argument("--quick", action="store_true", help="3 s steps, coarse ladder")
@@ -685,7 +689,7 @@ def main() -> int:
         generate_main(args.sockets)
         return 0
     if args.role == "serve":
-        serve_main(args.mode, args.ports)
+        serve_main(args.mode, args.ports, args.coalesce)
         return 0
     if args.quick:
         args.duration, args.ladder = 3.0, "200,400,800,1200"

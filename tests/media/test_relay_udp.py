@@ -8,6 +8,7 @@ from unittest import skipIf
 
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from minisip.media.relay import MediaRelay, _Bound, _MediaPort, _SharedReader
@@ -110,7 +111,8 @@ class FakeTwistedPort:
 class SharedReaderTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = FakeReactor()
-        self.reader = _SharedReader(self.reactor)
+        self.clock = Clock()
+        self.reader = _SharedReader(self.reactor, self.clock)
         self.port = FakeTwistedPort()
         self.addCleanup(self.port.socket.close)
         self.protocol = _MediaPort()
@@ -158,3 +160,27 @@ class SharedReaderTests(SynchronousTestCase):
         self.reader.close()
         self.assertEqual(self.reactor.readers, [])
         self.reader.doRead()
+
+    def test_coalescing_leaves_the_reactor_while_busy(self) -> None:
+        """With coalesce, a busy reader drains on a timer and goes back to the reactor once idle."""
+        self.reader.coalesce = 0.001
+        self.reader.add(self.bound)
+        self.send(b"one")
+        self.reader.doRead()
+        self.assertEqual((self.got[0][0], self.reactor.readers), (b"one", []))
+        self.send(b"two")
+        self.send(b"three")
+        self.clock.advance(0.001)
+        self.assertEqual([data for data, _ in self.got], [b"one", b"two", b"three"])
+        self.assertEqual(self.reactor.readers, [])
+        self.clock.advance(0.001)
+        self.assertEqual(self.reactor.readers, [self.reader], "idle: back to waiting on the reactor")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_close_while_coalescing(self) -> None:
+        self.reader.coalesce = 0.001
+        self.reader.add(self.bound)
+        self.send(b"one")
+        self.reader.doRead()
+        self.reader.close()
+        self.assertEqual((self.reactor.readers, self.clock.getDelayedCalls()), ([], []))
