@@ -12,7 +12,7 @@ for a few streams that go generator to generator (the generator's and the OS's o
    raised until loss > 0.01% or added jitter p99 > 5 ms (a failing step is retried once, then one
    bisection step); a step where the generator itself fell behind is reported as GENERATOR-LIMITED.
 
-    python3 bench/media_bench.py                     # about 3-5 minutes
+    python3 bench/media_bench.py                     # about 2-5 minutes
     python3 bench/media_bench.py --nice -10          # as root on a shared machine: our processes first
     python3 bench/media_bench.py --servers minisip --ladder 200,400 --duration 4 --json /tmp/media.json
 
@@ -164,7 +164,7 @@ class Generator:
                     if direction == 2:
                         continue
                     sent += 1
-                    if sent_ns >= measure_from:
+                    if measure_from <= sent_ns < stop_at:
                         sent_measured += 1
                 j += 1
                 next_slot = start + j * slot_ns

@@ -145,7 +145,7 @@ static void run(double duration, double warmup, int echo, int direct, int ncalls
                 }
                 if (st->dir == 2) continue;
                 sent++;
-                if (t >= measure_from) sent_measured++;
+                if (t >= measure_from && t < stop_at) sent_measured++;
             }
             j++;
             next_slot = start + j * slot_ns;
