@@ -457,7 +457,7 @@ class Call:
         if codes and all(c == 408 for c in codes):
             return 408, "Request Timeout", "no-response"
         for c, r in self.failures:
-            if 400 <= c < 500 and c not in (401, 407, 408, 487):
+            if (400 <= c < 500 and c not in (401, 407, 408, 487)) or c == 503:   # 503: no media ports
                 return c, r, f"failed {c}"
         return 480, "Temporarily Unavailable", "unavailable"
 

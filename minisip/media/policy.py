@@ -1,0 +1,346 @@
+"""The media policy behind the call layer's seam: anchor a call's audio on the relay and bridge any pair
+of plain RTP, SDES-SRTP (RFC 4568) and DTLS-SRTP (RFC 5763/5764) legs.
+
+Every offer and answer between two legs crosses ``offer``/``answer`` (IMediaPolicy). For each pair of
+legs the policy decides once whether the relay is needed (``[media] relay``: always, never, or auto:
+when the legs speak different encryption, a leg is not SIP, or a phone's SDP address is not where its
+signalling comes from: NAT). When it is, each leg gets a relay endpoint, the SDP each side receives is
+rewritten to point at the relay with that side's own encryption (our SDES key, or our DTLS fingerprint
+and setup, plus ICE-lite credentials where the peer uses ICE), and the two endpoints are bridged. Only
+the first audio stream is relayed; other streams are refused (port 0) toward the other side.
+
+SDES keys never go in SDP sent over UDP or TCP unless ``sdes_over_insecure`` allows it; a leg whose
+configured encryption is ``required`` and that cannot encrypt fails with 488.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from minisip.core.media import MediaRefused
+from minisip.interfaces import IMediaPolicy
+from minisip.media.dtls import DtlsTransform, SetupError, choose_setup, local_certificate, parse_fingerprint
+from minisip.media.ports import PoolExhausted
+from minisip.media.relay import MediaRelay, PlainTransform, latch_any_first_default
+from minisip.media.srtp import AES_CM_128_HMAC_SHA1_80, SdesTransform, crypto_line, new_key_salt, select_crypto
+from minisip.media.stun import IceLite, new_ice_credentials
+from minisip.sip.sdp import MediaDescription, SDPError, SessionDescription, parse_sdp
+
+log = Logger(namespace="minisip.media")
+
+RTP, SDES, DTLS = "rtp", "sdes", "dtls"
+PROTOS = {RTP: "RTP/AVP", SDES: "RTP/SAVP", DTLS: "UDP/TLS/RTP/SAVP"}
+ENCRYPTIONS = ("auto", "none", "sdes", "dtls", "required")
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    """``[media]`` of the configuration."""
+
+    address: str = "127.0.0.1"        # the relay's address, put in SDP
+    ports: tuple[int, int] = (20000, 29999)
+    relay: str = "auto"                # always | auto | never
+    timeout: float = 60.0
+    sdes_over_insecure: bool = False
+
+
+@dataclass
+class _Leg:
+    """What the policy keeps of one leg of a relayed call."""
+
+    endpoint: Any
+    mode: str = RTP                            # what we speak to this leg
+    key: bytes = b""                           # our SDES master key and salt toward it
+    tag: int = 1
+    suite: str = AES_CM_128_HMAC_SHA1_80.name
+    setup: str = "actpass"                     # our a=setup toward it
+    ice: tuple[str, str] | None = None         # our ICE-lite (ufrag, pwd) toward it, when it uses ICE
+    rtcp_mux: bool = False
+    transform_key: tuple[Any, ...] = ()        # what the current transform was made from
+    offered: SessionDescription | None = None  # its last offer (to answer in its own shape)
+
+
+@dataclass
+class _Call:
+    legs: dict[int, _Leg] = field(default_factory=dict)
+    direct: set[tuple[int, int]] = field(default_factory=set)   # leg pairs whose media go direct
+    armed: bool = False
+
+
+def _mode_of(m: MediaDescription) -> str:
+    proto = m.proto.upper()
+    if "TLS" in proto or (m.fingerprint is not None and "SAVP" in proto):
+        return DTLS
+    if "SAVP" in proto or m.crypto:
+        return SDES
+    return RTP
+
+
+def _audio(sdp: SessionDescription) -> MediaDescription | None:
+    for m in sdp.media:
+        if m.kind == "audio" and m.port != 0:
+            return m
+    return None
+
+
+def _transport(leg: Any) -> str:
+    target = getattr(leg, "target", None)
+    return getattr(target, "transport", "udp") if target is not None else "udp"
+
+
+def _signalling_host(leg: Any) -> str | None:
+    target = getattr(leg, "target", None)
+    return getattr(target, "host", None) if target is not None else None
+
+
+@implementer(IMediaPolicy)
+class RelayMediaPolicy:
+    """Anchors media on a MediaRelay where the legs need it (see the module docstring)."""
+
+    def __init__(self, relay: MediaRelay, settings: MediaSettings, clock: Any,
+                 encryption_of: Callable[[Any, Any], str] | None = None,
+                 hangup: Callable[[str, str], None] | None = None) -> None:
+        self.relay = relay
+        self.settings = settings
+        self.clock = clock
+        self.encryption_of = encryption_of or (lambda call, leg: "auto")
+        self.hangup = hangup
+        self.calls: dict[str, _Call] = {}
+        relay.on_media_timeout = self._media_timeout
+
+    # -- IMediaPolicy ------------------------------------------------------------------------------------
+    def offer(self, call: Any, from_leg: Any, to_leg: Any, sdp: bytes) -> bytes:
+        state = self.calls.setdefault(call.id, _Call())
+        pair = (id(from_leg), id(to_leg))
+        offer = self._parse(sdp)
+        audio = _audio(offer)
+        if audio is None:
+            return sdp                             # no audio to anchor (hold with port 0, video only...)
+        source_mode = _mode_of(audio)
+        known = state.legs.get(id(to_leg))
+        # a re-offer keeps what each leg already speaks; a new leg gets what its configuration says
+        target_mode = known.mode if known is not None else self._target_mode(call, to_leg, source_mode)
+        self._check_required(call, from_leg, source_mode)
+        relayed = id(from_leg) in state.legs or known is not None
+        if not relayed and self._direct(call, from_leg, to_leg, audio, source_mode, target_mode):
+            state.direct.add(pair)
+            return sdp
+        state.direct.discard(pair)
+        src = self._leg(call, state, from_leg, source_mode)
+        self._configure(src, from_leg, audio, source_mode, offer=True)
+        src.offered = offer
+        dst = self._leg(call, state, to_leg, target_mode)
+        return self._rewrite(offer, audio, dst, target_mode, offering=True)
+
+    def answer(self, call: Any, from_leg: Any, to_leg: Any, sdp: bytes) -> bytes:
+        state = self.calls.get(call.id)
+        if state is None or (id(to_leg), id(from_leg)) in state.direct:
+            return sdp
+        ans_state = state.legs.get(id(from_leg))
+        off_state = state.legs.get(id(to_leg))
+        if ans_state is None or off_state is None:
+            return sdp
+        answer = self._parse(sdp)
+        audio = _audio(answer)
+        if audio is None or not audio.formats:
+            raise MediaRefused(488, "Not Acceptable Here")   # no common codec: that leg fails
+        mode = _mode_of(audio)
+        if mode != ans_state.mode:
+            raise MediaRefused(488, "Not Acceptable Here")   # answered another profile than offered
+        self._configure(ans_state, from_leg, audio, mode, offer=False)
+        self.relay.bridge(off_state.endpoint, ans_state.endpoint)
+        if not state.armed and getattr(call, "state", "") in ("ringing", "answered"):
+            state.armed = True
+            self.relay.arm_timeout(call.id)
+        offered = off_state.offered
+        return self._rewrite(answer, audio, off_state, off_state.mode, offering=False, offer=offered)
+
+    def leg_gone(self, call: Any, leg: Any) -> None:
+        state = self.calls.get(call.id)
+        if state is None:
+            return
+        gone = state.legs.pop(id(leg), None)
+        if gone is not None:
+            gone.endpoint.close()
+
+    def call_ended(self, call: Any) -> None:
+        if self.calls.pop(call.id, None) is None:
+            return
+        stats = self.relay.close_call(call.id)
+        if stats:
+            call.media_stats = json.dumps(stats, sort_keys=True, default=str)
+            for s in stats:
+                log.info("call {id} media {label}: {pin} packets in, {pout} out, {spoofed} spoofed dropped, "
+                         "{auth} SRTP failures", id=call.id, label=s.get("label"), pin=s.get("packets_in"),
+                         pout=s.get("packets_out"), spoofed=s.get("dropped_spoofed"),
+                         auth=s.get("srtp_auth_failures", s.get("dropped_unprotect")))
+
+    # -- decisions ----------------------------------------------------------------------------------------
+    def _parse(self, sdp: bytes) -> SessionDescription:
+        try:
+            return parse_sdp(sdp)
+        except SDPError as e:
+            log.info("unusable SDP refused: {e}", e=str(e))
+            raise MediaRefused(488, "Not Acceptable Here") from None
+
+    def _secure_signalling(self, leg: Any) -> bool:
+        return _transport(leg) == "tls" or getattr(leg, "kind", "sip") != "sip"
+
+    def _target_mode(self, call: Any, to_leg: Any, source_mode: str) -> str:
+        """The encryption we offer ``to_leg``: its configuration, what its transport allows."""
+        if getattr(to_leg, "kind", "sip") == "browser":
+            return DTLS
+        wanted = self.encryption_of(call, to_leg)
+        sdes_ok = self._secure_signalling(to_leg) or self.settings.sdes_over_insecure
+        if wanted == "none":
+            return RTP
+        if wanted == "dtls":
+            return DTLS
+        if wanted in ("sdes", "required"):
+            if sdes_ok:
+                return SDES
+            if wanted == "required":
+                return DTLS
+            return RTP
+        # auto: SDES to a leg reached over TLS, plain RTP otherwise
+        return SDES if self._secure_signalling(to_leg) else RTP
+
+    def _check_required(self, call: Any, leg: Any, mode: str) -> None:
+        if mode == RTP and self.encryption_of(call, leg) == "required":
+            raise MediaRefused(488, "Not Acceptable Here")
+        if mode == SDES and not (self._secure_signalling(leg) or self.settings.sdes_over_insecure):
+            # its key came over plain signalling, and ours would go back the same way
+            log.warn("SDES-SRTP offered over {t}: refused ([media] sdes_over_insecure = no)",  # noqa: G010
+                     t=_transport(leg))
+            raise MediaRefused(488, "Not Acceptable Here")
+
+    def _direct(self, call: Any, from_leg: Any, to_leg: Any, audio: MediaDescription, source_mode: str,
+                target_mode: str) -> bool:
+        relay = self.settings.relay
+        if relay == "never":
+            return True
+        if relay == "always":
+            return False
+        if source_mode != target_mode or source_mode == DTLS:
+            return False
+        if getattr(from_leg, "kind", "sip") != "sip" or getattr(to_leg, "kind", "sip") != "sip":
+            return False
+        host = _signalling_host(from_leg)
+        return host is None or audio.address in (None, host)
+
+    # -- legs and endpoints -------------------------------------------------------------------------------
+    def _leg(self, call: Any, state: _Call, leg: Any, mode: str) -> _Leg:
+        mine = state.legs.get(id(leg))
+        if mine is None:
+            try:
+                endpoint = self.relay.open_endpoint(call.id, getattr(leg, "description", "leg"))
+            except PoolExhausted:
+                raise MediaRefused(503, "Service Unavailable") from None
+            mine = state.legs[id(leg)] = _Leg(endpoint)
+        if mine.mode != mode or (mode == SDES and not mine.key):
+            mine.mode = mode
+            mine.key = new_key_salt() if mode == SDES else b""
+        return mine
+
+    def _configure(self, mine: _Leg, leg: Any, audio: MediaDescription, mode: str, offer: bool) -> None:
+        """Point the leg's endpoint at what its SDP says, with the transform for its encryption."""
+        endpoint = mine.endpoint
+        address = audio.address
+        remote = (address, audio.port) if address and address not in ("0.0.0.0", "::") and audio.port else None
+        mine.rtcp_mux = audio.rtcp_mux
+        endpoint.set_rtcp_mux(audio.rtcp_mux)
+        rtcp = audio.rtcp
+        rtcp_addr = (rtcp.address or address, rtcp.port) if rtcp is not None and remote is not None else None
+        endpoint.set_remote(remote, rtcp_addr,
+                            latch_any_first=latch_any_first_default(address, _signalling_host(leg)))
+        ice = None
+        if audio.ice_ufrag and audio.ice_pwd:
+            if mine.ice is None:
+                mine.ice = new_ice_credentials()
+            ice = IceLite(mine.ice[0], mine.ice[1], audio.ice_ufrag)
+        if mode == SDES:
+            crypto, reasons = select_crypto(audio.get_all("crypto"))
+            if crypto is None:
+                log.info("no usable a=crypto ({why}): refused", why="; ".join(reasons) or "none")
+                raise MediaRefused(488, "Not Acceptable Here")
+            if offer:
+                mine.tag, mine.suite = crypto.tag, crypto.suite.name
+            key = (SDES, crypto.key_salt, mine.key, crypto.suite.name)
+            if key != mine.transform_key:
+                endpoint.set_transform(SdesTransform(mine.key, crypto.key_salt, crypto.suite, ice=ice))
+                mine.transform_key = key
+        elif mode == DTLS:
+            fp = audio.fingerprint
+            if fp is None:
+                raise MediaRefused(488, "Not Acceptable Here")
+            try:
+                setup, role = choose_setup(audio.setup, we_are_answerer=offer)
+                remote_fp = parse_fingerprint(f"{fp[0]} {fp[1]}")
+            except (SetupError, ValueError) as e:
+                log.info("DTLS-SRTP refused: {e}", e=str(e))
+                raise MediaRefused(488, "Not Acceptable Here") from None
+            if offer:
+                mine.setup = setup
+            key = (DTLS, remote_fp, role)
+            if key != mine.transform_key:
+                endpoint.set_transform(DtlsTransform(role, remote_fp, self.clock, ice=ice))
+                mine.transform_key = key
+        else:
+            key = (RTP,)
+            if key != mine.transform_key:
+                endpoint.set_transform(PlainTransform())
+                mine.transform_key = key
+
+    # -- SDP toward a leg -------------------------------------------------------------------------------------
+    def _rewrite(self, sdp: SessionDescription, audio: MediaDescription, mine: _Leg, mode: str, *, offering: bool,
+                 offer: SessionDescription | None = None) -> bytes:
+        out = sdp.copy()
+        out.remove_crypto_and_ice()
+        address = self.settings.address
+        out.set_connection(address)
+        local = mine.endpoint.local
+        index = next(i for i, m in enumerate(sdp.media) if m is audio)
+        for i, m in enumerate(out.media):
+            if i != index:
+                m.port = 0                      # only the first audio stream is relayed
+        target = out.media[index]
+        target.remove_crypto_and_ice()
+        target.set_connection(address, local[1])
+        target.proto = (offer is not None and _offer_proto(offer, mode)) or PROTOS[mode]
+        if mode == SDES:
+            target.add_attribute("crypto", crypto_line(mine.tag, mine.suite, mine.key))
+        elif mode == DTLS:
+            target.fingerprint = ("sha-256", local_certificate().fingerprint)
+            target.setup = "actpass" if offering else mine.setup
+        if mine.ice is not None or (offering and mode == DTLS):
+            if mine.ice is None:
+                mine.ice = new_ice_credentials()
+            out.ice_lite = True
+            target.ice_ufrag, target.ice_pwd = mine.ice
+            target.add_attribute("candidate", f"1 1 UDP 2130706431 {address} {local[1]} typ host")
+        if mine.rtcp_mux or (offering and mode == DTLS):
+            target.rtcp_mux = True
+        elif local[2] and local[2] != local[1] + 1:
+            target.rtcp = (local[2], None)
+        out.bump_version()
+        return out.to_bytes()
+
+    # -- timeouts -------------------------------------------------------------------------------------------
+    def _media_timeout(self, call_id: str) -> None:
+        log.warn("call {id}: no media for {t:g}s: hanging up (media timeout)", id=call_id,  # noqa: G010
+                 t=self.settings.timeout)
+        if self.hangup is not None:
+            self.hangup(call_id, "media timeout")
+
+
+def _offer_proto(offer: SessionDescription, mode: str) -> str | None:
+    """The offer's own profile name for ``mode`` (RTP/SAVPF stays SAVPF in the answer)."""
+    audio = _audio(offer)
+    if audio is None or _mode_of(audio) != mode:
+        return None
+    return audio.proto
