@@ -4,6 +4,7 @@ features; and the services (listeners, expiry, plugin services) that run them.""
 from __future__ import annotations
 
 import gc
+import ipaddress
 import time
 import traceback
 from typing import Any, Iterable
@@ -24,6 +25,8 @@ from minisip.core.security import FailureTracker
 from minisip.core.server import SIPCore
 from minisip.core.store import open_store
 from minisip.interfaces import IFeature
+from minisip.media.policy import MediaSettings, RelayMediaPolicy
+from minisip.media.relay import MediaRelay
 from minisip.plugins import LoadedPlugin, PluginError
 from minisip.transport import tls
 from minisip.transport.manager import TransportManager
@@ -102,6 +105,7 @@ class Server:
         self.store: Any = None
         self.restored = 0
         self.tls_context: Any = None
+        self.media: RelayMediaPolicy | None = None
 
     def build(self) -> None:
         cfg = self.config
@@ -127,6 +131,7 @@ class Server:
         self.transport.sink = self.core
         self.core.is_connected = self.transport.is_connected
         self.transport.on_send_failed = self.core.transactions.transport_error
+        self.media = self._media(cfg)
         self._load_features()
         if cfg.tls:
             cert, key = tls.ensure_certificate(cfg.datadir, cfg.tls_certificate, cfg.tls_private_key, cfg.domain)
@@ -143,6 +148,8 @@ class Server:
                 children.append(Step(f"sip-{kind} {listen}", privileged=self._listener(kind, listen.host, listen.port,
                                                                                          str(listen))))
         children.append(Step("transport", stop=self._close_listeners))
+        if self.media is not None:
+            children.append(Step("media", stop=self.media.relay.close))
         children.append(Step("expiry", start=self._start_expiry, stop=self._stop_expiry))
         for _owner, svc in self.core.hooks.services:  # after the listeners: services may send at once
             children.append(svc)
@@ -235,6 +242,40 @@ class Server:
             self.features[plugin.name] = feature
             log.info("plugin {name} loaded from {path}: {description}", name=plugin.name, path=plugin.path,
                      description=getattr(plugin.factory, "description", ""))
+
+    def _media(self, cfg: Config) -> RelayMediaPolicy | None:
+        """The relay and its policy behind the call layer's media seam ([media] relay = never: none)."""
+        if cfg.media_relay == "never":
+            return None
+        listen = next(iter(cfg.udp + cfg.tcp + cfg.tls), None)
+        advertised = cfg.media_address or (listen.host if listen is not None and listen.host not in
+                                           ("0.0.0.0", "::", "") else cfg.domain)
+        try:
+            ipaddress.ip_address(advertised)
+            bind = advertised
+        except ValueError:
+            bind = "0.0.0.0"
+        relay = MediaRelay(self.reactor, bind, cfg.media_ports, timeout=cfg.media_timeout)
+        settings = MediaSettings(address=advertised, ports=cfg.media_ports, relay=cfg.media_relay,
+                                 timeout=cfg.media_timeout, sdes_over_insecure=cfg.media_sdes_over_insecure)
+        policy = RelayMediaPolicy(relay, settings, self.reactor, self._encryption_of, self._media_hangup)
+        self.calls.media = policy
+        log.info("media: relay {relay} on {address} ports {low}-{high}, timeout {t:g}s", relay=cfg.media_relay,
+                 address=advertised, low=cfg.media_ports[0], high=cfg.media_ports[1], t=cfg.media_timeout)
+        return policy
+
+    def _encryption_of(self, call: Any, leg: Any) -> str:
+        """The media_encryption of the extension behind ``leg`` (auto for trunks and strangers)."""
+        dest = getattr(leg, "destination", None)
+        number = getattr(dest, "aor", None) if dest is not None else (
+            call.caller if call.source == "extension" else None)
+        ext = self.config.extensions.get(number) if number else None
+        return getattr(ext, "media_encryption", "auto")
+
+    def _media_hangup(self, call_id: str, cause: str) -> None:
+        call = self.calls.calls.get(call_id)
+        if call is not None:
+            self.calls.hangup(call, cause)
 
     def _call_limits(self, cfg: Config) -> None:
         self.calls.max_calls_per_extension = cfg.max_calls_per_extension

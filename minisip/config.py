@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from minisip.media.ports import parse_port_range
 from minisip.paths import BUNDLED, bundled_plugins_dir
 
 __all__ = [
@@ -52,12 +53,12 @@ _CORE_SECTIONS: dict[str, frozenset[str]] = {
         }
     ),
     "mccp": frozenset({"wss"}),
-    "media": frozenset({"address"}),
+    "media": frozenset({"address", "ports", "relay", "timeout", "sdes_over_insecure"}),
     "registrar": frozenset({"min_expires", "max_expires", "default_expires"}),
     "security": frozenset({"max_failures", "failure_window", "ban_time", "digest_algorithms"}),
     "plugins": frozenset({"directories", "disable"}),
 }
-_EXTENSION_KEYS = frozenset({"password", "name", "digest_algorithms", "phone_display_name"})
+_EXTENSION_KEYS = frozenset({"password", "name", "digest_algorithms", "phone_display_name", "media_encryption"})
 # MD5 alone by default: baresip 1.0 (libre) fails when any challenge names another algorithm, and
 # twinkle 1.10 reads only the last challenge; SHA-256 is one setting away (server-wide or per extension).
 DEFAULT_DIGEST_ALGORITHMS = ("MD5",)
@@ -141,6 +142,8 @@ class Extension:
     digest_algorithms: tuple[str, ...] | None = None
     # Show callees the display name the phone sends (From); by default they see ``name`` or the number.
     phone_display_name: bool = False
+    # auto | none | sdes | dtls | required: the media encryption offered to (and accepted from) this phone.
+    media_encryption: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +168,10 @@ class Config:
     extension_lock_time: float = 300
     max_calls_per_extension: int = 20
     max_calls_per_trunk: int = 200
+    media_ports: tuple[int, int] = (20000, 29999)
+    media_relay: str = "auto"
+    media_timeout: float = 60.0
+    media_sdes_over_insecure: bool = False
     idle_timeout: float = 600
     max_connections_per_host: int = 32
     max_message_size: int = 65535
@@ -440,6 +447,23 @@ def load_config(path: str, datadir_override: str | None = None, known_prefixes: 
     media = get("media")
     media_text = media.text("address")
     media_address = media.host("address", media_text) if media_text is not None else None
+    try:
+        media_ports = parse_port_range(media.text("ports") or "20000-29999")
+    except ValueError as e:
+        raise media.error("ports", str(e)) from None
+    media_relay = (media.text("relay") or "auto").lower()
+    if media_relay not in ("always", "auto", "never"):
+        raise media.error("relay", f"{media_relay!r} is not always, auto or never")
+    timeout_text = media.text("timeout") or "60"
+    try:
+        media_timeout = float(timeout_text)
+    except ValueError:
+        raise media.error("timeout", f"{timeout_text!r} is not a number of seconds (0 = off)") from None
+    if not 0 <= media_timeout < float("inf"):
+        raise media.error("timeout", f"{timeout_text!r} must be 0 (off) or a positive number of seconds")
+    insecure = (media.text("sdes_over_insecure") or "no").lower()
+    if insecure not in ("yes", "no"):
+        raise media.error("sdes_over_insecure", f"{insecure!r} is not yes or no")
 
     registrar = get("registrar")
     min_expires = registrar.integer("min_expires", 60)
@@ -486,6 +510,10 @@ def load_config(path: str, datadir_override: str | None = None, known_prefixes: 
         tls_certificate=certificate,
         tls_private_key=private_key,
         media_address=media_address,
+        media_ports=media_ports,
+        media_relay=media_relay,
+        media_timeout=media_timeout,
+        media_sdes_over_insecure=insecure == "yes",
         extensions=MappingProxyType(extensions),
         max_failures=security.integer("max_failures", 5),
         failure_window=security.number("failure_window", 60),
@@ -527,8 +555,12 @@ def _read_extension(section: _Section, words: list[str]) -> Extension:
     flag = (section.text("phone_display_name") or "no").lower()
     if flag not in ("yes", "no"):
         raise section.error("phone_display_name", f"{flag!r} is not yes or no")
+    encryption = (section.text("media_encryption") or "auto").lower()
+    if encryption not in ("auto", "none", "sdes", "dtls", "required"):
+        raise section.error("media_encryption", f"{encryption!r} is not auto, none, sdes, dtls or required")
     return Extension(number=number, password=password, name=section.text("name"),
-                     digest_algorithms=_digest_algorithms(section), phone_display_name=flag == "yes")
+                     digest_algorithms=_digest_algorithms(section), phone_display_name=flag == "yes",
+                     media_encryption=encryption)
 
 
 def _digest_algorithms(section: _Section) -> tuple[str, ...] | None:

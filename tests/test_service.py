@@ -78,7 +78,7 @@ class ServiceTreeTests(SynchronousTestCase):
     def test_children_in_start_order(self) -> None:
         names = [c.name for c in self.svc]
         self.assertEqual(names[:3], ["store", "sip-udp 127.0.0.1:15060", "sip-tcp 127.0.0.1:15060"])
-        self.assertEqual(names[3:5], ["transport", "expiry"])
+        self.assertEqual(names[3:6], ["transport", "media", "expiry"])
         self.assertIs(list(self.svc)[-1], self.plugin)
 
     def test_sockets_bound_in_privileged_start(self) -> None:

@@ -136,6 +136,7 @@ class Call:
         self.current_route: Route | None = None
         self.reroutes: list[str] = []
         self.pending: set[Relayed] = set()   # in-dialog requests passed across, not answered yet
+        self.media_stats: str | None = None  # set by a media policy that relayed the call (JSON)
         self.last_activity = self.clock.seconds()
 
     @property
@@ -606,7 +607,7 @@ class CallManager:
         try:
             self.store.add_call_record(CallRecord(call_id=call.id, caller=call.caller, callee=call.callee,
                                                   start=call.start, answer=call.answer_time, end=call.end_time,
-                                                  cause=call.cause))
+                                                  cause=call.cause, media=call.media_stats))
         except Exception:
             log.failure("cannot store the record of call {id}", id=call.id)
 

@@ -70,6 +70,7 @@ class CallRecord:
     answer: float | None
     end: float
     cause: str
+    media: str | None = None      # JSON: the relay's per-leg statistics, when the media was relayed
 
 
 class IStore(Interface):
@@ -115,7 +116,7 @@ class IStore(Interface):
         """Commit what is queued and release resources; later writes are dropped."""
 
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
@@ -157,6 +158,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # Calls up at this moment (their dialogs, JSON): what a restart after a crash must end cleanly.
         "CREATE TABLE active_calls (call_id TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID",
     ),
+    (
+        # Media statistics of relayed calls (packets and bytes each way, losses, SRTP failures...), JSON.
+        "ALTER TABLE call_records ADD COLUMN media TEXT",
+    ),
 )
 
 _BINDING_COLUMNS: Final = (
@@ -165,8 +170,8 @@ _BINDING_COLUMNS: Final = (
 )
 _SAVE_BINDING: Final = f"INSERT OR REPLACE INTO bindings ({_BINDING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _ADD_CALL_RECORD: Final = (
-    "INSERT INTO call_records (call_id, caller, callee, start_time, answer_time, end_time, cause) "
-    "VALUES (?,?,?,?,?,?,?)"
+    "INSERT INTO call_records (call_id, caller, callee, start_time, answer_time, end_time, cause, media) "
+    "VALUES (?,?,?,?,?,?,?,?)"
 )
 
 # Operations queued to the writer thread: (kind, SQL, parameters).  Flush markers are _Flush objects.
@@ -365,7 +370,7 @@ class SQLiteStore:
     def call_records(self, limit: int = 100) -> list[CallRecord]:
         with self._read_lock:
             rows = self._reader.execute(
-                "SELECT call_id, caller, callee, start_time, answer_time, end_time, cause FROM call_records "
+                "SELECT call_id, caller, callee, start_time, answer_time, end_time, cause, media FROM call_records "
                 "ORDER BY start_time DESC, id DESC LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -422,7 +427,8 @@ class SQLiteStore:
 
     def add_call_record(self, r: CallRecord) -> None:
         self._enqueue(
-            ("add_call_record", _ADD_CALL_RECORD, (r.call_id, r.caller, r.callee, r.start, r.answer, r.end, r.cause))
+            ("add_call_record", _ADD_CALL_RECORD, (r.call_id, r.caller, r.callee, r.start, r.answer, r.end, r.cause,
+                                                 r.media))
         )
 
     def _enqueue(self, op: _Op) -> None:
