@@ -322,12 +322,33 @@ class Call:
         fork answered) reports its 487 too, and that changes nothing."""
         if leg not in self.b_legs:
             return
+        if status == 488 and self.state == "ringing" and self._retry_media(leg):
+            return
         self.b_legs.remove(leg)
         self._leg_gone(leg)
         self.failures.append((status, reason))
         if self.state != "ringing" or self.b_legs:
             return
         self._all_failed()
+
+    def _retry_media(self, leg: Any) -> bool:
+        """A fork refused the media offered (488): when the media policy has a more compatible offer
+        (plain RTP after SRTP offered on its own initiative), ring the same destination again with it."""
+        retry = getattr(self.manager.media, "retry", None)
+        destination = getattr(leg, "destination", None)
+        if retry is None or destination is None or not retry(self, leg):
+            return False
+        try:
+            again = self.manager.make_leg(self, destination)
+        except Exception:
+            log.failure("call {id}: no leg for {dest!r}", id=self.id, dest=destination)
+            return False
+        log.info("call {id}: {leg} refused the media offered (488); offering again", id=self.id,
+                 leg=leg.description)
+        self.b_legs[self.b_legs.index(leg)] = again
+        self.legs.append(again)
+        self._start_leg(again)
+        return True
 
     def _all_failed(self) -> None:
         code, reason, cause = self._best_failure()

@@ -70,6 +70,7 @@ class _Call:
     legs: dict[int, _Leg] = field(default_factory=dict)
     direct: set[tuple[int, int]] = field(default_factory=set)   # leg pairs whose media go direct
     armed: bool = False
+    plain_for: set[str] = field(default_factory=set)           # destinations that refused our SRTP offer
 
 
 def _mode_of(m: MediaDescription) -> str:
@@ -124,7 +125,13 @@ class RelayMediaPolicy:
         source_mode = _mode_of(audio)
         known = state.legs.get(id(to_leg))
         # a re-offer keeps what each leg already speaks; a new leg gets what its configuration says
-        target_mode = known.mode if known is not None else self._target_mode(call, to_leg, source_mode)
+        # (plain RTP for a destination that refused our SRTP offer once in this call)
+        if known is not None:
+            target_mode = known.mode
+        elif _destination_key(to_leg) in state.plain_for:
+            target_mode = RTP
+        else:
+            target_mode = self._target_mode(call, to_leg, source_mode)
         self._check_required(call, from_leg, source_mode)
         relayed = id(from_leg) in state.legs or known is not None
         if not relayed and self._direct(call, from_leg, to_leg, audio, source_mode, target_mode):
@@ -159,6 +166,20 @@ class RelayMediaPolicy:
             self.relay.arm_timeout(call.id)
         offered = off_state.offered
         return self._rewrite(answer, audio, off_state, off_state.mode, offering=False, offer=offered)
+
+    def retry(self, call: Any, leg: Any) -> bool:
+        """``leg`` refused our offer with 488. When we offered it SRTP on our own initiative
+        (media_encryption auto: SDES because it is reached over TLS), try again with plain RTP: the
+        phone may not do SRTP. True when a new offer to its destination will differ."""
+        state = self.calls.get(call.id)
+        mine = state.legs.get(id(leg)) if state is not None else None
+        key = _destination_key(leg)
+        if mine is None or key is None or key in state.plain_for or mine.mode == RTP:  # type: ignore[union-attr]
+            return False
+        if self.encryption_of(call, leg) != "auto" or getattr(leg, "kind", "sip") != "sip":
+            return False
+        state.plain_for.add(key)  # type: ignore[union-attr]
+        return True
 
     def leg_gone(self, call: Any, leg: Any) -> None:
         state = self.calls.get(call.id)
@@ -336,6 +357,14 @@ class RelayMediaPolicy:
                  t=self.settings.timeout)
         if self.hangup is not None:
             self.hangup(call_id, "media timeout")
+
+
+def _destination_key(leg: Any) -> str | None:
+    dest = getattr(leg, "destination", None)
+    if dest is None:
+        return None
+    where = getattr(dest, "uri", None) or getattr(dest, "target", "")
+    return f"{getattr(dest, 'kind', '')} {where} {getattr(dest, 'addr', '')}"
 
 
 def _offer_proto(offer: SessionDescription, mode: str) -> str | None:

@@ -247,3 +247,31 @@ class PlainToDtlsTests(PolicyTestCase):
         self.net.deliver(port_b, phone.protect_rtp(rtp(4, ssrc=5)), ("10.0.0.2", 5000))
         self.assertEqual(self.net.take(port_a), [(rtp(4, ssrc=5), ("10.0.0.1", 4000))])
 
+
+
+class SrtpFallbackTests(PolicyTestCase):
+    def test_a_phone_refusing_our_srtp_offer_is_called_again_with_plain_rtp(self) -> None:
+        """media_encryption auto offers SDES to a phone reached over TLS; a phone without SRTP answers
+        488 and is rung again with plain RTP at once (the caller never sees the 488)."""
+        self.policy._secure_signalling = lambda leg: getattr(leg, "destination", None) is not None  # type: ignore
+        a = self.alice.call("200", sdp_for("10.0.0.1", 4000))
+        (first,) = self.bob.incoming()
+        assert first.invite is not None
+        self.assertIn(b"RTP/SAVP", first.invite.body)
+        first.respond(488)
+        (again,) = self.bob.incoming()
+        assert again.invite is not None
+        self.assertIn(b"RTP/AVP", again.invite.body)
+        self.assertNotIn(b"a=crypto", again.invite.body)
+        self.assertNotIn(488, statuses(self.alice.inbox()))
+        to_alice = self.answer(a, again, sdp_for("10.0.0.2", 5000))
+        self.assertEqual(self.media(to_alice)[0], RELAY)
+
+    def test_a_second_488_is_final(self) -> None:
+        self.policy._secure_signalling = lambda leg: getattr(leg, "destination", None) is not None  # type: ignore
+        self.alice.call("200", sdp_for("10.0.0.1", 4000))
+        (first,) = self.bob.incoming()
+        first.respond(488)
+        (again,) = self.bob.incoming()
+        again.respond(488)
+        self.assertIn(488, statuses(self.alice.inbox()))
