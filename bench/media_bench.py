@@ -68,11 +68,12 @@ def machine_ticks() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process (all its threads) in seconds, from /proc."""
     raw = Path(f"/proc/{pid}/stat").read_text()
     rest = raw[raw.rfind(")") + 2:].split()
-    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(rest[11]) / ticks, int(rest[12]) / ticks
 
 
 # -- the traffic generator (role "generate") ----------------------------------------------------------
@@ -584,10 +585,14 @@ class Bench:
 
     def measure(self, name: str, server_pid: int, targets: list[list[int]]) -> dict[str, Any]:
         args = self.args
-        t0, cpu0, (busy0, total0) = time.monotonic(), cpu_seconds(server_pid), machine_ticks()
+        t0, (user0, sys0), (busy0, total0) = time.monotonic(), cpu_split(server_pid), machine_ticks()
         result = self.gen.ask({"op": "run", "calls": targets, "duration": args.duration, "warmup": args.warmup,
                                "echo": name.endswith("echo"), "direct": args.direct}, args.duration + args.warmup + 60)
-        elapsed, cpu = time.monotonic() - t0, cpu_seconds(server_pid) - cpu0
+        user1, sys1 = cpu_split(server_pid)
+        elapsed, cpu = time.monotonic() - t0, user1 - user0 + sys1 - sys0
+        packets = max(1, result["sent"])
+        result.update(user_us_per_packet=1e6 * (user1 - user0) / packets,
+                      kernel_us_per_packet=1e6 * (sys1 - sys0) / packets)
         busy1, total1 = machine_ticks()
         ncpu = os.cpu_count() or 1
         machine = ncpu * (busy1 - busy0) / max(1, total1 - total0)  # cores busy, everything included
@@ -752,8 +757,11 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     labels = {"echo": "Twisted UDP echo", "rawecho": "raw epoll Python echo", "minisip": "minisip relay",
               "rtpengine": "rtpengine"}
     if cpu:
+        split = {name: (r["user_us_per_packet"], r["kernel_us_per_packet"])
+                 for name, r in results.get("cpu", {}).items()}
         print(f"  server CPU per packet at {args.cpu_calls} calls: "
-              + ", ".join(f"{labels[k]} {v:.1f} us" for k, v in cpu.items()))
+              + ", ".join(f"{labels[k]} {v:.1f} us (user {split[k][0]:.1f} + kernel {split[k][1]:.1f})"
+                          for k, v in cpu.items()))
         for name in ("minisip", "rtpengine"):
             if name in cpu:
                 print(f"  {labels[name]}: one core would carry about {1e6 / (100 * cpu[name]):.0f} calls "
