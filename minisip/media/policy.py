@@ -116,6 +116,8 @@ class RelayMediaPolicy:
 
     # -- IMediaPolicy ------------------------------------------------------------------------------------
     def offer(self, call: Any, from_leg: Any, to_leg: Any, sdp: bytes) -> bytes:
+        if self._plain_direct(call, from_leg, to_leg, sdp):
+            return sdp
         state = self.calls.setdefault(call.id, _Call())
         pair = (id(from_leg), id(to_leg))
         offer = self._parse(sdp)
@@ -239,6 +241,28 @@ class RelayMediaPolicy:
             log.warn("SDES-SRTP offered over {t}: refused ([media] sdes_over_insecure = no)",  # noqa: G010
                      t=_transport(leg))
             raise MediaRefused(488, "Not Acceptable Here")
+
+    def _plain_direct(self, call: Any, from_leg: Any, to_leg: Any, sdp: bytes) -> bool:
+        """The common case without parsing (every call pays for this check): relay auto, a new pair of
+        SIP legs, plain RTP offered, the offerer's SDP address where its signalling comes from, and
+        nothing configured that would make us offer encryption to the other leg."""
+        if self.settings.relay != "auto" or call.id in self.calls:
+            return False
+        if getattr(from_leg, "kind", "sip") != "sip" or getattr(to_leg, "kind", "sip") != "sip":
+            return False
+        if b"RTP/AVP " not in sdp or b"SAVP" in sdp or b"a=crypto" in sdp or b"a=fingerprint" in sdp:
+            return False
+        host = _signalling_host(from_leg)
+        if host is None or sdp.count(b"\nc=") != 1 or sdp.count(b"\nm=") != 1:
+            return False
+        start = sdp.index(b"\nc=") + 3
+        end = sdp.find(b"\n", start)
+        fields = sdp[start:end].split()
+        if len(fields) != 3 or fields[2].decode("ascii", "replace") != host:
+            return False
+        if self.encryption_of(call, from_leg) == "required":
+            return False
+        return self._target_mode(call, to_leg, RTP) == RTP
 
     def _direct(self, call: Any, from_leg: Any, to_leg: Any, audio: MediaDescription, source_mode: str,
                 target_mode: str) -> bool:
