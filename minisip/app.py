@@ -174,6 +174,7 @@ class Server:
         return defer.DeferredList(ds)
 
     def _close_store(self) -> None:
+        self.calls.save_active()
         self.core.transactions.close()
         if self.store is not None:
             self.store.close()

@@ -763,6 +763,7 @@ class CrashRecoveryTests(CallTestCase):
 
     def test_calls_up_are_ended_after_a_restart(self) -> None:
         a, b = self.answered()
+        self.pbx.advance(1)          # the list of calls up is saved once a second
         store = self.pbx.store
         (saved,) = store.active_calls()
         # The process dies here: nothing ends the call. A new server starts on the same store.
@@ -789,10 +790,22 @@ class CrashRecoveryTests(CallTestCase):
 
     def test_calls_ended_normally_are_not_kept(self) -> None:
         a, _ = self.answered()
+        self.pbx.advance(1)
         self.assertEqual(len(self.pbx.store.active_calls()), 1)
         self.hang_up(a)
+        self.pbx.advance(1)
         self.assertEqual(self.pbx.store.active_calls(), [])
         self.assertEqual(self.pbx.core.calls.recover(None), 0)
+
+    def test_a_short_call_costs_no_write(self) -> None:
+        writes: list[str] = []
+        store = self.pbx.store
+        real = store.save_active_call
+        store.save_active_call = lambda cid, data: (writes.append(cid), real(cid, data))  # type: ignore
+        a, _ = self.answered()
+        self.hang_up(a)
+        self.pbx.advance(2)
+        self.assertEqual((writes, store.active_calls()), ([], []))
 
 
 class DisplayNameTests(CallTestCase):
