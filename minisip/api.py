@@ -199,6 +199,11 @@ class ServerAPI:
     def destination_for(self, binding: Binding) -> ContactDestination:
         return destination_for(binding, self._core.connected)
 
+    def opened_by_us(self, source: Addr) -> bool:
+        """True when a request's ``source`` is a TCP/TLS connection this server opened (to a trunk):
+        an address alone does not say who is at the other end of a connection."""
+        return self._core.opened_by_us(source)
+
     def exempt_from_bans(self, host: str) -> None:
         """Never ban ``host`` (a trunk's carrier: a spoofed guess must not cut off its calls)."""
         self._core.security.exempt(host)

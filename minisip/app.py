@@ -130,6 +130,7 @@ class Server:
                                digest_algorithms=cfg.digest_algorithms)
         self.transport.sink = self.core
         self.core.is_connected = self.transport.is_connected
+        self.core.opened_by_us = self.transport.opened_by_us
         self.transport.on_send_failed = self.core.transactions.transport_error
         self.media = self._media(cfg)
         self._load_features()

@@ -465,8 +465,13 @@ class TrunkIdentifier:
             ip = feature.resolver.cached(trunk.host)
             if ip is None or not same_host(source.host, ip):
                 continue
+            if source.transport != trunk.transport:
+                continue    # a trunk is reached over its own transport; UDP spoofing cannot become TCP
             if trunk.match_port and source.transport == "udp" and source.port != trunk.port:
                 continue
+            if source.transport != "udp" and trunk.match_port and not (feature.api.opened_by_us(source)
+                                                                      or source.port == trunk.port):
+                continue    # over TCP/TLS: a connection we opened to the carrier, or from its own port
             if trunk not in by_reg:
                 by_addr.append(trunk)
         return by_reg + by_addr

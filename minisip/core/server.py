@@ -82,6 +82,7 @@ class SIPCore:
         self.hooks = self.calls.hooks
         self.routers = self.calls.routers
         self.is_connected: Callable[[Addr], bool] | None = None   # the transport's, once it exists
+        self.opened_by_us: Callable[[Addr], bool] = lambda source: False
         self.extension_router = ExtensionRouter(self.extensions.get, location, connected=self.connected)
         self.routers.add(self.extension_router, priority=1_000_000, owner="core")
         self.unreachable: set[tuple[str, str]] = set()

@@ -392,6 +392,11 @@ class TransportManager:
         self.by_peer[key] = proto.conn_id
         return proto
 
+    def opened_by_us(self, source: Addr) -> bool:
+        """Did the stream ``source`` arrived on start as a connection minisip opened (to a trunk, say)?"""
+        proto = self.conns.get(source.conn) if source.conn is not None else None
+        return proto is not None and proto.outbound_key is not None
+
     def is_connected(self, target: Addr) -> bool:
         if target.conn is not None and target.conn in self.conns:
             return True

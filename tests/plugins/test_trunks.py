@@ -767,12 +767,21 @@ class InboundTests(TrunkTestBase):
         self.assertNotIn(407, statuses(other_port.inbox()))
         self.assertEqual(len(self.rang(self.ext100)), 1)
 
-    def test_tcp_from_any_port_of_the_proxy_host(self) -> None:
+    def test_tcp_trunk_identified_by_the_connection_we_opened(self) -> None:
+        """Issue 8 point 11: over TCP the address alone says nothing (any program on the carrier's host,
+        or behind its NAT, can connect from any port): a connection minisip opened to the carrier is
+        the trunk; an inbound one from another port of that host is not (it gets digest instead)."""
         self.start({"trunk carrier": dict(self.SECTION, transport="tcp")})
         req = self.carrier.build("INVITE", "tel:+31201234567", call_id=token(), from_=f"<tel:+316>;tag={token()}",
                                  to="<tel:+31201234567>", cseq=1, body=sdp(CARRIER))
+        self.assertIsNone(self.feature.identifier.identify(req, Addr("tcp", CARRIER, 40123, conn=1)))
+        self.pbx.core.opened_by_us = lambda source: source.conn == 1
         identity = self.feature.identifier.identify(req, Addr("tcp", CARRIER, 40123, conn=1))
+        assert identity is not None
         self.assertEqual((identity.callee, identity.trunk, identity.source), ("100", "carrier", "trunk"))
+        # the carrier's own port is trusted as before; UDP from its address is not a TCP trunk
+        self.assertIsNotNone(self.feature.identifier.identify(req, Addr("tcp", CARRIER, CARRIER_PORT, conn=2)))
+        self.assertIsNone(self.feature.identifier.identify(req, Addr("udp", CARRIER, CARRIER_PORT)))
 
     def test_by_registration_takes_the_number_from_to(self) -> None:
         self.start({"trunk carrier": dict(self.SECTION, register="yes")})
