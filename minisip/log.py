@@ -21,6 +21,7 @@ points standard output at /dev/null: there, keep twistd's own observer.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import IO, Any
@@ -32,6 +33,8 @@ from zope.interface import implementer
 from minisip.sip.validate import escape_controls
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+_RELAY_PORT_OPENED = re.compile(r"_MediaPort starting on (\d+)$")
+_UDP_PORT_CLOSED = re.compile(r"\(UDP Port (\d+) Closed\)$")
 
 
 @implementer(ILogObserver)
@@ -42,6 +45,22 @@ class TextObserver:
         self._out = out
         self._second = -1
         self._stamp = "-"
+        self._relay_ports: set[str] = set()
+
+    def _relay_port_line(self, text: Any) -> bool:
+        """Twisted's own lines for each media relay port it opens and closes (eight a call without
+        rtcp-mux): the relay logs what matters about a call's media itself."""
+        if text.__class__ is not str:
+            return False
+        m = _RELAY_PORT_OPENED.match(text)
+        if m is not None:
+            self._relay_ports.add(m.group(1))
+            return True
+        m = _UDP_PORT_CLOSED.match(text)
+        if m is not None and m.group(1) in self._relay_ports:
+            self._relay_ports.discard(m.group(1))
+            return True
+        return False
 
     def _time(self, when: float | None) -> str:
         if when is None:
@@ -53,6 +72,8 @@ class TextObserver:
         return self._stamp
 
     def __call__(self, event: dict[str, Any]) -> None:
+        if event.get("log_namespace") == "log_legacy" and self._relay_port_line(event.get("log_text")):
+            return
         text = self._fast(event)
         if text is None:
             text = formatEventAsClassicLogText(event, formatTime=self._time)

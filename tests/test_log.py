@@ -199,3 +199,14 @@ class EscapingTests(unittest.SynchronousTestCase):
                            "log_level": LogLevel.info, "caller": "100\r\x1b[2J\x00evil"})
         self.assertIn("call from 100\\x0d\\x1b[2J\\x00evil", out.getvalue())
         self.assertEqual(out.getvalue().count("\n"), 1)
+
+
+class RelayPortLinesTests(unittest.SynchronousTestCase):
+    def test_twisteds_lines_for_relay_ports_are_left_out(self) -> None:
+        out = io.StringIO()
+        obs = TextObserver(out)
+        for text in ("_MediaPort starting on 31000", "(UDP Port 31000 Closed)", "(UDP Port 5060 Closed)"):
+            obs({"log_format": "{log_text}", "log_text": text, "log_namespace": "log_legacy", "log_time": 0.0,
+                 "log_level": LogLevel.info, "log_system": "-"})
+        self.assertEqual(out.getvalue().count("\n"), 1)
+        self.assertIn("(UDP Port 5060 Closed)", out.getvalue())
