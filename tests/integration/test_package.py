@@ -58,7 +58,7 @@ SKIP_REASON = _skip_reason()
 
 def _source_files() -> list[str]:
     """The checkout's files as git sees them (tracked plus new, not ignored): no venv, caches or artefacts."""
-    if os.path.isdir(os.path.join(REPO, ".git")) and shutil.which("git"):
+    if os.path.exists(os.path.join(REPO, ".git")) and shutil.which("git"):   # a file in a git worktree
         out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                              cwd=REPO, capture_output=True, check=True, timeout=60).stdout
         return [f for f in out.decode("utf-8", "surrogateescape").split("\0")
@@ -68,7 +68,8 @@ def _source_files() -> list[str]:
     for root, dirs, names in os.walk(REPO):
         dirs[:] = [d for d in dirs if d not in skip_dirs and not d.startswith("_trial_temp")
                    and not d.endswith(".egg-info")]
-        files += [os.path.relpath(os.path.join(root, n), REPO) for n in names if not n.endswith(".pyc")]
+        files += [os.path.relpath(os.path.join(root, n), REPO) for n in names
+                  if not n.endswith(".pyc") and not n.startswith("_trial_temp")]
     return files
 
 
