@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
+
+_T = TypeVar("_T")
 
 
 class SDPError(ValueError):
@@ -304,6 +306,17 @@ class _Section:
         """The values of this level's attributes ``name``, in order (flags as empty strings)."""
         return [v or "" for n, v in self.attributes if n == name]
 
+    def _parsed(self, name: str, parse: Callable[[str], _T]) -> list[_T]:
+        """The values of attribute ``name`` parsed by ``parse``, in order; malformed ones skipped."""
+        out = []
+        for n, v in self.attributes:
+            if n == name and v:
+                try:
+                    out.append(parse(v))
+                except SDPError:
+                    continue
+        return out
+
     def add_attribute(self, name: str, value: str | None = None) -> None:
         """Append ``a=name[:value]``."""
         self.attributes.append((name, value))
@@ -524,14 +537,7 @@ class MediaDescription(_Section):
     @property
     def crypto(self) -> list[Crypto]:
         """The crypto attributes, in order (malformed ones skipped)."""
-        out = []
-        for n, v in self.attributes:
-            if n == "crypto" and v:
-                try:
-                    out.append(Crypto.parse(v))
-                except SDPError:
-                    continue
-        return out
+        return self._parsed("crypto", Crypto.parse)
 
     @crypto.setter
     def crypto(self, value: Iterable[Crypto]) -> None:
@@ -602,14 +608,7 @@ class MediaDescription(_Section):
     @property
     def candidates(self) -> list[Candidate]:
         """The candidate attributes, in order (malformed ones skipped)."""
-        out = []
-        for n, v in self.attributes:
-            if n == "candidate" and v:
-                try:
-                    out.append(Candidate.parse(v))
-                except SDPError:
-                    continue
-        return out
+        return self._parsed("candidate", Candidate.parse)
 
     @candidates.setter
     def candidates(self, value: Iterable[Candidate]) -> None:

@@ -23,6 +23,7 @@ from minisip.core.hooks import HookError
 from minisip.interfaces import ICallRouter, ILeg, ILegFactory, IMediaPolicy
 from minisip.sip.message import Response
 from tests.core.fakes import PBX, requests, sdp, statuses
+from tests.core.test_call import CallTestCase
 
 SDP_A = sdp("10.0.0.1", 4000)
 SDP_ROOM = sdp("10.9.9.9", 7000)
@@ -146,14 +147,9 @@ class ToFake:
         return CONTINUE
 
 
-class CallLayerTestCase(SynchronousTestCase):
+class CallLayerTestCase(CallTestCase):
     def setUp(self) -> None:
-        self.pbx = PBX()
-        self.alice = self.pbx.phone("100", "10.0.0.1")
-        self.bob = self.pbx.phone("200", "10.0.0.2")
-        for p in (self.alice, self.bob):
-            resp = p.register()
-            assert resp is not None and resp.status == 200
+        super().setUp()
         self.factory = FakeFactory()
         self.media = RecordingMedia()
         hooks = self.pbx.core.hooks.for_owner("test.fake")
