@@ -144,9 +144,12 @@ def package() -> _Package:
 
 
 def _packaged_sample() -> bytes:
-    """What the conffile must be: the sample as is ("directories = bundled" finds the installed plugins)."""
+    """What the conffile must be: the sample with the data in /var/lib/minisip and the administrator's
+    /etc/minisip/plugins.d after the shipped plugins ("bundled")."""
     with open(os.path.join(REPO, "etc", "minisip.conf"), "rb") as f:
-        return f.read()
+        text = f.read()
+    text = re.sub(rb"(?m)^datadir = .*$", b"datadir = /var/lib/minisip", text)
+    return re.sub(rb"(?m)^directories = bundled$", b"directories = bundled /etc/minisip/plugins.d", text)
 
 
 def _unpacked_config(conf: str, root: str) -> str:
@@ -164,7 +167,8 @@ def _unpacked_config(conf: str, root: str) -> str:
         if m and section in ("sip", "mccp") and m.group(2) and not m.group(2).lstrip().startswith((";", "#")):
             line = f"{m.group(1)} = 127.0.0.1:{ports[m.group(1).lower()]}"
         if section == "plugins" and re.match(r"\s*directories\s*=", line):
-            line = line.replace("/" + PLUGINS_DIR, os.path.join(root, PLUGINS_DIR))
+            line = line.replace("/" + PLUGINS_DIR, os.path.join(root, PLUGINS_DIR)).replace(
+                "/etc/minisip/plugins.d", os.path.join(root, "etc/minisip/plugins.d"))
         out.append(line)
     return "\n".join(out) + "\n"
 
@@ -195,7 +199,18 @@ class PackageContentsTests(unittest.TestCase):
         with open(os.path.join(self.pkg.root, CONFFILE), "rb") as f:
             shipped = f.read()
         self.assertEqual(_packaged_sample(), shipped)
-        self.assertRegex(shipped.decode("utf-8"), r"(?m)^directories\s*=\s*bundled$")
+        self.assertRegex(shipped.decode("utf-8"), r"(?m)^directories = bundled /etc/minisip/plugins.d$")
+        self.assertRegex(shipped.decode("utf-8"), r"(?m)^datadir = /var/lib/minisip$")
+        self.assertIn("etc/minisip/plugins.d/README", self.pkg.contents)
+
+    def test_docs_and_man_page(self) -> None:
+        """Issue 12 point 3: the guides ship, the unit's Documentation= points at what is there."""
+        for doc in ("README.md.gz", "plugins.md.gz", "security.md.gz", "architecture.md.gz"):
+            self.assertIn(f"usr/share/doc/minisip/{doc}", self.pkg.contents)
+        self.assertIn("usr/share/man/man8/minisip.8.gz", self.pkg.contents)
+        with open(os.path.join(self.pkg.root, next(u for u in UNITS if u in self.pkg.contents)),
+                  encoding="utf-8") as f:
+            self.assertIn("Documentation=man:minisip(8) file:///usr/share/doc/minisip/", f.read())
 
     def test_systemd_unit(self) -> None:
         units = [u for u in UNITS if u in self.pkg.contents]
@@ -225,9 +240,13 @@ class PackageContentsTests(unittest.TestCase):
             self.assertIn(f"{PLUGINS_DIR}/{name}", self.pkg.contents)
 
     def test_depends(self) -> None:
-        depends = {d.split()[0] for d in self.pkg.field("Depends").split(",")}
-        for name in RUNTIME_DEPENDS + ("adduser",):
+        """Issue 12 point 4: what the code imports is declared, with the minimum versions it needs."""
+        field = self.pkg.field("Depends")
+        depends = {d.split()[0] for d in field.split(",")}
+        for name in RUNTIME_DEPENDS + ("adduser", "python3-cryptography"):
             self.assertIn(name, depends)
+        for versioned in ("python3-twisted (>= 22.4)", "python3-openssl (>= 23.0)", "python3-cryptography (>= 38)"):
+            self.assertIn(versioned, field)
         self.assertEqual(self.pkg.field("Architecture"), "all")
 
     def test_maintainer_scripts(self) -> None:
