@@ -19,6 +19,7 @@ from minisip.config import (
     load_config,
     parse_listen,
 )
+from minisip.paths import bundled_plugins_dir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(REPO_ROOT, "etc", "minisip.conf")
@@ -72,8 +73,8 @@ class SampleTests(ConfigTestCase):
             dict(config.extensions),
             {"100": Extension("100", "100", "Reception"), "101": Extension("101", "101", "Sales")},
         )
-        # The shipped features are on by default: the repository's plugins/ folder.
-        self.assertEqual(config.plugin_directories, (os.path.join(os.path.dirname(os.path.dirname(SAMPLE)), "plugins"),))
+        # The shipped features are on by default: the repository's plugins/ folder (in a built tree, its copy).
+        self.assertEqual(config.plugin_directories, (bundled_plugins_dir(),))
         self.assertEqual(config.mccp_wss, ())
         self.assertEqual(dict(config.other_sections), {})
 

@@ -24,12 +24,20 @@ class BundledPluginsTests(SynchronousTestCase):
             self.assertTrue(os.path.isfile(os.path.join(folder, name)))
 
     def test_checkout_uses_the_top_level_plugins_folder(self) -> None:
-        """Run from a checkout (as here), the bundled folder is the repository's plugins/, not a copy."""
-        self.assertEqual(os.path.realpath(bundled_plugins_dir()), os.path.realpath(os.path.join(REPO_ROOT, "plugins")))
+        """Run from a checkout, the bundled folder is the repository's plugins/, not a copy; run from a
+        built tree (the Debian build's tests), the built package's copy, with the same files."""
+        found = os.path.realpath(bundled_plugins_dir())
+        top = os.path.realpath(os.path.join(REPO_ROOT, "plugins"))
+        if found != top:
+            self.assertTrue(os.path.isdir(os.path.join(REPO_ROOT, "minisip", "bundled_plugins")), found)
+        for name in SHIPPED:
+            with open(os.path.join(found, name), "rb") as a, open(os.path.join(top, name), "rb") as b:
+                self.assertEqual(a.read(), b.read(), name)
 
     def test_sample_config_is_found(self) -> None:
-        self.assertEqual(os.path.realpath(sample_config()),
-                         os.path.realpath(os.path.join(REPO_ROOT, "etc", "minisip.conf")))
+        found = os.path.realpath(sample_config())
+        with open(found, "rb") as a, open(os.path.join(REPO_ROOT, "etc", "minisip.conf"), "rb") as b:
+            self.assertEqual(a.read(), b.read())
 
     def test_sample_loads_the_bundled_plugins(self) -> None:
         """The sample's "directories = bundled" loads the three features that ship."""

@@ -11,6 +11,7 @@ with ``MINISIP_TEST_PACKAGE=1`` (then anything missing is a failure, not a skip)
 from __future__ import annotations
 
 import atexit
+import glob
 import os
 import re
 import shutil
@@ -86,13 +87,15 @@ class _Package:
             dest = os.path.join(src, rel)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             shutil.copy2(os.path.join(REPO, rel), dest)
-        env = dict(os.environ, PATH=DEBIAN_PATH + os.pathsep + os.environ.get("PATH", ""), LC_ALL="C.UTF-8",
-                   DEB_BUILD_OPTIONS="nocheck")
+        # Source and binary, with the unit tests the build runs (issue 12 points 1 and 2).
+        env = dict(os.environ, PATH=DEBIAN_PATH + os.pathsep + os.environ.get("PATH", ""), LC_ALL="C.UTF-8")
         env.pop("VIRTUAL_ENV", None)
+        env.pop("DEB_BUILD_OPTIONS", None)
+        env.pop("MINISIP_SKIP_INTEGRATION", None)
         log = os.path.join(self.tmp, "build.log")
         started = time.monotonic()
         with open(log, "wb") as out:
-            proc = subprocess.Popen(["dpkg-buildpackage", "-b", "-us", "-uc"], cwd=src, env=env, stdout=out,
+            proc = subprocess.Popen(["dpkg-buildpackage", "-us", "-uc"], cwd=src, env=env, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             try:
                 rc = proc.wait(BUILD_TIMEOUT)
@@ -178,6 +181,13 @@ class PackageContentsTests(unittest.TestCase):
 
     def setUp(self) -> None:
         self.pkg = package()
+
+    def test_source_package_and_tests_at_build(self) -> None:
+        """A native source package is built beside the .deb, and the build ran the unit tests with trial."""
+        self.assertTrue(glob.glob(os.path.join(self.pkg.tmp, "minisip_*.dsc")), os.listdir(self.pkg.tmp))
+        self.assertTrue(glob.glob(os.path.join(self.pkg.tmp, "minisip_*.tar.xz")))
+        self.assertRegex(self.pkg.build_log, r"Ran [0-9]{3,} tests")
+        self.assertRegex(self.pkg.build_log, r"(?m)^PASSED \(")
 
     def test_build_time(self) -> None:
         """The build stays well inside CI's budget (it takes about 10 s on a 2-core machine)."""
