@@ -18,6 +18,7 @@ from OpenSSL._util import ffi as _ssl_ffi  # the cffi binding pyOpenSSL itself u
 from OpenSSL._util import lib as _ssl_lib
 
 __all__ = [
+    "DTLS_AVAILABLE",
     "PYLIBSRTP_VERSION",
     "PYOPENSSL_VERSION",
     "SRTP_MAX_PACKET",
@@ -41,6 +42,8 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 PYOPENSSL_VERSION = _version(getattr(__import__("OpenSSL"), "__version__", "0"))
+# pyOpenSSL before 22 (Ubuntu 22.04's 21.0) has no DTLS: DTLS-SRTP is then neither offered nor accepted.
+DTLS_AVAILABLE = hasattr(SSL, "DTLS_METHOD")
 PYLIBSRTP_VERSION = _version(getattr(pylibsrtp, "__version__", "0"))
 
 # pylibsrtp copies every packet into a 1500-byte buffer and reserves room for the longest trailer

@@ -15,6 +15,7 @@ import hmac
 import os
 from collections.abc import Callable, Sequence
 
+import OpenSSL
 import pylibsrtp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -144,6 +145,8 @@ class DtlsCertificate:
         key = tuple(profiles)
         context = self._contexts.get(key)
         if context is None:
+            if not compat.DTLS_AVAILABLE:
+                raise RuntimeError(f"pyOpenSSL {OpenSSL.__version__} has no DTLS (22.0 or later is needed)")
             context = SSL.Context(SSL.DTLS_METHOD)
             context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *_args: True)
             compat.use_certificate(context, self.certificate, self.key)

@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from minisip.core.media import MediaRefused
 from minisip.interfaces import IMediaPolicy
+from minisip.media.compat import DTLS_AVAILABLE
 from minisip.media.dtls import DtlsTransform, SetupError, choose_setup, local_certificate, parse_fingerprint
 from minisip.media.ports import PoolExhausted
 from minisip.media.relay import MediaRelay, PlainTransform, latch_any_first_default
@@ -215,7 +216,14 @@ class RelayMediaPolicy:
         return _transport(leg) == "tls" or getattr(leg, "kind", "sip") != "sip"
 
     def _target_mode(self, call: Any, to_leg: Any, source_mode: str) -> str:
-        """The encryption we offer ``to_leg``: its configuration, what its transport allows."""
+        """The encryption we offer ``to_leg``: its configuration, what its transport allows (and what
+        this pyOpenSSL can do: DTLS needs 22.0 or later)."""
+        mode = self._wanted_mode(call, to_leg)
+        if mode == DTLS and not DTLS_AVAILABLE:
+            return SDES if self._secure_signalling(to_leg) or self.settings.sdes_over_insecure else RTP
+        return mode
+
+    def _wanted_mode(self, call: Any, to_leg: Any) -> str:
         if getattr(to_leg, "kind", "sip") == "browser":
             return DTLS
         wanted = self.encryption_of(call, to_leg)
@@ -234,6 +242,9 @@ class RelayMediaPolicy:
         return SDES if self._secure_signalling(to_leg) else RTP
 
     def _check_required(self, call: Any, leg: Any, mode: str) -> None:
+        if mode == DTLS and not DTLS_AVAILABLE:
+            log.warn("DTLS-SRTP offered: refused, this pyOpenSSL has no DTLS")  # noqa: G010
+            raise MediaRefused(488, "Not Acceptable Here")
         if mode == RTP and self.encryption_of(call, leg) == "required":
             raise MediaRefused(488, "Not Acceptable Here")
         if mode == SDES and not (self._secure_signalling(leg) or self.settings.sdes_over_insecure):

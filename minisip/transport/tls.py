@@ -73,7 +73,7 @@ def _not_valid_after(certificate: x509.Certificate) -> datetime.datetime:
     aware = getattr(certificate, "not_valid_after_utc", None)
     if aware is not None:
         return aware  # type: ignore[no-any-return]
-    return certificate.not_valid_after.replace(tzinfo=datetime.UTC)
+    return certificate.not_valid_after.replace(tzinfo=datetime.timezone.utc)
 
 
 # --- certificate files ---
@@ -106,14 +106,14 @@ def ensure_certificate(datadir: str, cert_path: str | None, key_path: str | None
     key_file = os.path.join(directory, PRIVATE_KEY_FILE)
     if os.path.isfile(cert_file) and os.path.isfile(key_file):
         expiry = _expiry(cert_file)
-        if expiry is None or expiry > datetime.datetime.now(datetime.UTC):
+        if expiry is None or expiry > datetime.datetime.now(datetime.timezone.utc):
             return cert_file, key_file
         log.warn(  # noqa: G010 (twisted.logger.Logger has no warning())
             "The self-signed TLS certificate {path} expired on {expiry}; making a new one",
             path=cert_file,
             expiry=expiry.date().isoformat(),
         )
-    _make_self_signed(directory, cert_file, key_file, hostname, datetime.datetime.now(datetime.UTC))
+    _make_self_signed(directory, cert_file, key_file, hostname, datetime.datetime.now(datetime.timezone.utc))
     log.info(
         "Made a self-signed TLS certificate {path} for {hostname}: {fingerprint}",
         path=cert_file,

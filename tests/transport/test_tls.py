@@ -120,7 +120,7 @@ class EnsureCertificateTests(CertificateTestCase):
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         self.assertEqual(names.get_values_for_type(x509.DNSName), ["pbx.example.com"])
         self.assertEqual(names.get_values_for_type(x509.IPAddress), [ipaddress.ip_address("127.0.0.1")])
-        lifetime = tls._not_valid_after(certificate) - datetime.datetime.now(datetime.UTC)
+        lifetime = tls._not_valid_after(certificate) - datetime.datetime.now(datetime.timezone.utc)
         self.assertGreater(lifetime, datetime.timedelta(days=3649))
         self.assertLess(lifetime, datetime.timedelta(days=3651))
         key = serialization.load_pem_private_key(key_pem, password=None)
@@ -157,14 +157,14 @@ class EnsureCertificateTests(CertificateTestCase):
         directory = os.path.join(self.datadir, "tls")
         cert_path = os.path.join(directory, "server.crt")
         key_path = os.path.join(directory, "server.key")
-        long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=4000)
+        long_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=4000)
         tls._make_self_signed(directory, cert_path, key_path, "pbx.example.com", long_ago)
         old = certificate_fingerprint(cert_path)
         self.assertEqual(self.make_pair(), (cert_path, key_path))
         self.assertNotEqual(certificate_fingerprint(cert_path), old)
         with open(cert_path, "rb") as stream:
             certificate = x509.load_pem_x509_certificate(stream.read())
-        self.assertGreater(tls._not_valid_after(certificate), datetime.datetime.now(datetime.UTC))
+        self.assertGreater(tls._not_valid_after(certificate), datetime.datetime.now(datetime.timezone.utc))
 
     def test_half_pair_is_remade(self) -> None:
         cert_path, key_path = self.install_pair()
