@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 __all__ = [
     "ALAW_DECODE",
@@ -102,10 +102,23 @@ def alaw_to_linear(code: int) -> int:
 
 ULAW_DECODE: tuple[int, ...] = tuple(ulaw_to_linear(code) for code in range(256))
 ALAW_DECODE: tuple[int, ...] = tuple(alaw_to_linear(code) for code in range(256))
-# Indexed by the sample as an unsigned 16-bit value, so a signed int16 indexes it directly
-# (Python's negative indexing maps -1 to 65535).
-ULAW_ENCODE: bytes = bytes(linear_to_ulaw(u - 65536 if u >= 32768 else u) for u in range(65536))
-ALAW_ENCODE: bytes = bytes(linear_to_alaw(u - 65536 if u >= 32768 else u) for u in range(65536))
+
+
+def _encode_table(function: Callable[[int], int], shift: int) -> bytes:
+    """65536 codes in unsigned 16-bit order, so a signed int16 indexes it directly (Python's negative
+    indexing maps -1 to 65535). The code depends only on ``sample >> shift``: one call per distinct
+    value, each result repeated ``1 << shift`` times by slice assignment."""
+    step = 1 << shift
+    count = 65536 >> shift
+    coarse = bytes(function((q - count if q >= count // 2 else q) << shift) for q in range(count))
+    table = bytearray(65536)
+    for offset in range(step):
+        table[offset::step] = coarse
+    return bytes(table)
+
+
+ULAW_ENCODE: bytes = _encode_table(linear_to_ulaw, 2)
+ALAW_ENCODE: bytes = _encode_table(linear_to_alaw, 3)
 
 _DECODE = {PCMU: ULAW_DECODE, PCMA: ALAW_DECODE}
 _ENCODE = {PCMU: ULAW_ENCODE, PCMA: ALAW_ENCODE}

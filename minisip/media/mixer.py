@@ -393,11 +393,18 @@ class Room:
         everyone = total + self._bias[count]
         others = total + self._bias[count - 1]
         tables = self._tables
+        shared: dict[str, bytes] = {}  # what every silent member hears, encoded once per codec
         for member in members:
             lanes = own.get(member.id)
-            mixed = everyone if lanes is None else others - lanes
-            samples = memoryview(mixed.to_bytes(_FRAME_BYTES, _BYTEORDER)).cast("I")
-            self._send(member, bytes(map(tables[member.codec].__getitem__, samples)))
+            if lanes is None:
+                payload = shared.get(member.codec)
+                if payload is None:
+                    samples = memoryview(everyone.to_bytes(_FRAME_BYTES, _BYTEORDER)).cast("I")
+                    payload = shared[member.codec] = bytes(map(tables[member.codec].__getitem__, samples))
+            else:
+                samples = memoryview((others - lanes).to_bytes(_FRAME_BYTES, _BYTEORDER)).cast("I")
+                payload = bytes(map(tables[member.codec].__getitem__, samples))
+            self._send(member, payload)
 
     def _send(self, member: Participant, payload: bytes) -> None:
         if member._room is not self:  # left during this tick (from another participant's send)

@@ -113,7 +113,7 @@ class TableTests(SynchronousTestCase):
             self.assertEqual(g711.decode(codec, g711.encode(codec, decoded)), decoded)
 
     def test_tables_match_the_scalar_algorithms(self) -> None:
-        for u in range(0, 65536, 97):
+        for u in range(65536):
             sample = u - 65536 if u >= 32768 else u
             self.assertEqual(g711.ULAW_ENCODE[u], g711.linear_to_ulaw(sample))
             self.assertEqual(g711.ALAW_ENCODE[u], g711.linear_to_alaw(sample))

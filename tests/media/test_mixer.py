@@ -84,6 +84,21 @@ class MixingTests(MixerTestCase):
         self.assertEqual(phones[1].received[-1], frame(PCMU, a - b))
         self.assertEqual(phones[2].received[-1], frame(PCMU, a + b))
 
+    def test_two_talkers_and_silent_listeners(self) -> None:
+        """Five in a room, two talking: listeners of either codec hear both, each talker hears the other."""
+        room = self.mixer.room("800", tones=False)
+        codecs = [PCMU, PCMA, PCMU, PCMA, PCMU]
+        phones = [Phone(room, str(i), codec) for i, codec in enumerate(codecs)]
+        a, b = level(PCMU, 0xD0), level(PCMA, 0x9A)
+        for _ in range(2):
+            phones[0].talk(frame(PCMU, a))
+            phones[1].talk(frame(PCMA, b))
+        self.tick()
+        self.assertEqual(phones[0].received[-1], frame(PCMU, b))
+        self.assertEqual(phones[1].received[-1], frame(PCMA, a))
+        for phone in phones[2:]:
+            self.assertEqual(phone.received[-1], frame(phone.codec, a + b))
+
     def test_clipping_saturates(self) -> None:
         """Two loud talkers: the third hears +32767 / -32768 encoded, not a wrapped-around value."""
         for sign, code in ((1, 0x80), (-1, 0x00)):
