@@ -6,8 +6,10 @@ all the time (each sends a different tone: the full N-1 mix every tick, the wors
 1. Mix only, in this process: ``minisip.media.mixer.Mixer`` on a Clock with ``--cpu-participants``
    (200) participants, no sockets: CPU per participant per tick of the mix (decode, sum, clip,
    encode, the send callback) and of the jitter buffer's receive.
-2. The ladder, over UDP on 127.0.0.1: a server process (Twisted epoll reactor, one UDP socket per
-   participant, the mixer on the reactor) and a Python generator process (one socket per participant,
+2. The ladder, over UDP on 127.0.0.1: a server process (Twisted epoll reactor, the mixer on it, one UDP
+   socket per participant, read through one epoll set and written with the socket's own sendto as
+   minisip's media relay does; ``--reader twisted`` for Twisted's per-port reading) and a Python
+   generator process (one socket per participant,
    a 172-byte RTP packet every 20 ms each, spread over 20 phases of 1 ms; it counts the mixed packets
    coming back by their RTP sequence numbers). A step passes when the tick's lateness p99 < 2 ms, no
    mixed packet is lost and no incoming frame is late, lost or dropped in a jitter buffer.
@@ -113,7 +115,7 @@ def mix_only(participants: int, room_size: int, ticks: int) -> dict[str, float]:
 
 # -- 2. the server (role "serve") --------------------------------------------------------------------
 
-def serve_main(participants: int, room_size: int, profile: str | None = None) -> None:
+def serve_main(participants: int, room_size: int, reader: str = "shared", profile: str | None = None) -> None:
     """Mixer rooms on the epoll reactor, one UDP socket per participant; JSON lines on stdin/stdout."""
     from minisip.app import GC_THRESHOLDS
 
@@ -177,11 +179,51 @@ def serve_main(participants: int, room_size: int, profile: str | None = None) ->
                 return
             self.sent += 1
 
+    class SharedReader:
+        """All participant sockets in one epoll set read as one reactor reader, the way minisip's media
+        relay reads its sockets (one datagram per ready socket per round)."""
+
+        def __init__(self) -> None:
+            self.epoll = select.epoll()
+            self.ports: dict[int, tuple[Any, Leg]] = {}
+            reactor.addReader(self)
+
+        def fileno(self) -> int:
+            return self.epoll.fileno()
+
+        def logPrefix(self) -> str:
+            return "mixer-bench"
+
+        def add(self, port: Any, leg: Leg) -> None:
+            port.stopReading()
+            fd = port.socket.fileno()
+            self.epoll.register(fd, select.EPOLLIN)
+            self.ports[fd] = (port.socket.recvfrom, leg)
+
+        def doRead(self) -> None:
+            for _ in range(16):
+                ready = self.epoll.poll(0, 512)
+                for fd, _ in ready:
+                    recvfrom, leg = self.ports[fd]
+                    try:
+                        data, addr = recvfrom(2048)
+                    except OSError:
+                        continue
+                    leg.datagramReceived(data, addr)
+                if len(ready) < 512:
+                    break
+
+        def connectionLost(self, reason: Any) -> None:
+            pass
+
+    shared = SharedReader() if reader == "shared" else None
     legs: list[Leg] = []
     ports = []
     for i in range(participants):
         leg = Leg(i)
         port = reactor.listenUDP(0, leg, interface=HOST, maxPacketSize=2048)
+        if shared is not None:
+            shared.add(port, leg)
         room = mixer.room(f"{800 + i // room_size}", max_participants=room_size, tones=False)
         leg.participant = room.join(f"p{i}", codec_of(i), leg.send)
         legs.append(leg)
@@ -321,7 +363,8 @@ def generate_main() -> None:
 def run_step(args: argparse.Namespace, n: int, tmp: Path) -> dict[str, Any]:
     python = sys.executable
     me = str(Path(__file__).resolve())
-    server_argv = [python, me, "--role", "serve", "--participants", str(n), "--room-size", str(args.room_size)]
+    server_argv = [python, me, "--role", "serve", "--participants", str(n), "--room-size", str(args.room_size),
+                   "--reader", args.reader]
     if args.profile:
         server_argv += ["--profile", f"{args.profile}.{n}"]
     server = Child(server_argv, tmp / f"serve-{n}.log", nice=args.nice)
@@ -396,6 +439,8 @@ def main() -> int:
     parser.add_argument("--role", choices=("bench", "serve", "generate"), default="bench")
     parser.add_argument("--participants", type=int, default=0, help="(serve) participants to open")
     parser.add_argument("--room-size", type=int, default=5)
+    parser.add_argument("--reader", choices=("shared", "twisted"), default="shared",
+                        help="server sockets read through one epoll set like the media relay, or by Twisted per port")
     parser.add_argument("--ladder", default="100,200,300,400,500,600,800,1000")
     parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per step")
     parser.add_argument("--warmup", type=float, default=2.0)
@@ -409,7 +454,7 @@ def main() -> int:
                         help="niceness of the server and generator (negative needs root: ours first on a shared machine)")
     args = parser.parse_args()
     if args.role == "serve":
-        serve_main(args.participants, args.room_size, args.profile)
+        serve_main(args.participants, args.room_size, args.reader, args.profile)
         return 0
     if args.role == "generate":
         generate_main()

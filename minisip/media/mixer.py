@@ -175,6 +175,8 @@ class JitterBuffer:
         if not payload:
             return
         self.received += 1
+        if type(payload) is not bytes:  # a memoryview or bytearray slice of the datagram
+            payload = bytes(payload)
         if len(payload) != FRAME_SAMPLES:
             self.resized += 1
             payload = bytes(payload[:FRAME_SAMPLES]) + self._fill * (FRAME_SAMPLES - len(payload))
@@ -465,7 +467,8 @@ class Mixer:
         self._slot = 0
 
     def room(self, number: str, *, max_participants: int = 5, alone_tone: bool = False, tones: bool = True) -> Room:
-        """The open room ``number``, or a new one with these settings (open once someone joins).
+        """The open room ``number`` (its settings unchanged), or a new one with these settings, which
+        opens when someone joins.
 
         ``alone_tone``: a participant alone hears a soft 425 Hz beep every 4 s instead of silence;
         ``tones``: join and leave tones.

@@ -468,6 +468,13 @@ class JitterBufferTests(SynchronousTestCase):
         self.assertEqual(second, b"\x06" * 160)
         self.assertEqual((buffer.stats().received, buffer.stats().resized), (2, 2))
 
+    def test_views_of_a_datagram_are_copied(self) -> None:
+        buffer = JitterBuffer(depth=4, prefill=1)
+        datagram = bytearray(b"\x80" * 12 + b"\x07" * 160)
+        buffer.put(memoryview(datagram)[12:], 1)
+        datagram[20] = 0
+        self.assertEqual(buffer.pop(), b"\x07" * 160)
+
     def test_bad_settings(self) -> None:
         self.assertRaises(ValueError, JitterBuffer, depth=2, prefill=3)
         self.assertRaises(ValueError, Mixer, Clock(), jitter_prefill=0)
