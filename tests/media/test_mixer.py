@@ -7,7 +7,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from minisip.media import g711, mixer
 from minisip.media.g711 import PCMA, PCMU
-from minisip.media.mixer import FRAME_SAMPLES, JitterBuffer, Mixer, RoomFull, percentile
+from minisip.media.mixer import FRAME_SAMPLES, NUMPY_AVAILABLE, JitterBuffer, Mixer, RoomFull, percentile
+
+NO_NUMPY = None if NUMPY_AVAILABLE else "numpy is not installed (python3-numpy): the same tests ran on the pure path"
 
 TICK = 0.02
 
@@ -41,9 +43,11 @@ class Phone:
 
 
 class MixerTestCase(SynchronousTestCase):
+    use_numpy = False  # the pure-Python mix; the *NumpyTests subclasses run the same tests on numpy
+
     def setUp(self) -> None:
         self.clock = Clock()
-        self.mixer = Mixer(self.clock)
+        self.mixer = Mixer(self.clock, use_numpy=self.use_numpy)
 
     def tick(self, count: int = 1) -> None:
         for _ in range(count):
@@ -479,6 +483,15 @@ class JitterBufferTests(SynchronousTestCase):
         self.assertRaises(ValueError, JitterBuffer, depth=2, prefill=3)
         self.assertRaises(ValueError, Mixer, Clock(), jitter_prefill=0)
 
+    def test_numpy_choice(self) -> None:
+        """numpy is used when importable unless refused; asking for it without it is an error."""
+        self.assertEqual(Mixer(Clock()).use_numpy, NUMPY_AVAILABLE)
+        self.assertFalse(Mixer(Clock(), use_numpy=False).use_numpy)
+        if NUMPY_AVAILABLE:
+            self.assertTrue(Mixer(Clock(), use_numpy=True).use_numpy)
+        else:
+            self.assertRaises(ValueError, Mixer, Clock(), use_numpy=True)
+
 
 class JitterThroughTheMixerTests(MixerTestCase):
     def test_reordered_and_lost_packets_heard_in_order(self) -> None:
@@ -495,3 +508,18 @@ class JitterThroughTheMixerTests(MixerTestCase):
         silence = b"\xff" * 160
         self.assertEqual(listener.received, [payloads[0], payloads[1], silence, payloads[3], payloads[4]])
         self.assertEqual(talker.participant.jitter.stats().concealed, 1)
+
+
+class MixingNumpyTests(MixingTests):
+    use_numpy = True
+    skip = NO_NUMPY
+
+
+class ToneNumpyTests(ToneTests):
+    use_numpy = True
+    skip = NO_NUMPY
+
+
+class JitterThroughTheMixerNumpyTests(JitterThroughTheMixerTests):
+    use_numpy = True
+    skip = NO_NUMPY
