@@ -3,6 +3,9 @@
 Rooms of 5 (``--room-size``), G.711 (participants alternate PCMU and PCMA), every participant talking
 all the time (each sends a different tone: the full N-1 mix every tick, the worst case), 20 ms packets.
 
+The mix runs on numpy when it is importable (Debian: python3-numpy; ``--no-numpy`` for the pure path):
+run the script with /usr/bin/python3 or the venv's python to compare.
+
 1. Mix only, in this process: ``minisip.media.mixer.Mixer`` on a Clock with ``--cpu-participants``
    (200) participants, no sockets: CPU per participant per tick of the mix (decode, sum, clip,
    encode, the send callback) and of the jitter buffer's receive.
@@ -76,13 +79,13 @@ def rusage_cpu() -> float:
 
 # -- 1. the mix alone, on a Clock --------------------------------------------------------------------
 
-def mix_only(participants: int, room_size: int, ticks: int) -> dict[str, float]:
+def mix_only(participants: int, room_size: int, ticks: int, use_numpy: bool) -> dict[str, float]:
     """CPU of Mixer.tick and of receive_rtp per participant per tick, no sockets, no reactor."""
     from twisted.internet.task import Clock
 
     from minisip.media.mixer import Mixer
 
-    mixer = Mixer(Clock())
+    mixer = Mixer(Clock(), use_numpy=use_numpy)
     sent = [0]
 
     def send(payload: bytes) -> None:
@@ -115,7 +118,8 @@ def mix_only(participants: int, room_size: int, ticks: int) -> dict[str, float]:
 
 # -- 2. the server (role "serve") --------------------------------------------------------------------
 
-def serve_main(participants: int, room_size: int, reader: str = "shared", profile: str | None = None) -> None:
+def serve_main(participants: int, room_size: int, reader: str = "shared", profile: str | None = None,
+               use_numpy: bool = True) -> None:
     """Mixer rooms on the epoll reactor, one UDP socket per participant; JSON lines on stdin/stdout."""
     from minisip.app import GC_THRESHOLDS
 
@@ -132,7 +136,7 @@ def serve_main(participants: int, room_size: int, reader: str = "shared", profil
 
     from minisip.media.mixer import Mixer
 
-    mixer = Mixer(reactor)
+    mixer = Mixer(reactor, use_numpy=use_numpy)
     mix_cpu = [0.0]
     plain_tick = mixer.tick
 
@@ -364,7 +368,7 @@ def run_step(args: argparse.Namespace, n: int, tmp: Path) -> dict[str, Any]:
     python = sys.executable
     me = str(Path(__file__).resolve())
     server_argv = [python, me, "--role", "serve", "--participants", str(n), "--room-size", str(args.room_size),
-                   "--reader", args.reader]
+                   "--reader", args.reader] + (["--no-numpy"] if args.no_numpy else [])
     if args.profile:
         server_argv += ["--profile", f"{args.profile}.{n}"]
     server = Child(server_argv, tmp / f"serve-{n}.log", nice=args.nice)
@@ -449,21 +453,26 @@ def main() -> int:
     parser.add_argument("--skip-ladder", action="store_true", help="only the in-process mix measurement")
     parser.add_argument("--media-json", help="media_bench.py --json output: print the relay's CPU per packet too")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--no-numpy", action="store_true", help="the pure-Python mix even where numpy is installed")
     parser.add_argument("--profile", help="write a cProfile of the server to FILE.N (diagnosis; slows it down)")
     parser.add_argument("--nice", type=int, default=0,
                         help="niceness of the server and generator (negative needs root: ours first on a shared machine)")
     args = parser.parse_args()
+    from minisip.media.mixer import NUMPY_AVAILABLE
+
+    use_numpy = NUMPY_AVAILABLE and not args.no_numpy
     if args.role == "serve":
-        serve_main(args.participants, args.room_size, args.reader, args.profile)
+        serve_main(args.participants, args.room_size, args.reader, args.profile, use_numpy)
         return 0
     if args.role == "generate":
         generate_main()
         return 0
 
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"python": sys.version.split()[0], "numpy": use_numpy}
+    print(f"Python {results['python']}, mix on {'numpy' if use_numpy else 'pure Python (no numpy)'}")
     print(f"1. mix only, in process, {args.cpu_participants} participants in rooms of {args.room_size}, "
           f"all talking, {args.cpu_ticks} ticks:", flush=True)
-    mix = min((mix_only(args.cpu_participants, args.room_size, args.cpu_ticks) for _ in range(3)),
+    mix = min((mix_only(args.cpu_participants, args.room_size, args.cpu_ticks, use_numpy) for _ in range(3)),
               key=lambda r: r["mix_us"])
     results["mix_only"] = mix
     print(f"  mix {mix['mix_us']:.1f} us + jitter-buffer receive {mix['receive_us']:.1f} us per participant per tick "
@@ -481,7 +490,8 @@ def main() -> int:
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> None:
-    print("\nresult (rooms of %d, G.711, 20 ms, everyone talking):" % args.room_size)
+    print(f"\nresult (rooms of {args.room_size}, G.711, 20 ms, everyone talking; mix on "
+          f"{'numpy' if results['numpy'] else 'pure Python'}):")
     mix = results["mix_only"]
     print(f"  CPU per participant per tick, mix only: {mix['mix_us'] + mix['receive_us']:.1f} us "
           f"(mix {mix['mix_us']:.1f}, receive {mix['receive_us']:.1f})")
