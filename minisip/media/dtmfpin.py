@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from minisip.media.mixer import tone
+
 __all__ = [
     "DIGITS",
+    "PROMPT_TONE",
     "DtmfError",
     "PinEntry",
     "PinOutcome",
@@ -28,6 +31,9 @@ __all__ = [
 ]
 
 log = Logger(namespace="minisip.media.dtmfpin")
+
+# What a caller asked for a PIN hears (play with mixer.tone_frames): two short 1 kHz beeps, -15 dBFS.
+PROMPT_TONE = tone([(1000.0, 120.0), (0.0, 80.0), (1000.0, 120.0)], 6000)
 
 # RFC 4733 section 3.2: events 0-15 are the DTMF keys, in this order.
 DIGITS = "0123456789*#ABCD"

@@ -46,6 +46,7 @@ __all__ = [
     "RoomFull",
     "percentile",
     "tone",
+    "tone_frames",
 ]
 
 log = Logger(namespace="minisip.media.mixer")
@@ -83,6 +84,13 @@ def tone(parts: Sequence[tuple[float, float]], amplitude: int, ramp_ms: float = 
             samples.append(round(amplitude * gain * math.sin(2 * math.pi * frequency * n / SAMPLE_RATE)))
     samples.extend([0] * (-len(samples) % FRAME_SAMPLES))
     return samples
+
+
+def tone_frames(codec: str, samples: Sequence[int]) -> tuple[bytes, ...]:
+    """``samples`` (e.g. from ``tone``) as 20 ms payloads of ``codec``, to play outside a room (a prompt)."""
+    name = g711.normalize_codec(codec)
+    padded = list(samples) + [0] * (-len(samples) % FRAME_SAMPLES)
+    return tuple(g711.encode(name, padded[i:i + FRAME_SAMPLES]) for i in range(0, len(padded), FRAME_SAMPLES))
 
 
 # Rising two-note beep when someone joins, falling when someone leaves (-15 dBFS, 200 ms).

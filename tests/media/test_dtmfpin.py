@@ -8,6 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from minisip.media.dtmfpin import (
+    PROMPT_TONE,
     DtmfError,
     PinEntry,
     PinOutcome,
@@ -170,6 +171,13 @@ class PinEntryTests(SynchronousTestCase):
         entry.digit("1")
         self.assertEqual(entry.outcome, PinOutcome.ACCEPTED)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+
+    def test_prompt_tone(self) -> None:
+        """Two beeps with a pause between them, 320 ms, in whole 20 ms frames."""
+        self.assertEqual(len(PROMPT_TONE), 2560)
+        self.assertEqual(PROMPT_TONE[960 + 100:960 + 600], [0] * 500)
+        self.assertGreater(max(PROMPT_TONE[:960]), 5000)
+        self.assertGreater(max(PROMPT_TONE[1600:2560]), 5000)
 
     def test_bad_settings(self) -> None:
         for pin in ("", "12a4", "١٢"):

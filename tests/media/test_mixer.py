@@ -222,6 +222,16 @@ class ToneTests(MixerTestCase):
             Phone(room, str(i), PCMU)
         self.assertEqual(len(room._tones), 2 * (len(mixer.JOIN_TONE) // FRAME_SAMPLES))
 
+    def test_tone_frames(self) -> None:
+        """A tone as 20 ms payloads, the last padded with silence."""
+        samples = mixer.tone([(1000.0, 30.0)], 4000)
+        self.assertEqual(len(samples), 320)
+        frames = mixer.tone_frames("pcma", samples[:250])
+        self.assertEqual([len(f) for f in frames], [160, 160])
+        self.assertEqual(frames[0], g711.encode(PCMA, samples[:160]))
+        self.assertEqual(frames[1][90:], b"\xd5" * 70)
+        self.assertRaises(ValueError, mixer.tone_frames, "G722", samples)
+
     def test_tones_rise_and_fall(self) -> None:
         """Join: a lower then a higher note; leave: the reverse; both short and not full scale."""
         def crossings(samples: list[int]) -> int:
