@@ -34,7 +34,10 @@ except ImportError:  # pragma: no cover - depends on the installation
     numpy = None
 
 __all__ = [
+    "ALONE_TONE",
     "FRAME_SAMPLES",
+    "JOIN_TONE",
+    "LEAVE_TONE",
     "NUMPY_AVAILABLE",
     "TICK_SECONDS",
     "JitterBuffer",
