@@ -162,6 +162,13 @@ class Client(WebSocketClientProtocol):
         return self.frames.get()
 
 
+class Deaf(Client):
+    """A client that never answers the server's pings (a browser tab frozen or gone off the network)."""
+
+    def onPing(self, payload: bytes) -> None:  # noqa: N802
+        pass
+
+
 class Raw(protocol.Protocol):
     """Collects everything the server sends until it closes."""
 
@@ -189,23 +196,28 @@ class WssServiceTests(TestCase):
         with open(os.path.join(self.www, "lite.html"), "w") as f:
             f.write("<!doctype html><title>lite</title>\n")
         self.gateway = FakeBrowserCalls()
-        certificate = load_certificate(datadir, None, None, "127.0.0.1")
-        self.service = WssService(reactor, "127.0.0.1", 0, certificate, self.gateway, www_dir=self.www,
-                                  limits=mccp.Limits(max_frame=4096))
+        self.certificate = load_certificate(datadir, None, None, "127.0.0.1")
+        self.start()
+
+    def start(self, **options: Any) -> None:
+        """(Re)start the service under test on a new port, with WssService ``options``."""
+        self.service = WssService(reactor, "127.0.0.1", 0, self.certificate, self.gateway, www_dir=self.www,
+                                  limits=mccp.Limits(max_frame=4096), **options)
         self.service.startService()
-        self.addCleanup(self.cancel_batched_timers)
+        self.addCleanup(self.cancel_batched_timers, self.service)
         self.addCleanup(self.service.stopService)
         self.port = self.service.listening.getHost().port
         self.same_origin = f"https://127.0.0.1:{self.port}"
 
     @defer.inlineCallbacks
-    def connect(self, origin: str | None = "same", protocols: list[str] | None = None) -> Any:
+    def connect(self, origin: str | None = "same", protocols: list[str] | None = None,
+                client: type[Client] = Client) -> Any:
         if origin == "same":
             origin = self.same_origin
         factory = WebSocketClientFactory(f"wss://127.0.0.1:{self.port}/mccp", origin=origin,
                                          protocols=protocols if protocols is not None else [mccp.SUBPROTOCOL],
                                          reactor=reactor)
-        factory.protocol = Client
+        factory.protocol = client
         factory.opened = defer.Deferred()
         factory.closed = defer.Deferred()
         connector = reactor.connectSSL("127.0.0.1", self.port, factory, tls.client_context_factory())
@@ -224,15 +236,15 @@ class WssServiceTests(TestCase):
         yield task.deferLater(reactor, 0, lambda: None)  # the server side's connectionLost runs in this turn
 
     @defer.inlineCallbacks
-    def cancel_batched_timers(self) -> Any:
+    def cancel_batched_timers(self, service: WssService) -> Any:
         """Autobahn keeps its handshake and ping timeouts in buckets (txaio batched timers) whose reactor
         calls outlive the connections; once every connection is gone (one more reactor turn for the
         aborted ones), cancelling them is the only way to leave the reactor clean."""
         for _ in range(500):  # at most 5 s
-            if self.service.factory.countConnections == 0:
+            if service.factory.countConnections == 0:
                 break
             yield task.deferLater(reactor, 0.01, lambda: None)
-        self.assertEqual(self.service.factory.countConnections, 0)
+        self.assertEqual(service.factory.countConnections, 0)
         for call in reactor.getDelayedCalls():
             if call.active() and type(getattr(call.func, "__self__", None)).__name__ == "_BatchedTimer":
                 call.cancel()
@@ -296,6 +308,25 @@ class WssServiceTests(TestCase):
         self.assertFalse(peer.alive)
         peer.answer("c1", ANSWER)  # the call layer's late report after the close is dropped quietly
         yield client.closed
+
+    @defer.inlineCallbacks
+    def test_keepalive_by_ping(self) -> Any:
+        """A browser that answers pings keeps its call; one that stops answering is closed and hung up."""
+        yield self.service.stopService()
+        self.start(ping_interval=1, ping_timeout=1)
+        alive = yield self.connect()
+        deaf = yield self.connect(client=Deaf)
+        for client, call in ((alive, "a1"), (deaf, "d1")):
+            client.send(op="call", call=call, caller="100", password="pw", callee="101", sdp=OFFER)
+            yield client.next()
+        _, _, call_id, status, reason = yield self.gateway.wait("hangup")  # within ping interval + timeout
+        self.assertEqual((call_id, status, reason), ("d1", None, "connection closed"))
+        yield deaf.closed
+        yield task.deferLater(reactor, 2.5, lambda: None)  # more ping rounds for the live one
+        self.assertEqual([r[2] for r in self.gateway.requests if r[0] == "hangup"], ["d1"])
+        self.assertEqual(alive.frames.pending, [])
+        alive.send(op="dtmf", call="a1", digits="1")
+        self.assertEqual((yield alive.next())["code"], "wrong-state")  # the call is still there, not answered
 
     @defer.inlineCallbacks
     def test_null_and_absent_origin_allowed(self) -> Any:
