@@ -506,7 +506,7 @@ class DataDirectoryTests(SynchronousTestCase):
 
     def test_open_existing_directory_warned_not_changed(self) -> None:
         """A directory the admin made keeps its mode (it may be /var/lib/...), with one warning line."""
-        datadir = os.path.join(self.base, "shared")
+        datadir = os.path.join(self.base, "admin-made")
         os.makedirs(datadir)
         os.chmod(datadir, 0o755)
         store = open_store(datadir)

@@ -1,5 +1,6 @@
 """The WSS service on 127.0.0.1 with a real Autobahn client over TLS: handshake checks, frames to the
-fake call layer and back, the page over HTTPS, certificates; plus the Origin allow-list on its own."""
+fake call layer and back, the page over HTTPS, certificates; plus the Origin allow-list on its own.
+Real sockets and the real reactor (some waits are real time), so it lives with the integration tests."""
 
 from __future__ import annotations
 
