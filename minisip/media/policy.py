@@ -63,6 +63,7 @@ class _Leg:
     rtcp_mux: bool = False
     transform_key: tuple[Any, ...] = ()        # what the current transform was made from
     offered: SessionDescription | None = None  # its last offer (to answer in its own shape)
+    restart: Callable[[], Any] | None = None   # a fresh DTLS client toward it, until our answer goes out
 
 
 @dataclass
@@ -154,6 +155,7 @@ class RelayMediaPolicy:
             raise MediaRefused(488, "Not Acceptable Here")   # answered another profile than offered
         self._configure(ans_state, from_leg, audio, mode, offer=False)
         self.relay.bridge(off_state.endpoint, ans_state.endpoint)
+        self._restart_dtls_client(off_state)
         if not state.armed and getattr(call, "state", "") in ("ringing", "answered"):
             state.armed = True
             self.relay.arm_timeout(call.id)
@@ -290,11 +292,24 @@ class RelayMediaPolicy:
             if key != mine.transform_key:
                 endpoint.set_transform(DtlsTransform(role, remote_fp, self.clock, ice=ice))
                 mine.transform_key = key
+                if offer and role == "client":
+                    mine.restart = lambda: DtlsTransform(role, remote_fp, self.clock, ice=ice)
         else:
             key = (RTP,)
             if key != mine.transform_key:
                 endpoint.set_transform(PlainTransform())
                 mine.transform_key = key
+
+    def _restart_dtls_client(self, mine: _Leg) -> None:
+        """Our answer is about to reach a phone whose offer made us the DTLS client. Our ClientHello went
+        out when the offer came, but phones (baresip) ignore DTLS until they have the answer, and while
+        the callee rang the retransmissions backed off (or gave up after 30 s: no audio at all). If the
+        phone never answered it, start the handshake afresh now, with fresh timers."""
+        restart, mine.restart = mine.restart, None
+        endpoint = mine.endpoint
+        if restart is None or endpoint.closed or endpoint.control_in or endpoint.transform.ready():
+            return
+        endpoint.set_transform(restart())
 
     # -- SDP toward a leg -------------------------------------------------------------------------------------
     def _rewrite(self, sdp: SessionDescription, audio: MediaDescription, mine: _Leg, mode: str, *, offering: bool,
