@@ -261,6 +261,29 @@ class BaresipPairTests(BaresipBase):
     def test_dtls_to_sdes(self) -> None:
         self.pair("dtls", "sdes")
 
+    def test_dtls_caller_hears_a_phone_that_rang(self) -> None:
+        """A DTLS caller whose callee rings 4 s before answering hears it within 2 s of the answer: the
+        server (its DTLS client) starts the handshake afresh when the answer goes out instead of waiting
+        for a retransmission that backed off during the ringing (7 s after the offer here; after 30 s of
+        ringing the handshake had given up and the caller heard nothing)."""
+        self.start_server()
+        caller = self.phone("100", "dtls")
+        callee = self.phone("101", None, answermode="manual")
+        try:
+            caller.dial("sip:101@127.0.0.1")
+            callee.wait_event("CALL_INCOMING", timeout=10)
+            time.sleep(4.0)
+            answered = time.monotonic()
+            callee.command("accept")
+            caller.wait_event("CALL_ESTABLISHED", timeout=10)
+            caller.wait_event("CALL_RTPESTAB", timeout=8)
+            self.assertLess(time.monotonic() - answered, 2.0, "the caller heard the callee late")
+            time.sleep(TALK_SECONDS)
+            caller_leg, _ = self.hang_up(caller, callee)
+            self.assertTrue(caller_leg["secure"])
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.diagnostics(caller, callee)}") from None
+
     def test_spoofed_sender_cannot_take_over(self) -> None:
         """Mid-call, 127.0.0.5 sends RTP (another SSRC) to both relay ports of the call: the relay drops and
         counts every packet, stays latched to the phones, and the phones keep receiving only each other."""
