@@ -452,3 +452,27 @@ class LinphoneMediaTests(BaresipBase):
                             f"baresip {tx}/{rx}\n{summary([bare_leg, lin_leg])}")
         except AssertionError as e:
             raise AssertionError(f"{e}\n--- linphone ---\n{lin.output()}\n{self.diagnostics(bare)}") from None
+
+    def test_linphone_dtls_calls_baresip_sdes(self) -> None:
+        """Linphone (DTLS-SRTP, mandatory, over UDP) calls baresip (SDES over TLS): the server is
+        Linphone's DTLS peer on one leg and re-keys the audio as SDES-SRTP on the other."""
+        self.start_server()
+        lin = self.linphone("100", "dtls")
+        bare = self.phone("101", "sdes")
+        try:
+            call = lin.dial("sip:101@127.0.0.1")
+            lin.wait_call_state("CallStreamsRunning", call=call, timeout=10)
+            lin.play(call)
+            bare.wait_event("CALL_ESTABLISHED", timeout=10)
+            bare.wait_event("CALL_RTPESTAB", timeout=8)
+            time.sleep(TALK_SECONDS)
+            lin.command(f"terminate {call}")
+            bare.wait_event("CALL_CLOSED", timeout=10)
+            lin_leg, bare_leg = self.records_of_one_call()
+            self.assertEqual((lin_leg["secure"], bare_leg["secure"]), (True, True), summary([lin_leg, bare_leg]))
+            self.check(lin, lin_leg, bare_leg)
+            tx, rx = bare.wait_rtp_stats()
+            self.assertTrue(_agree(rx, bare_leg["packets_out"]) and _agree(tx, bare_leg["packets_in"]),
+                            f"baresip {tx}/{rx}\n{summary([lin_leg, bare_leg])}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n--- linphone ---\n{lin.output()}\n{self.diagnostics(bare)}") from None
