@@ -13,10 +13,11 @@ Traps (checked here):
 * A phone's first packets can reach the relay before the server has read that phone's SDP (the callee
   sends RTP/RTCP as soon as it sends its 200 OK): the relay counts them as ``dropped_spoofed`` (no
   address to compare with yet). So spoof counts are compared as increases, never as exact zeros.
-* DTLS-SRTP toward an offering baresip: the server is the DTLS client and sends its ClientHello when it
-  reads the offer, before baresip has the answer; baresip ignores it, so the handshake completes on the
-  first retransmission (1 s later) and the other side's first second of audio is dropped (counted in
-  ``dropped_not_ready``). Packet agreement is therefore checked with a tolerance.
+* DTLS-SRTP toward an offering baresip: the server is its DTLS client and sends its ClientHello as the
+  answer goes out, a moment before baresip has read the answer; baresip ignores DTLS until then, so the
+  handshake completes on the first retransmission (1 s later) and the other side's first second of audio
+  is dropped (``dropped_not_ready``). Packet agreement is therefore checked with a tolerance. Linphone
+  does answer a ClientHello that comes before the answer.
 * baresip prints its RTP totals only when a call ends (``rtp_stats yes``) and Linphone only when a
   stream stops (oRTP's summary in its log): read them after hangup.
 * Twisted logs "_MediaPort starting on N" and "(UDP Port N Closed)" for every relay port, which is how
@@ -285,6 +286,54 @@ class BaresipPairTests(BaresipBase):
             time.sleep(TALK_SECONDS)
             caller_leg, _ = self.hang_up(caller, callee)
             self.assertTrue(caller_leg["secure"])
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.diagnostics(caller, callee)}") from None
+
+    def test_stray_dtls_and_spoofed_srtp_mid_call(self) -> None:
+        """Mid-call, 127.0.0.5 sends DTLS ClientHellos and fake SRTP to the DTLS caller's relay port: the
+        keys stay, the fake packets are dropped and counted, and the call goes on both ways."""
+        from twisted.internet.task import Clock
+
+        from minisip.media.dtls import DtlsTransform, local_certificate
+
+        self.start_server()
+        caller, callee = self.phone("100", "dtls"), self.phone("101", None)
+        try:
+            self.talk(caller, callee)
+            target = receiving_from(caller.output(1 << 20))[-1]
+            hellos: list[bytes] = []
+            stray = DtlsTransform("client", ("sha-256", local_certificate().fingerprint), Clock())
+            stray.attach(hellos.append)
+            stray.start()
+            self.assertTrue(hellos)
+            spoofer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            spoofer.bind(("127.0.0.5", 0))
+            sent = 50
+            try:
+                for seq in range(sent):
+                    if seq % 10 == 0:
+                        for hello in hellos:
+                            spoofer.sendto(hello, target)
+                    packet = struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0x5BEEF) + b"\xff" * 170
+                    spoofer.sendto(packet, target)
+                    time.sleep(0.005)
+                spoofer.settimeout(0.5)
+                try:
+                    reply = spoofer.recv(4096)
+                except socket.timeout:
+                    reply = b""
+            finally:
+                spoofer.close()
+                stray.close()
+            self.assertEqual(reply, b"", "the relay answered a stranger")
+            time.sleep(1.0)
+            caller_leg, _ = self.hang_up(caller, callee)
+            self.assertGreaterEqual(caller_leg["dropped_spoofed"], sent, summary([caller_leg]))
+            self.assertEqual(caller_leg["srtp_auth_failures"], 0, summary([caller_leg]))
+            self.assertEqual(caller_leg["latched_rtp"], caller_leg["remote_rtp"], summary([caller_leg]))
+            assert self.server is not None
+            self.assertNotIn("DTLS-SRTP (client) failed", self.server.read_log())
+            self.assertNotIn("DTLS-SRTP (server) failed", self.server.read_log())
         except AssertionError as e:
             raise AssertionError(f"{e}\n{self.diagnostics(caller, callee)}") from None
 
