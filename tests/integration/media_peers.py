@@ -21,8 +21,8 @@ import time
 from typing import Any
 
 from tests.integration import scenarios
-from tests.integration.baresip import Baresip
-from tests.integration.harness import REPO, Minisip
+from tests.integration.baresip import Baresip, BaresipError, _free_sip_port
+from tests.integration.harness import REPO, Minisip, free_port
 from tests.integration.linphone import Linphone
 
 PCAP = os.path.join(REPO, "tests", "data", "media", "g711a.pcap")            # /usr/share/sip-tester's
@@ -129,6 +129,30 @@ class MediaBaresip(Baresip):
                 account = f.read().strip()
             with open(accounts, "w") as f:
                 f.write(f"{account};mediaenc={mediaenc}\n")
+
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start; when baresip exits with 98 (EADDRINUSE: another process took its SIP or control port
+        between the driver's check and the bind, which happens when other tests run alongside), retry
+        twice on new ports."""
+        for attempt in range(3):
+            try:
+                super().start(timeout)
+                return
+            except BaresipError:
+                if attempt == 2 or self.proc is None or self.proc.returncode != 98:
+                    raise
+            self.proc = None
+            old_sip, old_ctrl = self.sip_port, self.ctrl_port
+            self.sip_port = _free_sip_port()
+            self.ctrl_port = free_port(socket.SOCK_STREAM, also_tcp=False)
+            config = os.path.join(self.dir, "config")
+            with open(config) as f:
+                text = f.read()
+            text = text.replace(f"127.0.0.1:{old_sip}\n", f"127.0.0.1:{self.sip_port}\n")
+            text = text.replace(f"127.0.0.1:{old_ctrl}\n", f"127.0.0.1:{self.ctrl_port}\n")
+            with open(config, "w") as f:
+                f.write(text)
 
 
 class MediaLinphone(Linphone):
