@@ -74,13 +74,10 @@ class MediaTestBase(unittest.TestCase):
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
         self.server: MediaMinisip | None = None
-        self.stoppers: list[Any] = []
 
     def tearDown(self) -> None:
-        for peer in reversed(self.stoppers):
-            peer.stop()
+        # every process is ended by its PID in the cleanups (peers first, then the server), each on its own
         if self.server is not None:
-            self.server.stop()
             self.server.assert_no_tracebacks(self)
 
     def start_server(self, relay: str = "always", encryption: dict[str, str] | None = None, ports: int = 40,
@@ -99,6 +96,7 @@ class MediaTestBase(unittest.TestCase):
         if extra_media:
             media += "\n" + extra_media
         self.server = MediaMinisip(self.dir, EXTS, media, encryption)
+        self.addCleanup(self.server.stop)
         self.server.start()
         return self.server
 
@@ -112,7 +110,7 @@ class SippMediaTests(MediaTestBase):
 
     def sipp(self, name: str, xml: str, csv: list[str] | None = None) -> Sipp:
         peer = Sipp(self.dir, name, xml, csv)
-        self.stoppers.append(peer)
+        self.addCleanup(peer.stop)
         return peer
 
     def register_uas(self, uas: Sipp) -> None:
@@ -184,7 +182,7 @@ class BaresipBase(MediaTestBase):
         mediaenc = {None: None, "sdes": "srtp-mand", "dtls": "dtls_srtp"}[enc]
         p = MediaBaresip(self.dir, user, EXTS[user], self.server.tls if tls else self.server.udp,
                          "tls" if tls else "udp", mediaenc, answermode=answermode)
-        self.stoppers.append(p)
+        self.addCleanup(p.stop)
         p.start()
         p.wait_registered(timeout=10)
         return p
@@ -426,7 +424,7 @@ class LinphoneMediaTests(BaresipBase):
         cafile = os.path.join(self.server.datadir, "tls", "server.crt") if tls else None
         p = MediaLinphone(self.dir, user, EXTS[user], self.server.tls if tls else self.server.udp,
                           "tls" if tls else "udp", encryption, cafile=cafile)
-        self.stoppers.append(p)
+        self.addCleanup(p.stop)
         p.start()
         p.wait_registered(timeout=10)
         return p
