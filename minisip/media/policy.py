@@ -64,6 +64,7 @@ class _Leg:
     rtcp_mux: bool = False
     transform_key: tuple[Any, ...] = ()        # what the current transform was made from
     offered: SessionDescription | None = None  # its last offer (to answer in its own shape)
+    pending: Callable[[], Any] | None = None   # its DTLS client transform, set when our answer goes out
 
 
 @dataclass
@@ -164,6 +165,7 @@ class RelayMediaPolicy:
             raise MediaRefused(488, "Not Acceptable Here")   # answered another profile than offered
         self._configure(ans_state, from_leg, audio, mode, offer=False)
         self.relay.bridge(off_state.endpoint, ans_state.endpoint)
+        self._start_dtls_client(off_state)
         if not state.armed and getattr(call, "state", "") in ("ringing", "answered"):
             state.armed = True
             self.relay.arm_timeout(call.id)
@@ -344,13 +346,27 @@ class RelayMediaPolicy:
                 mine.setup = setup
             key = (DTLS, remote_fp, role)
             if key != mine.transform_key:
-                endpoint.set_transform(DtlsTransform(role, remote_fp, self.clock, ice=ice))
                 mine.transform_key = key
+                if offer and role == "client":
+                    # our ClientHello must not reach the phone before our answer: see _start_dtls_client
+                    mine.pending = lambda: DtlsTransform(role, remote_fp, self.clock, ice=ice)
+                else:
+                    endpoint.set_transform(DtlsTransform(role, remote_fp, self.clock, ice=ice))
         else:
             key = (RTP,)
             if key != mine.transform_key:
                 endpoint.set_transform(PlainTransform())
                 mine.transform_key = key
+
+    def _start_dtls_client(self, mine: _Leg) -> None:
+        """Our answer is about to go to a phone whose offer made us its DTLS client: start the handshake
+        now, not when the offer came. Phones such as baresip ignore DTLS until they have the answer, and
+        while the callee rang the retransmissions backed off (after 30 s they gave up: no audio at all);
+        restarting a handshake instead races with phones (Linphone) that did answer the early ClientHello
+        ("bad signature"). Until then the endpoint keeps its transform (a new endpoint is not bridged yet)."""
+        pending, mine.pending = mine.pending, None
+        if pending is not None and not mine.endpoint.closed:
+            mine.endpoint.set_transform(pending())
 
     # -- SDP toward a leg -------------------------------------------------------------------------------------
     def _rewrite(self, sdp: SessionDescription, audio: MediaDescription, mine: _Leg, mode: str, *, offering: bool,

@@ -280,3 +280,48 @@ class SrtpFallbackTests(PolicyTestCase):
         (again,) = self.bob.incoming()
         again.respond(488)
         self.assertIn(488, statuses(self.alice.inbox()))
+
+
+class DtlsCallerRingsLongTests(PolicyTestCase):
+    """A DTLS-SRTP caller (offering actpass, so the relay is its DTLS client) whose callee rings a while."""
+
+    skip = None if DTLS_AVAILABLE else NO_DTLS
+
+    def test_handshake_starts_when_the_answer_goes_out(self) -> None:
+        # baresip ignores a ClientHello that comes before the answer; sent at the offer, its retransmissions
+        # backed off during the ringing and gave up after 30 s: the caller got no audio at all.
+        cert = local_certificate()
+        a, b, to_bob = self.call(sdp_for("10.0.0.1", 4000, "dtls", fingerprint=cert.fingerprint))
+        self.assertIn(b"RTP/AVP", to_bob)
+        _, port_b = self.media(to_bob)
+        b.respond(180)
+        self.pbx.advance(40, step=1)                       # ringing
+        self.assertEqual([p for p, fake in self.net.ports.items() if fake.sent], [], "DTLS before the answer")
+        to_alice = self.answer(a, b, sdp_for("10.0.0.2", 5000))
+        answer = parse_sdp(to_alice).media[0]
+        self.assertEqual(answer.setup, "active")
+        assert answer.fingerprint is not None
+        _, port_a = self.media(to_alice)
+        hello = self.net.take(port_a)
+        self.assertTrue(hello, "no ClientHello when the answer went out")
+        self.assertEqual({addr for _, addr in hello}, {("10.0.0.1", 4000)})
+        phone = DtlsTransform("server", answer.fingerprint, self.pbx.clock, certificate=cert)
+        to_relay: list[bytes] = []
+        phone.attach(to_relay.append)
+        phone.start()
+        for d, _addr in hello:
+            to_relay.extend(phone.control(d, (RELAY, port_a))[0])
+        for _ in range(10):                                # pump the handshake through the fake network
+            for d in to_relay:
+                self.net.deliver(port_a, d, ("10.0.0.1", 4000))
+            to_relay.clear()
+            for d, _addr in self.net.take(port_a):
+                to_relay.extend(phone.control(d, (RELAY, port_a))[0])
+            if phone.ready() and not to_relay:
+                break
+        self.assertTrue(phone.ready())
+        self.net.deliver(port_b, rtp(4, ssrc=5), ("10.0.0.2", 5000))
+        ((wire, addr),) = self.net.take(port_a)
+        self.assertEqual((phone.unprotect_rtp(wire), addr), (rtp(4, ssrc=5), ("10.0.0.1", 4000)))
+        self.net.deliver(port_a, phone.protect_rtp(rtp(1)), ("10.0.0.1", 4000))
+        self.assertEqual(self.net.take(port_b), [(rtp(1), ("10.0.0.2", 5000))])
