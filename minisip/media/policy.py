@@ -146,6 +146,12 @@ class RelayMediaPolicy:
         self._configure(src, from_leg, audio, source_mode, offer=True)
         src.offered = offer
         dst = self._leg(call, state, to_leg, target_mode)
+        if state.armed:
+            # on hold a phone may send nothing at all: no media timeout until the call is resumed
+            if audio.direction in ("sendonly", "recvonly", "inactive") or audio.on_hold:
+                self.relay.disarm_timeout(call.id)
+            else:
+                self.relay.arm_timeout(call.id)
         return self._rewrite(offer, audio, dst, target_mode, offering=True)
 
     def answer(self, call: Any, from_leg: Any, to_leg: Any, sdp: bytes) -> bytes:

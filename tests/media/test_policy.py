@@ -146,6 +146,22 @@ class PlainRelayTests(PolicyTestCase):
         self.assertTrue(requests(self.alice.inbox(), "BYE"))
         self.assertEqual(self.pbx.records()[-1].cause, "media timeout")
 
+    def test_no_media_timeout_while_on_hold(self) -> None:
+        a, b, _ = self.call(sdp_for("10.0.0.1", 4000))
+        self.answer(a, b, sdp_for("10.0.0.2", 5000))
+        b.send_invite(sdp_for("10.0.0.2", 5000, direction="sendonly", version=2))
+        (reinv,) = requests(self.alice.inbox(), "INVITE")
+        self.alice.reply(reinv, 200, sdp_for("10.0.0.1", 4000, direction="recvonly", version=2), tag=a.local_tag)
+        b.ack()
+        self.pbx.advance(60, step=1)          # a long hold with no packets at all
+        self.assertEqual(requests(self.alice.inbox(), "BYE"), [])
+        b.send_invite(sdp_for("10.0.0.2", 5000, direction="sendrecv", version=3))    # resumed
+        (reinv,) = requests(self.alice.inbox(), "INVITE")
+        self.alice.reply(reinv, 200, sdp_for("10.0.0.1", 4000, version=3), tag=a.local_tag)
+        b.ack()
+        self.pbx.advance(32, step=1)          # resumed, still silent: the timeout applies again
+        self.assertTrue(requests(self.alice.inbox(), "BYE"))
+
     def test_ports_go_back_to_the_pool_after_many_calls(self) -> None:
         free = self.relay.pool.free
         for _ in range(30):
