@@ -504,7 +504,10 @@ class Endpoint:
         else:
             expected = self.remote_rtp if on_rtp_port else self.remote_rtcp
             if not (self.latch_any_first or _same(addr, expected)):
-                self.dropped_spoofed += 1
+                if expected is None:
+                    self.dropped_not_ready += 1   # the leg's SDP is not known yet (a callee's first packets)
+                else:
+                    self.dropped_spoofed += 1
                 return None
             plain = transform.unprotect_rtcp(data) if rtcp else transform.unprotect_rtp(data)
             if plain is None:
