@@ -26,7 +26,6 @@ Traps (checked here):
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -165,7 +164,7 @@ class SippMediaTests(MediaTestBase):
                if r["cause"] != "normal" or flow_problems(r["media"], 5)]
         self.assertEqual(bad, [])
         # each call used 4 ports of the pool (RTP and RTCP per leg), and none is bound any more
-        used = [port for r in records for leg in json.loads(r["media"]) for port in leg["local"][1:]]
+        used = [port for r in records for leg in r["media"] for port in leg["local"][1:]]
         self.assertEqual(len(used), 800)
         self.assertTrue(all(low <= port <= high for port in used), used)
         self.assertEqual(ports_held(low, high), [])
