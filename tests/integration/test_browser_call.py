@@ -67,11 +67,12 @@ def tone_file(path: str, seconds: float = 10.0, rate: int = 48000, freq: float =
     return path
 
 
-class BrowserCallTests(TestCase):
-    """What a user of lite.html notices when calling a SIP phone, and what the phone gets."""
+class BrowserCallTestCase(TestCase):
+    """minisip with WSS, extension 101 a baresip (answering as ``answermode`` says), Chromium."""
 
     skip = lite.SKIP_REASON or BARESIP_SKIP
     timeout = 120
+    answermode = "auto"
 
     # Chromium and the page, as test_lite_page drives them
     start_chromium = lite.LitePageTests.start_chromium
@@ -93,7 +94,8 @@ class BrowserCallTests(TestCase):
         self.addCleanup(self.server.stop)
         self.server.start()
         self.server.wait_log("start WSS service", timeout=5)
-        self.phone = Baresip(self.dir, "101", PASSWORDS["101"], self.server.udp, transport="udp")
+        self.phone = Baresip(self.dir, "101", PASSWORDS["101"], self.server.udp, transport="udp",
+                             answermode=self.answermode)
         self.addCleanup(self.phone.stop)
         self.phone.start()
         self.phone.wait_registered(timeout=10)
@@ -119,7 +121,13 @@ class BrowserCallTests(TestCase):
                 f"\n--- baresip ---\n{self.phone.output(4000)}")
 
     @defer.inlineCallbacks
-    def test_call_connects_media_flows_and_hangup_ends_the_sip_call(self) -> Any:
+    def stats_when(self, condition: Any) -> Any:
+        stats = yield self.stats()
+        return stats if condition(stats) else None
+
+    @defer.inlineCallbacks
+    def connected(self) -> Any:
+        """Open the page with the right password and wait until it shows the call connected."""
         yield self.devtools.call("Page.enable")
         yield self.devtools.call("Page.addScriptToEvaluateOnNewDocument", source=KEEP_PCS)
         yield self.open(self.page(PASSWORDS["100"]))
@@ -127,17 +135,26 @@ class BrowserCallTests(TestCase):
             yield self.status_is("Connected", 20)
         except AssertionError as e:
             raise AssertionError(f"{e}{self.diagnostics()}") from None
+
+
+class BrowserCallTests(BrowserCallTestCase):
+    """What a user of lite.html notices when calling a SIP phone, and what the phone gets."""
+
+    @defer.inlineCallbacks
+    def test_call_connects_media_flows_and_hangup_ends_the_sip_call(self) -> Any:
+        yield self.connected()
         # media both ways through the relay, DTLS-SRTP toward the browser
         try:
             first = yield self.until(lambda: self.stats_when(lambda s: s["inbound"] > 0 and s["outbound"] > 0),
                                      15, "RTP both ways in Chromium's getStats")
             later = yield self.until(lambda: self.stats_when(
-                lambda s: s["inbound"] > first["inbound"] + 20 and s["outbound"] > first["outbound"] + 20),
+                lambda s: s["inbound"] > first["inbound"] + 50 and s["outbound"] > first["outbound"] + 50),
                 15, "RTP packet counts increasing")
         except AssertionError as e:
             stats = yield self.stats()
             raise AssertionError(f"{e}: {stats}{self.diagnostics()}") from None
         self.assertIn("connected", later["dtls"])
+        self.assertEqual(later["cipher"], "SRTP_AES128_CM_HMAC_SHA1_80")
         self.assertTrue({"audio/PCMU", "audio/PCMA"} & set(later["codecs"]), later["codecs"])
         yield self.until(lambda: "incoming rtp for 'audio' established" in self.phone.output(1 << 20), 10,
                          "baresip receiving RTP")
@@ -147,14 +164,18 @@ class BrowserCallTests(TestCase):
         yield self.until(lambda: "ended: normal" in self.server.read_log(), 10, "the SIP call's end in the log")
         stats = yield self.until(lambda: parse_rtp_stats(self.phone.output(1 << 20)), 10, "baresip's RTP stats")
         sent, received = stats
-        self.assertGreater(received, 20, self.diagnostics())
-        self.assertGreater(sent, 20, self.diagnostics())
+        self.assertGreater(received, 50, self.diagnostics())
+        self.assertGreater(sent, 50, self.diagnostics())
         self.server.assert_no_tracebacks(self)
 
     @defer.inlineCallbacks
-    def stats_when(self, condition: Any) -> Any:
-        stats = yield self.stats()
-        return stats if condition(stats) else None
+    def test_phone_hangs_up_and_the_page_shows_it(self) -> Any:
+        yield self.connected()
+        self.phone.hangup()
+        yield self.status_is("Call ended")
+        yield self.until(lambda: "ended: normal (hangup by callee)" in self.server.read_log(), 10,
+                         "the call's end in the log")
+        self.server.assert_no_tracebacks(self)
 
     @defer.inlineCallbacks
     def test_wrong_password_is_refused_and_no_sip_call_is_made(self) -> Any:
@@ -164,4 +185,27 @@ class BrowserCallTests(TestCase):
         self.assertNotIn("call ", "\n".join(line for line in log.splitlines() if "started" in line))
         self.assertNotIn("INVITE", self.phone.output(1 << 20))
         self.assertNotIn("CALL_INCOMING", self.phone.event_types())
+        self.server.assert_no_tracebacks(self)
+
+
+class BusyTests(BrowserCallTestCase):
+    """Extension 101 rings and its user rejects the call: the page says busy."""
+
+    answermode = "manual"
+
+    def incoming(self) -> bool:
+        try:
+            self.phone.wait_event("CALL_INCOMING", timeout=0.05)
+        except AssertionError:
+            return False
+        return True
+
+    @defer.inlineCallbacks
+    def test_busy_extension_shows_busy(self) -> Any:
+        yield self.open(self.page(PASSWORDS["100"]))
+        yield self.status_is("Ringing")
+        yield self.until(self.incoming, 10, "the call ringing at baresip")
+        self.phone.hangup()      # rejecting an incoming call: 486
+        yield self.status_is("Busy (486")
+        yield self.until(lambda: "ended: busy" in self.server.read_log(), 10, "the call's end in the log")
         self.server.assert_no_tracebacks(self)
