@@ -168,8 +168,8 @@ class BrowserCalls:
         call = manager.new_call(secrets.token_hex(8), caller, callee, None, source="browser")
         leg = BrowserLeg(self, peer, call_id, call)
         self.legs[key] = leg
-        log.info("browser call {id} from {caller} at {host} to {callee}", id=call.id, caller=caller,
-                 host=peer.address, callee=callee)
+        log.info("browser call {mccp} from {caller} at {host} to {callee} is call {id}", mccp=call_id,
+                 caller=caller, host=peer.address, callee=callee, id=call.id)
         call.begin(leg, sdp.encode("utf-8"), "application/sdp")
 
     def hangup(self, peer: IBrowserPeer, call_id: str, status: int | None, reason: str) -> None:

@@ -5,12 +5,15 @@ browser gets (what Chrome needs of it), hang-ups both ways, refusals and DTMF.""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from minisip.app import Server
+from minisip.config import ConfigError, load_config
 from minisip.interfaces import ILeg
 from minisip.media.compat import DTLS_AVAILABLE
 from minisip.media.dtls import local_certificate
@@ -21,6 +24,7 @@ from minisip.webrtc.calls import BrowserCalls, BrowserLeg
 from minisip.webrtc.gateway import IBrowserCalls, IBrowserPeer
 from tests.core.fakes import PBX, Dialog, requests, statuses
 from tests.media.test_relay import FakeNet
+from tests.test_service import Reactor
 
 RELAY = "192.0.2.1"
 PORTS = (30000, 30099)
@@ -261,3 +265,47 @@ class RefusalTests(BrowserCallTestCase):
         self.assertEqual(len(self.pbx.core.calls.calls), 1)
 
 
+
+
+class WiringTests(SynchronousTestCase):
+    """``[mccp] wss`` makes the server serve browsers (with BrowserCalls), ``[mccp] origins`` says who may."""
+
+    def server(self, mccp: str) -> Server:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        self.path = os.path.join(directory, "minisip.conf")
+        with open(self.path, "w") as f:
+            f.write(f"[server]\ndomain = 127.0.0.1\ndatadir = {directory}/data\n"
+                    "[sip]\nudp = 127.0.0.1:15060\ntcp = 127.0.0.1:15060\ntls =\n"
+                    f"[mccp]\n{mccp}\n[extension 100]\npassword = secret-100\n")
+        server = Server(load_config(self.path, None, ("*",)), Reactor())
+        self.addCleanup(server.abandon)
+        server.build()
+        return server
+
+    def test_wss_service_after_the_media_relay(self) -> None:
+        server = self.server("wss = 127.0.0.1:15062\norigins = https://intranet.example.com, null")
+        names = [c.name for c in server.services()]
+        self.assertEqual(names[names.index("media") + 1], "mccp-wss 127.0.0.1:15062")
+        (wss,) = server.wss
+        self.assertIsInstance(wss.factory.gateway, BrowserCalls)
+        self.assertIs(wss.factory.gateway.core, server.core)
+        self.assertTrue(wss.factory.origins.allows("https://intranet.example.com", "127.0.0.1:15062"))
+        self.assertTrue(wss.factory.origins.allows("null", "127.0.0.1:15062"))
+        self.assertFalse(wss.factory.origins.allows("https://127.0.0.1:15062", "127.0.0.1:15062"))
+        wss.startService()
+        self.addCleanup(wss.stopService)
+        self.assertEqual(server.reactor.sslServers[0][:1], (15062,))
+
+    def test_default_origins_same_host_and_files(self) -> None:
+        (wss,) = self.server("wss = 127.0.0.1:15062").wss
+        self.assertEqual(wss.factory.origins.entries, ("same", "null"))
+
+    def test_no_wss_no_service(self) -> None:
+        server = self.server("wss =")
+        self.assertEqual(server.wss, [])
+        self.assertNotIn("mccp", " ".join(c.name or "" for c in server.services()))
+
+    def test_bad_origin_is_a_start_up_error(self) -> None:
+        error = self.assertRaises(ConfigError, self.server, "wss = 127.0.0.1:15062\norigins = intranet")
+        self.assertEqual((error.file, error.section, error.key), (self.path, "mccp", "origins"))
