@@ -1,7 +1,8 @@
 """A browser calls a SIP phone through minisip, end to end: headless Chromium opens lite.html from
 minisip's own WSS port, places the call over MCCP as extension 100, and extension 101 is a baresip with
 auto-answer. The audio goes Chromium -(ICE-lite, DTLS-SRTP, rtcp-mux)-> minisip's relay -(plain RTP)->
-baresip and back; Chromium's getStats and baresip's RTP counters prove it flowed.
+baresip and back; Chromium's getStats and baresip's RTP counters prove it flowed, and a digit pressed
+on the page reaches baresip as an RFC 4733 event.
 
 Chromium is driven over the DevTools protocol (the helpers of test_lite_page); a tone file generated
 here is its microphone. A script added before the page loads keeps the page's RTCPeerConnections in
@@ -158,6 +159,10 @@ class BrowserCallTests(BrowserCallTestCase):
         self.assertTrue({"audio/PCMU", "audio/PCMA"} & set(later["codecs"]), later["codecs"])
         yield self.until(lambda: "incoming rtp for 'audio' established" in self.phone.output(1 << 20), 10,
                          "baresip receiving RTP")
+        # a digit on the page's pad: RFC 4733 events in the media reach the phone through the relay
+        yield self.click('#pad [data-digit="5"]')
+        yield self.until(lambda: "received event: '5' (end=1)" in self.phone.output(1 << 20), 10,
+                         "baresip receiving the DTMF digit 5")
         # hang up on the page: the SIP call ends, and baresip counted the packets it got
         yield self.click("#hangup")
         yield self.status_is("You hung up")
