@@ -170,7 +170,13 @@ class BrowserCalls:
         self.legs[key] = leg
         log.info("browser call {mccp} from {caller} at {host} to {callee} is call {id}", mccp=call_id,
                  caller=caller, host=peer.address, callee=callee, id=call.id)
-        call.begin(leg, sdp.encode("utf-8"), "application/sdp")
+        try:
+            call.begin(leg, sdp.encode("utf-8"), "application/sdp")
+        except Exception:
+            # a bug below: the browser hears 500 and the call is ended, never left half made
+            log.failure("browser call {id} could not start", id=call.id)
+            leg.reject(500, "Server Internal Error")
+            manager.hangup(call, "server error")
 
     def hangup(self, peer: IBrowserPeer, call_id: str, status: int | None, reason: str) -> None:
         leg = self.legs.get((id(peer), call_id))

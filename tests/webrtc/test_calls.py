@@ -14,6 +14,7 @@ from zope.interface.verify import verifyObject
 
 from minisip.app import Server
 from minisip.config import ConfigError, load_config
+from minisip.core.call import Call
 from minisip.interfaces import ILeg
 from minisip.media.compat import DTLS_AVAILABLE
 from minisip.media.dtls import local_certificate
@@ -257,6 +258,16 @@ class RefusalTests(BrowserCallTestCase):
         self.calls.start_call(other, "c2", "100", "pw100", "101", chrome_offer())
         self.assertEqual(other.reports, [("hangup", "c2", 486, "too many calls")])
         self.assertEqual(len(self.pbx.core.calls.calls), 1)
+
+    def test_a_bug_starting_the_call_ends_it_with_500(self) -> None:
+        def broken(*args: Any) -> None:
+            raise RuntimeError("boom")
+
+        self.patch(Call, "begin", broken)
+        self.assertIsNone(self.start())
+        self.assertEqual(self.peer.reports, [("hangup", "c1", 500, "Server Internal Error")])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assert_clean()
 
     def test_call_id_in_use_on_one_connection(self) -> None:
         self.start()
