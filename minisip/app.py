@@ -30,6 +30,8 @@ from minisip.media.relay import MediaRelay
 from minisip.plugins import LoadedPlugin, PluginError
 from minisip.transport import tls
 from minisip.transport.manager import TransportManager
+from minisip.webrtc.calls import BrowserCalls
+from minisip.webrtc.server import OriginPolicy, WssService, load_certificate
 
 log = Logger(namespace="minisip")
 
@@ -106,6 +108,7 @@ class Server:
         self.restored = 0
         self.tls_context: Any = None
         self.media: RelayMediaPolicy | None = None
+        self.wss: list[WssService] = []
 
     def build(self) -> None:
         cfg = self.config
@@ -138,6 +141,27 @@ class Server:
             cert, key = tls.ensure_certificate(cfg.datadir, cfg.tls_certificate, cfg.tls_private_key, cfg.domain)
             self.tls_context = tls.server_context_factory(cert, key)
             log.info("TLS certificate {cert}, fingerprint {fp}", cert=cert, fp=tls.certificate_fingerprint(cert))
+        self.wss = self._wss(cfg)
+
+    def _wss(self, cfg: Config) -> list[WssService]:
+        """The WSS services for browsers ([mccp] wss), with their certificate and Origin allow-list: a
+        bad pair or origin stops the start here."""
+        if not cfg.mccp_wss:
+            return []
+        try:
+            origins = OriginPolicy(cfg.mccp_origins)
+            certificate = load_certificate(cfg.datadir, cfg.tls_certificate, cfg.tls_private_key, cfg.domain)
+        except ConfigError as e:
+            if e.file is None:
+                raise ConfigError(e.message, cfg.path, e.section, e.key) from None
+            raise
+        gateway = BrowserCalls(self.core)
+        services = []
+        for listen in cfg.mccp_wss:
+            svc = WssService(self.reactor, listen.host, listen.port, certificate, gateway, origins=origins)
+            svc.setName(f"mccp-wss {listen}")
+            services.append(svc)
+        return services
 
     def services(self) -> list[service.IService]:
         """The service tree's children in start order; they stop in reverse order, each waited for:
@@ -151,6 +175,7 @@ class Server:
         children.append(Step("transport", stop=self._close_listeners))
         if self.media is not None:
             children.append(Step("media", stop=self.media.relay.close))
+        children.extend(self.wss)   # after the media relay: stopped (browsers' calls hung up) before it
         children.append(Step("expiry", start=self._start_expiry, stop=self._stop_expiry))
         for _owner, svc in self.core.hooks.services:  # after the listeners: services may send at once
             children.append(svc)

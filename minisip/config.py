@@ -52,7 +52,7 @@ _CORE_SECTIONS: dict[str, frozenset[str]] = {
             "no_answer_timeout",
         }
     ),
-    "mccp": frozenset({"wss"}),
+    "mccp": frozenset({"wss", "origins"}),
     "media": frozenset({"address", "ports", "relay", "timeout", "sdes_over_insecure"}),
     "registrar": frozenset({"min_expires", "max_expires", "default_expires"}),
     "security": frozenset({"max_failures", "failure_window", "ban_time", "digest_algorithms"}),
@@ -183,6 +183,8 @@ class Config:
     plugin_directories: tuple[str, ...] = ()
     plugins_disable: tuple[str, ...] = ()
     mccp_wss: tuple[Listen, ...] = ()
+    # Who may open MCCP: same, null, * or origins (checked when the WSS service is built).
+    mccp_origins: tuple[str, ...] = ("same", "null")
     no_answer_timeout: float = 60
     digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS
     other_sections: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
@@ -442,6 +444,7 @@ def load_config(path: str, datadir_override: str | None = None, known_prefixes: 
 
     mccp = get("mccp")
     wss = mccp.listen("wss")
+    origins = _words(mccp.text("origins")) or ("same", "null")
     _check_stream_conflicts(path, (("sip", "tcp", tcp), ("sip", "tls", tls), ("mccp", "wss", wss)))
 
     media = get("media")
@@ -534,6 +537,7 @@ def load_config(path: str, datadir_override: str | None = None, known_prefixes: 
         plugin_directories=directories,
         plugins_disable=_words(plugins.text("disable")),
         mccp_wss=wss,
+        mccp_origins=origins,
         no_answer_timeout=sip.number("no_answer_timeout", 60),
         digest_algorithms=algorithms,
         other_sections=MappingProxyType(other),

@@ -405,6 +405,8 @@ class RelayMediaPolicy:
             target.rtcp_mux = True
         elif local[2] and local[2] != local[1] + 1:
             target.rtcp = (local[2], None)
+        if offer is not None and not offering:
+            _answer_mids(out, offer)
         out.bump_version()
         return out.to_bytes()
 
@@ -422,6 +424,25 @@ def _destination_key(leg: Any) -> str | None:
         return None
     where = getattr(dest, "uri", None) or getattr(dest, "target", "")
     return f"{getattr(dest, 'kind', '')} {where} {getattr(dest, 'addr', '')}"
+
+
+def _answer_mids(answer: SessionDescription, offer: SessionDescription) -> None:
+    """Give the answer the offer's a=mid lines and its BUNDLE groups (RFC 9143), less the streams the
+    answer refuses: browsers refuse an answer to a bundled offer without them, and the other side's own
+    answer (a SIP phone's) has none."""
+    accepted = []
+    for out_m, off_m in zip(answer.media, offer.media):
+        mid = off_m.mid
+        if mid is None:
+            continue
+        out_m.mid = mid
+        if out_m.port != 0:
+            accepted.append(mid)
+    bundles = [(g.semantics, tuple(m for m in g.mids if m in accepted)) for g in offer.groups
+               if g.semantics.upper() == "BUNDLE"]
+    if bundles:
+        others = [(g.semantics, g.mids) for g in answer.groups if g.semantics.upper() != "BUNDLE"]
+        answer.groups = others + [(sem, mids) for sem, mids in bundles if mids]
 
 
 def _offer_proto(offer: SessionDescription, mode: str) -> str | None:

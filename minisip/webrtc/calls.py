@@ -1,0 +1,189 @@
+"""Browser calls in the call layer: the IBrowserCalls the MCCP server hands its connections' calls to.
+
+A browser's call is authenticated with its extension's password (the same failure counting and bans
+as SIP digest), then becomes a Call whose A-leg is a ``BrowserLeg``: call events go back to the
+browser through its IBrowserPeer, and the browser's hang-up and DTMF go into the call. Its media always
+crosses the relay (the media policy speaks DTLS-SRTP with ICE-lite to a leg of kind ``browser``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any, Callable
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from minisip.core.call import LegRequest, LegResponse
+from minisip.interfaces import ILeg
+from minisip.webrtc.gateway import IBrowserCalls, IBrowserPeer
+
+log = Logger(namespace="minisip.webrtc")
+
+__all__ = ["BrowserCalls", "BrowserLeg"]
+
+REFUSED = "wrong number or password"
+DTMF_TYPE = "application/dtmf-relay"
+
+
+def _text(sdp: bytes) -> str:
+    return sdp.decode("utf-8", "replace")
+
+
+@implementer(ILeg)
+class BrowserLeg:
+    """The caller's leg of a browser's call: call events become reports to the browser's connection."""
+
+    kind = "browser"
+    destination = None
+
+    def __init__(self, owner: "BrowserCalls", peer: IBrowserPeer, call_id: str, call: Any) -> None:
+        self.owner = owner
+        self.peer = peer
+        self.call_id = call_id          # the browser's name for the call (MCCP)
+        self.call = call
+        self.state = "calling"          # calling, answered, ended
+        self.description = f"browser {call.caller} at {peer.address}:{peer.port}"
+
+    def _end(self) -> bool:
+        """Mark the leg ended; False when it already was (the browser is told once)."""
+        if self.state == "ended":
+            return False
+        self.state = "ended"
+        self.owner.forget(self)
+        return True
+
+    # -- ILeg: what the call tells the caller ------------------------------------------------------------
+    def start(self, sdp: bytes) -> None:
+        """Never a B-leg (calls to browsers come later): fail at once."""
+        self.call.leg_failed(self, 501, "Not Implemented")
+
+    def cancel(self) -> None:
+        self.hangup("cancelled")
+
+    def progress(self, status: int, sdp: bytes) -> None:
+        if self.state == "calling":
+            if sdp:
+                self.peer.progress(self.call_id, "early", _text(sdp))
+            else:
+                self.peer.progress(self.call_id, "ringing", None)
+
+    def answer(self, sdp: bytes) -> None:
+        if self.state == "calling":
+            self.state = "answered"
+            self.peer.answer(self.call_id, _text(sdp))
+
+    def reject(self, status: int, reason: str | None) -> None:
+        if self._end():
+            self.peer.hangup(self.call_id, status, reason or "call failed")
+
+    def hangup(self, cause: str) -> None:
+        if self._end():
+            self.peer.hangup(self.call_id, 200, cause or "hung up")
+
+    def send_request(self, request: LegRequest, on_final: Callable[[LegResponse | None], None]) -> None:
+        """No re-offers, INFO or REFER toward browsers yet: refused, the call goes on."""
+        on_final(LegResponse(501, "Not Implemented"))
+
+    def ack(self, sdp: bytes) -> None:
+        pass
+
+    def probe(self) -> bool:
+        return self.state != "ended" and bool(self.peer.alive)
+
+    def close(self) -> None:
+        if self.state != "ended":
+            self.state = "ended"
+            self.owner.forget(self)
+
+    # -- from the browser --------------------------------------------------------------------------------
+    def hung_up(self, status: int | None, reason: str) -> None:
+        if self._end():
+            self.call.leg_hungup(self, reason or "browser hung up")
+
+    def dtmf(self, digits: str, duration: int) -> None:
+        if self.state == "ended":
+            return
+        for digit in digits:
+            body = f"Signal={digit}\r\nDuration={duration}\r\n".encode("ascii")
+            self.call.leg_request(self, LegRequest("INFO", body, DTMF_TYPE), _ignore)
+
+
+def _ignore(resp: LegResponse | None) -> None:
+    pass
+
+
+@implementer(IBrowserCalls)
+class BrowserCalls:
+    """Browser calls into the SIP domain, on a SIPCore (its extensions, failure tracker and calls)."""
+
+    def __init__(self, core: Any) -> None:
+        self.core = core
+        self.legs: dict[tuple[int, str], BrowserLeg] = {}
+
+    def forget(self, leg: BrowserLeg) -> None:
+        key = (id(leg.peer), leg.call_id)
+        if self.legs.get(key) is leg:
+            del self.legs[key]
+
+    def _authenticate(self, peer: IBrowserPeer, caller: str, password: str) -> bool:
+        """The caller's extension password, with SIP digest's bans and failure counting: an unknown
+        caller and a wrong password are the same failure."""
+        security = self.core.security
+        host = peer.address
+        if security.is_banned(host):
+            log.info("browser call from {host} refused: banned", host=host)
+            return False
+        if security.is_throttled(caller):
+            log.info("browser call as {caller} from {host} refused: the extension is throttled", caller=caller,
+                     host=host)
+            return False
+        expected = self.core.password_for(caller)
+        ok = expected is not None and hmac.compare_digest(expected.encode("utf-8"), password.encode("utf-8"))
+        if not ok:
+            security.record_failure(host, caller)
+            log.info("browser call as {caller} from {host} refused: wrong number or password", caller=caller,
+                     host=host)
+            return False
+        security.record_success(host)
+        return True
+
+    # -- IBrowserCalls ---------------------------------------------------------------------------------
+    def start_call(self, peer: IBrowserPeer, call_id: str, caller: str, password: str, callee: str,
+                   sdp: str) -> None:
+        key = (id(peer), call_id)
+        if key in self.legs:
+            peer.hangup(call_id, 400, "call id in use")
+            return
+        if not self._authenticate(peer, caller, password):
+            peer.hangup(call_id, 403, REFUSED)
+            return
+        manager = self.core.calls
+        if manager.over_limit(caller, "browser"):
+            log.warn("security: browser call from extension {caller} refused: too many calls at once",  # noqa: G010
+                     caller=caller)
+            peer.hangup(call_id, 486, "too many calls")
+            return
+        call = manager.new_call(secrets.token_hex(8), caller, callee, None, source="browser")
+        leg = BrowserLeg(self, peer, call_id, call)
+        self.legs[key] = leg
+        log.info("browser call {mccp} from {caller} at {host} to {callee} is call {id}", mccp=call_id,
+                 caller=caller, host=peer.address, callee=callee, id=call.id)
+        try:
+            call.begin(leg, sdp.encode("utf-8"), "application/sdp")
+        except Exception:
+            # a bug below: the browser hears 500 and the call is ended, never left half made
+            log.failure("browser call {id} could not start", id=call.id)
+            leg.reject(500, "Server Internal Error")
+            manager.hangup(call, "server error")
+
+    def hangup(self, peer: IBrowserPeer, call_id: str, status: int | None, reason: str) -> None:
+        leg = self.legs.get((id(peer), call_id))
+        if leg is not None:
+            leg.hung_up(status, reason)
+
+    def dtmf(self, peer: IBrowserPeer, call_id: str, digits: str, duration: int) -> None:
+        leg = self.legs.get((id(peer), call_id))
+        if leg is not None:
+            leg.dtmf(digits, duration)
