@@ -73,6 +73,10 @@ class FakePeer:
 
 
 class BrowserCallTestCase(SynchronousTestCase):
+    # A browser's media is DTLS-SRTP: without DTLS (pyOpenSSL before 22, Ubuntu 22.04) every browser call
+    # is refused with 488, which RefusalTests does not cover.
+    skip = None if DTLS_AVAILABLE else "this pyOpenSSL has no DTLS (before 22.0, e.g. Ubuntu 22.04): no browser calls"
+
     def setUp(self) -> None:
         self.pbx = PBX(extensions=("100", "101"))
         self.net = FakeNet()
