@@ -39,6 +39,7 @@ from minisip.sip.auth import build_authorization, parse_auth_header
 from minisip.sip.message import Request, Response
 from minisip.sip.types import Addr
 from minisip.sip.uri import NameAddr, SipURI, TelURI, parse_name_addr, parse_uri
+from minisip.transport.tls import normalize_fingerprint
 
 if TYPE_CHECKING:
     from minisip.core.server import SIPCore
@@ -100,6 +101,21 @@ class ConfigValues:
             return _BOOLEANS[value.lower()]
         except KeyError:
             raise self.error(key, f"{value!r} is not yes or no") from None
+
+    def fingerprints(self, key: str) -> tuple[str, ...]:
+        """Comma-separated SHA-256 certificate fingerprints (``SHA-256 AB:CD:...``, ``sha256:abcd...`` or
+        bare hex), as :meth:`ServerAPI.peer_certificate` gives them; () when the key is absent or empty."""
+        value = self.values.get(key)
+        if not value:
+            return ()
+        found: list[str] = []
+        for item in value.split(","):
+            fingerprint = normalize_fingerprint(item)
+            if fingerprint is None:
+                raise self.error(key, f"{item.strip()!r} is not a SHA-256 fingerprint (64 hex digits, e.g. as "
+                                      "`openssl x509 -noout -fingerprint -sha256` prints it)")
+            found.append(fingerprint)
+        return tuple(found)
 
     def integer(self, key: str, default: int, minimum: int | None = None) -> int:
         value = self.values.get(key)
@@ -203,6 +219,11 @@ class ServerAPI:
         """True when a request's ``source`` is a TCP/TLS connection this server opened (to a trunk):
         an address alone does not say who is at the other end of a connection."""
         return self._core.opened_by_us(source)
+
+    def peer_certificate(self, source: Addr) -> str | None:
+        """The SHA-256 fingerprint (``"SHA-256 AB:CD:..."``) of the certificate the peer showed on the TLS
+        connection a request's ``source`` arrived on, or None (no certificate, not TLS, gone)."""
+        return self._core.peer_certificate(source)
 
     def exempt_from_bans(self, host: str) -> None:
         """Never ban ``host`` (a trunk's carrier: a spoofed guess must not cut off its calls)."""

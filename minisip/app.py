@@ -134,12 +134,13 @@ class Server:
         self.transport.sink = self.core
         self.core.is_connected = self.transport.is_connected
         self.core.opened_by_us = self.transport.opened_by_us
+        self.core.peer_certificate = self.transport.peer_certificate
         self.transport.on_send_failed = self.core.transactions.transport_error
         self.media = self._media(cfg)
         self._load_features()
         if cfg.tls:
             cert, key = tls.ensure_certificate(cfg.datadir, cfg.tls_certificate, cfg.tls_private_key, cfg.domain)
-            self.tls_context = tls.server_context_factory(cert, key)
+            self.tls_context = tls.server_context_factory(cert, key, ask_client_certificate=True)
             log.info("TLS certificate {cert}, fingerprint {fp}", cert=cert, fp=tls.certificate_fingerprint(cert))
         self.wss = self._wss(cfg)
 

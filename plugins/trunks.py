@@ -45,7 +45,7 @@ DEFAULT_EXPIRES = 3600
 RESOLVE_TTL = 300.0             # seconds a resolved proxy host name is trusted
 
 _KEYS = frozenset({"proxy", "transport", "username", "password", "register", "expires", "prefix", "strip",
-                   "prepend", "use_tel_uri", "phone_context", "from_number", "did", "match_port"})
+                   "prepend", "use_tel_uri", "phone_context", "from_number", "did", "match_port", "certificate"})
 _TRANSPORTS = ("udp", "tcp", "tls")
 _DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
@@ -86,6 +86,7 @@ class TrunkConfig:
     from_number: str | None = None
     dids: Mapping[str, str] = field(default_factory=dict)
     match_port: bool = True
+    certificates: tuple[str, ...] = ()   # transport tls: the carrier is whoever shows one of these
 
     @property
     def section(self) -> str:
@@ -266,8 +267,12 @@ def parse_trunk(section: str, values: Mapping[str, str]) -> TrunkConfig:
                               key="from_number")
     dids = _parse_dids(section, values.get("did", ""))
     match_port = ConfigValues(section, values).boolean("match_port", True)
+    certificates = ConfigValues(section, values).fingerprints("certificate")
+    if certificates and transport != "tls":
+        raise ConfigError("a certificate identifies a trunk over TLS only: set transport = tls", section=section,
+                          key="certificate")
     return TrunkConfig(name, host, port, port_given, transport, username, password, register, expires, prefix,
-                       strip, prepend, use_tel_uri, phone_context, from_number, dids, match_port)
+                       strip, prepend, use_tel_uri, phone_context, from_number, dids, match_port, certificates)
 
 
 def parse_trunks(sections: Mapping[str, Mapping[str, str]]) -> TrunksConfig:
@@ -453,15 +458,25 @@ class TrunkIdentifier:
         """The trunks this INVITE may come from: registration matches first, then address matches."""
         feature = self.feature
         uri = request.uri
+        shown: str | None = None
+        if source.transport == "tls" and any(trunk.certificates for trunk in feature.config.trunks):
+            shown = feature.api.peer_certificate(source)
         by_reg: list[TrunkConfig] = []
         if isinstance(uri, SipURI) and uri.user and not feature.api.extension_exists(uri.user):
             user = unquote(uri.user)
             for trunk in feature.config.trunks:
                 reg = feature.registrations.get(trunk.name)
+                if trunk.certificates and shown not in trunk.certificates:
+                    continue
                 if trunk.register and user == trunk.username and reg is not None and reg.is_registered():
                     by_reg.append(trunk)
         by_addr: list[TrunkConfig] = []
         for trunk in feature.config.trunks:
+            if trunk.certificates:
+                # a pinned carrier is its certificate, from whatever address: the address alone is not it
+                if shown in trunk.certificates and trunk not in by_reg:
+                    by_addr.append(trunk)
+                continue
             ip = feature.resolver.cached(trunk.host)
             if ip is None or not same_host(source.host, ip):
                 continue

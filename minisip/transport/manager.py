@@ -26,6 +26,7 @@ from minisip.log import RepeatLimiter
 from minisip.sip.errors import SIPParseError
 from minisip.sip.message import Request, Response, StreamFramer, make_response, parse_message
 from minisip.sip.types import Addr
+from minisip.transport import tls
 
 log = Logger(namespace="minisip.transport")
 
@@ -67,6 +68,7 @@ class SIPStreamProtocol(protocol.Protocol):
         self.connected_ok = False
         self.idle_call = None
         self.message_call = None   # deadline of the message being received (None: between messages)
+        self.peer_fingerprint: str | None = None   # TLS: the peer certificate's, "" for none (see manager)
 
     def connectionMade(self) -> None:  # noqa: N802
         p = self.transport.getPeer()
@@ -396,6 +398,19 @@ class TransportManager:
         """Did the stream ``source`` arrived on start as a connection minisip opened (to a trunk, say)?"""
         proto = self.conns.get(source.conn) if source.conn is not None else None
         return proto is not None and proto.outbound_key is not None
+
+    def peer_certificate(self, source: Addr) -> str | None:
+        """The fingerprint of the certificate the peer of TLS stream ``source`` showed, if any (cached)."""
+        proto = self.conns.get(source.conn) if source.conn is not None else None
+        if proto is None or proto.transport_name != "tls" or proto.transport is None:
+            return None
+        if proto.peer_fingerprint is None:
+            try:
+                certificate = proto.transport.getPeerCertificate()
+            except Exception:   # not yet negotiated, or the connection is going
+                certificate = None
+            proto.peer_fingerprint = tls.peer_fingerprint(certificate) if certificate is not None else ""
+        return proto.peer_fingerprint or None
 
     def is_connected(self, target: Addr) -> bool:
         if target.conn is not None and target.conn in self.conns:

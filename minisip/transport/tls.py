@@ -328,29 +328,64 @@ def _load_pair(context: SSL.Context, cert_path: str, key_path: str) -> None:
         raise mismatch from None
 
 
+def _accept_any(connection: object, certificate: object, errno: int, depth: int, ok: int) -> bool:
+    """Take whatever certificate the peer shows: it identifies a trunk by fingerprint, not by a CA."""
+    return True
+
+
+def peer_fingerprint(certificate: Any) -> str:
+    """``"SHA-256 AB:CD:..."`` of a pyOpenSSL X509 (as :func:`certificate_fingerprint` writes a file's)."""
+    return "SHA-256 " + certificate.digest("sha256").decode("ascii").upper()
+
+
+_HEX_RE = re.compile(r"[0-9A-Fa-f]{64}")
+_FINGERPRINT_LABEL_RE = re.compile(r"^sha-?256\s*(?:fingerprint)?\s*[:=]?\s*", re.IGNORECASE)  # openssl's too
+
+
+def normalize_fingerprint(text: str) -> str | None:
+    """An administrator's SHA-256 fingerprint in any usual spelling (``SHA-256 AB:CD..``, ``sha256:abcd..``,
+    openssl's ``sha256 Fingerprint=AB:..``, bare hex) as :func:`peer_fingerprint` writes it; None if not one."""
+    value = _FINGERPRINT_LABEL_RE.sub("", text.strip(), count=1)
+    digits = value.replace(":", "").replace(" ", "")
+    if not _HEX_RE.fullmatch(digits):
+        return None
+    digits = digits.upper()
+    return "SHA-256 " + ":".join(digits[i:i + 2] for i in range(0, 64, 2))
+
+
 @implementer(IOpenSSLContextFactory)
 class ServerContextFactory:
-    """For listenSSL / SSL4ServerEndpoint: our certificate, TLS 1.2+, no client certificate asked."""
+    """For listenSSL / SSL4ServerEndpoint: our certificate, TLS 1.2+.
+
+    With ``ask_client_certificate`` (SIP over TLS) a client certificate is asked for but neither
+    required nor checked against a CA: phones connect without one and authenticate by digest; a carrier
+    that shows one can be recognised as its trunk by the certificate's fingerprint (``[trunk NAME]
+    certificate``), wherever it connects from. Not for the browsers' WSS port: a browser would offer its
+    user a certificate picker.
+    """
 
     isClient = 0  # read by twisted.internet.ssl.ContextFactory users
 
-    def __init__(self, cert_path: str, key_path: str) -> None:
+    def __init__(self, cert_path: str, key_path: str, ask_client_certificate: bool = False) -> None:
         self.cert_path = cert_path
         self.key_path = key_path
         self._context = _new_context()
         _load_pair(self._context, cert_path, key_path)
+        if ask_client_certificate:
+            self._context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE, _accept_any)
+            self._context.set_session_id(b"minisip-sip")  # asking for certificates needs a session context
 
     def getContext(self) -> SSL.Context:  # Twisted's name
         return self._context
 
 
-def server_context_factory(cert_path: str, key_path: str) -> ServerContextFactory:
+def server_context_factory(cert_path: str, key_path: str, ask_client_certificate: bool = False) -> ServerContextFactory:
     """Load and check the pair now, so a bad file stops start-up (or a reload) with a clear message.
 
     Raises :class:`TLSCertificateError` (a ``ConfigError`` and a ``ValueError``) when a file cannot be
     read, is not PEM, the key is encrypted, or the key does not match the certificate.
     """
-    return ServerContextFactory(cert_path, key_path)
+    return ServerContextFactory(cert_path, key_path, ask_client_certificate)
 
 
 @implementer(IOpenSSLClientConnectionCreator, IOpenSSLContextFactory)

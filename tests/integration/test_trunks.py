@@ -4,7 +4,12 @@ tel: Request-URI, and an inbound tel: call from the carrier's address rings the 
 from __future__ import annotations
 
 import os
+import re
+import socket
+import ssl
+import time
 
+from minisip.transport import tls
 from tests.integration.harness import Minisip, Sipp, plugin_folder
 from tests.integration.scenarios import _HEAD
 from tests.integration.test_sipp import SippTestBase
@@ -220,5 +225,62 @@ class InboundTests(TrunkTestBase):
         log = self.server.wait_log("ended: normal")
         self.assertIn("trunk carrier: inbound call from +31612345678 to +31201234567 for 100", log)
         self.assertIn(("+31612345678", "100", 1, "normal"), self.call_records())
-        self.assertNotIn("407", self.carrier.messages())
+        self.assertNotIn("SIP/2.0 407", self.carrier.messages())   # not "407" alone: time stamps hold it
 
+
+
+def _tls_invite(port: int, pair: tuple[str, str] | None, did: str, timeout: float = 10.0) -> list[int]:
+    """An INVITE to ``did`` over a fresh TLS connection to minisip, showing ``pair`` as the client
+    certificate (or none); the status codes received until the final one (or the timeout)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE        # minisip's own certificate is self-signed
+    if pair is not None:
+        context.load_cert_chain(*pair)
+    statuses: list[int] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw, \
+            context.wrap_socket(raw) as conn:
+        here = "127.0.0.1:%d" % conn.getsockname()[1]
+        call_id = os.urandom(8).hex()
+        body = (b"v=0\r\no=carrier 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                b"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+        head = (f"INVITE tel:{did} SIP/2.0\r\nVia: SIP/2.0/TLS {here};branch=z9hG4bK{call_id}\r\n"
+                f"Max-Forwards: 70\r\nFrom: <tel:+31612345678>;tag={call_id[:6]}\r\nTo: <tel:{did}>\r\n"
+                f"Call-ID: {call_id}@carrier\r\nCSeq: 1 INVITE\r\nContact: <sip:carrier@{here};transport=tls>\r\n"
+                f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n")
+        conn.sendall(head.encode() + body)
+        data = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not any(s >= 200 for s in statuses):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            statuses = [int(m) for m in re.findall(rb"^SIP/2\.0 (\d{3}) ", data, re.MULTILINE)]
+    return statuses
+
+
+class TlsCertificateTests(TrunkTestBase):
+    """Issue 8 point 11, against the real server over real TLS: a carrier pinned by the fingerprint of
+    its client certificate is recognised by it (no digest challenge) from whatever address and port it
+    connects; the same connection without that certificate, or with another one, is challenged (407)."""
+
+    def carrier_peer(self) -> Sipp:
+        self.pairs = {name: tls.ensure_certificate(os.path.join(self.dir, name), None, None, f"{name}.example")
+                      for name in ("carrier", "stranger")}
+        return self.sipp("unused", CARRIER_UAC)   # only its port: the proxy address nothing listens on
+
+    def trunk_keys(self, port: int) -> dict[str, str]:
+        return {"proxy": f"127.0.0.1:{port}", "transport": "tls", "did": "+31201234567:100",
+                "certificate": tls.certificate_fingerprint(self.pairs["carrier"][0])}
+
+    def test_the_carrier_is_its_certificate(self) -> None:
+        port = self.server.tls
+        pinned = _tls_invite(port, self.pairs["carrier"], "+31201234567")
+        self.assertTrue(pinned and pinned[-1] >= 400 and 407 not in pinned, pinned)  # 100 is not registered
+        self.assertEqual(_tls_invite(port, None, "+31201234567")[-1:], [407])
+        self.assertEqual(_tls_invite(port, self.pairs["stranger"], "+31201234567")[-1:], [407])
+        log = self.server.read_log()
+        self.assertIn("trunk carrier: inbound call from +31612345678 to +31201234567 for 100", log)
+        self.assertEqual(log.count("trunk carrier: inbound call"), 1, log[-3000:])
+        self.server.assert_no_tracebacks(self)

@@ -129,12 +129,26 @@ class ConfigTests(SynchronousTestCase):
             ({"proxy": p, "did": "+31-20:100 +3120:101"}, "did"),
             ({"proxy": p, "expires": "10"}, "expires"),
             ({"proxy": p, "match_port": "perhaps"}, "match_port"),
+            ({"proxy": p, "transport": "tls", "certificate": "SHA-256 AB:CD"}, "certificate"),
+            ({"proxy": p, "transport": "tls", "certificate": "ab" * 32 + ", nonsense"}, "certificate"),
+            ({"proxy": p, "certificate": "ab" * 32}, "certificate"),     # over UDP a certificate means nothing
             ({"proxy": p, "colour": "blue"}, "colour"),
         ]
         for values, key in cases:
             e = self.error(values)
             self.assertEqual((e.section, e.key), ("trunk carrier", key), (values, str(e)))
             self.assertIn(f"[trunk carrier] {key}:", str(e))
+
+    def test_certificate_fingerprints_in_any_usual_spelling(self) -> None:
+        expected = "SHA-256 " + ":".join(["AB"] * 31 + ["0F"])
+        for spelling in ("SHA-256 " + ":".join(["ab"] * 31 + ["0f"]), "sha256:" + "ab" * 31 + "0f",
+                         "sha256 Fingerprint=" + ":".join(["AB"] * 31 + ["0F"]), "AB" * 31 + "0F"):
+            trunk = trunks.parse_trunk("trunk carrier", {"proxy": "10.0.0.9", "transport": "tls",
+                                                         "certificate": spelling})
+            self.assertEqual(trunk.certificates, (expected,), spelling)
+        two = trunks.parse_trunk("trunk carrier", {"proxy": "10.0.0.9", "transport": "tls",
+                                                   "certificate": "ab" * 32 + ", " + "cd" * 32})
+        self.assertEqual(len(two.certificates), 2)
 
     def test_bad_section_name(self) -> None:
         for section in ("trunk", "trunk a b", "trunk !x"):
@@ -782,6 +796,23 @@ class InboundTests(TrunkTestBase):
         # the carrier's own port is trusted as before; UDP from its address is not a TCP trunk
         self.assertIsNotNone(self.feature.identifier.identify(req, Addr("tcp", CARRIER, CARRIER_PORT, conn=2)))
         self.assertIsNone(self.feature.identifier.identify(req, Addr("udp", CARRIER, CARRIER_PORT)))
+
+    def test_tls_trunk_identified_by_its_certificate_from_any_address(self) -> None:
+        """Issue 8 point 11: a carrier pinned by certificate is whoever shows it, from any address; its
+        own address without the certificate (or with another) is challenged like anybody."""
+        pinned = "SHA-256 " + ":".join(["AB"] * 32)
+        self.start({"trunk carrier": dict(self.SECTION, transport="tls", certificate="sha256:" + "ab" * 32)})
+        req = self.carrier.build("INVITE", "tel:+31201234567", call_id=token(), from_=f"<tel:+316>;tag={token()}",
+                                 to="<tel:+31201234567>", cseq=1, body=sdp(CARRIER))
+        shown: dict[int, str] = {1: pinned, 2: "SHA-256 " + ":".join(["CD"] * 32)}
+        self.pbx.core.peer_certificate = lambda source: shown.get(source.conn)
+        self.pbx.core.opened_by_us = lambda source: True
+        identity = self.feature.identifier.identify(req, Addr("tls", "198.51.100.9", 40123, conn=1))
+        assert identity is not None
+        self.assertEqual((identity.callee, identity.trunk, identity.source), ("100", "carrier", "trunk"))
+        for conn in (2, 3):   # another certificate, none: not the carrier, even from its own address and port
+            self.assertIsNone(self.feature.identifier.identify(req, Addr("tls", CARRIER, CARRIER_PORT, conn=conn)))
+        self.assertIsNone(self.feature.identifier.identify(req, Addr("tcp", CARRIER, CARRIER_PORT, conn=1)))
 
     def test_by_registration_takes_the_number_from_to(self) -> None:
         self.start({"trunk carrier": dict(self.SECTION, register="yes")})

@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
+from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.test.iosim import FakeTransport, connect
@@ -388,3 +389,59 @@ class TwistedIntegrationTests(CertificateTestCase):
         _, server = handshake(server_context, creator.getContext())
         self.assertIsNotNone(server.get_peer_certificate())
         self.assertRaises(TLSCertificateError, client_context_factory, None, cert_path, None)
+
+
+class ClientCertificateTests(CertificateTestCase):
+    """Issue 8 point 11: the SIP TLS port asks for a client certificate (a carrier pinned by fingerprint
+    is recognised by it), requires none, and the browsers' WSS context never asks."""
+
+    def test_sip_context_asks_but_does_not_require(self) -> None:
+        cert_path, key_path = self.install_pair()
+        client_cert, client_key = self.install_pair("carrier", datadir=os.path.abspath(self.mktemp()))
+        sip = server_context_factory(cert_path, key_path, ask_client_certificate=True).getContext()
+        for maximum in (SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION):
+            client, server = handshake(sip, limited_client(maximum))      # a phone without a certificate
+            self.assertIsNone(server.get_peer_certificate())
+            self.assertTrue(client.get_protocol_version_name().startswith("TLSv1."))
+            creator = client_context_factory(None, client_cert, client_key)   # a carrier with one, self-signed
+            creator.getContext().set_max_proto_version(maximum)
+            _, server = handshake(sip, creator.getContext())
+            shown = server.get_peer_certificate()
+            assert shown is not None
+            self.assertEqual(tls.peer_fingerprint(shown), certificate_fingerprint(client_cert))
+        wss = server_context_factory(cert_path, key_path).getContext()
+        _, server = handshake(wss, client_context_factory(None, client_cert, client_key).getContext())
+        self.assertIsNone(server.get_peer_certificate())
+
+    def test_transport_reports_the_fingerprint_of_a_stream(self) -> None:
+        from minisip.sip.types import Addr
+        from minisip.transport.manager import StreamFactory, TransportManager
+        from tests.transport.test_manager import FakeReactor, RecordingSink, options
+
+        cert_path, key_path = self.install_pair()
+        client_cert, client_key = self.install_pair("carrier", datadir=os.path.abspath(self.mktemp()))
+        reactor = FakeReactor()
+        sink = RecordingSink()
+        manager = TransportManager(reactor, sink)  # type: ignore[arg-type]
+        fingerprints = []
+        for pair in ((client_cert, client_key), (None, None)):
+            server_factory = tls_memory_bio_factory(
+                server_context_factory(cert_path, key_path, ask_client_certificate=True), False,
+                StreamFactory(manager, "tls"), reactor)
+            client_factory = tls_memory_bio_factory(client_context_factory(None, *pair), True,
+                                                    Factory.forProtocol(Recorder), reactor)
+            server = server_factory.buildProtocol(None)
+            client = client_factory.buildProtocol(None)
+            here, there = IPv4Address("TCP", "10.0.0.9", 5061), IPv4Address("TCP", "10.0.0.1", 40000)
+            pump = connect(server, FakeTransport(server, True, hostAddress=here, peerAddress=there),
+                           client, FakeTransport(client, False, hostAddress=there, peerAddress=here))
+            client.write(options(via="SIP/2.0/TLS 10.0.0.1:5061"))
+            for _ in range(5):
+                reactor.advance(0)
+                pump.flush()
+            _, source = sink.received[-1]
+            self.assertEqual(source.transport, "tls")
+            fingerprints.append(manager.peer_certificate(source))
+        self.assertEqual(fingerprints, [certificate_fingerprint(client_cert), None])
+        self.assertIsNone(manager.peer_certificate(Addr("tls", "10.0.0.1", 5061, 999)))   # gone
+        self.assertIsNone(manager.peer_certificate(Addr("udp", "10.0.0.1", 5061)))
