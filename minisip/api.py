@@ -225,6 +225,12 @@ class ServerAPI:
         connection a request's ``source`` arrived on, or None (no certificate, not TLS, gone)."""
         return self._core.peer_certificate(source)
 
+    def pin_certificates(self, host: str, port: int, fingerprints: tuple[str, ...]) -> None:
+        """TLS connections this server opens to ``host`` (an IP address) and ``port`` accept only a server
+        certificate with one of these fingerprints (a mismatch fails the request as unreachable, logged as
+        a security event); an empty tuple removes the pin."""
+        self._core.pin_certificates(host, port, fingerprints)
+
     def exempt_from_bans(self, host: str) -> None:
         """Never ban ``host`` (a trunk's carrier: a spoofed guess must not cut off its calls)."""
         self._core.security.exempt(host)

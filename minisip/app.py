@@ -135,6 +135,7 @@ class Server:
         self.core.is_connected = self.transport.is_connected
         self.core.opened_by_us = self.transport.opened_by_us
         self.core.peer_certificate = self.transport.peer_certificate
+        self.core.pin_certificates = self.transport.pin_certificates
         self.transport.on_send_failed = self.core.transactions.transport_error
         self.media = self._media(cfg)
         self._load_features()

@@ -553,7 +553,8 @@ class TrunksFeature:
         self.api = api
         self.log = api.log
         self.config = config
-        self.resolver = Resolver(api.clock, resolve or getattr(api.clock, "resolve", None), api.exempt_from_bans)
+        self.resolver = Resolver(api.clock, resolve or getattr(api.clock, "resolve", None), self._address)
+        self.pins: set[tuple[str, int]] = set()     # (ip, port) pinned to a trunk's certificates
         self.registrations: dict[str, RegistrationClient] = {}
         self.router = TrunkRouter(self)
         self.identifier = TrunkIdentifier(self)
@@ -566,6 +567,25 @@ class TrunksFeature:
         for trunk in self.config.trunks:
             self._describe(trunk)
             self._exempt(trunk)
+        self._pin()
+
+    def _address(self, ip: str) -> None:
+        """A carrier host name resolved to ``ip``: never banned; pinned when its trunk has a certificate."""
+        self.api.exempt_from_bans(ip)
+        self._pin()
+
+    def _pin(self) -> None:
+        """Connections minisip opens to a trunk with ``certificate`` accept only that certificate."""
+        pins: dict[tuple[str, int], tuple[str, ...]] = {}
+        for trunk in self.config.trunks:
+            ip = self.resolver.cached(trunk.host) if trunk.certificates else None
+            if ip is not None:
+                pins[(ip, trunk.port)] = pins.get((ip, trunk.port), ()) + trunk.certificates
+        for ip, port in self.pins - pins.keys():
+            self.api.pin_certificates(ip, port, ())
+        for (ip, port), fingerprints in pins.items():
+            self.api.pin_certificates(ip, port, fingerprints)
+        self.pins = set(pins)
 
     def _exempt(self, trunk: TrunkConfig) -> None:
         """A carrier's address is never banned: a spoofed guess in its name must not cut off its calls
@@ -604,6 +624,7 @@ class TrunksFeature:
     def reconfigure(self, config: TrunksConfig) -> None:
         old = {t.name: t for t in self.config.trunks}
         self.config = config
+        self._pin()
         if not self.service.running:
             return
         new = {t.name: t for t in config.trunks}

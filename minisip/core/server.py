@@ -84,6 +84,7 @@ class SIPCore:
         self.is_connected: Callable[[Addr], bool] | None = None   # the transport's, once it exists
         self.opened_by_us: Callable[[Addr], bool] = lambda source: False
         self.peer_certificate: Callable[[Addr], str | None] = lambda source: None
+        self.pin_certificates: Callable[[str, int, tuple[str, ...]], None] = lambda host, port, pins: None
         self.extension_router = ExtensionRouter(self.extensions.get, location, connected=self.connected)
         self.routers.add(self.extension_router, priority=1_000_000, owner="core")
         self.unreachable: set[tuple[str, str]] = set()

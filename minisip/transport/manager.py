@@ -211,6 +211,7 @@ class TransportManager:
         self.inbound = 0   # connections accepted (not the ones minisip opened), for max_connections
         self.is_banned = is_banned or (lambda host: False)
         self.tls_client_context = tls_client_context
+        self.tls_pins: dict[tuple[str, int], object] = {}   # (host, port) -> a creator checking its certificate
         self._ids = itertools.count(1)
         self.udp: list[tuple[object, SIPDatagramProtocol, str]] = []   # (port, protocol, host)
         self.conns: dict[int, SIPStreamProtocol] = {}
@@ -384,9 +385,10 @@ class TransportManager:
         if target.transport == "tcp":
             self.reactor.connectTCP(target.host, target.port, factory, timeout=10)  # type: ignore[attr-defined]
         elif target.transport == "tls":
-            if self.tls_client_context is None:
+            creator = self.tls_pins.get((target.host, target.port), self.tls_client_context)
+            if creator is None:
                 return None
-            self.reactor.connectSSL(target.host, target.port, factory, self.tls_client_context, timeout=10)  # type: ignore[attr-defined]
+            self.reactor.connectSSL(target.host, target.port, factory, creator, timeout=10)  # type: ignore[attr-defined]
         else:
             log.warn("cannot send over transport {t}", t=target.transport)
             return None
@@ -398,6 +400,14 @@ class TransportManager:
         """Did the stream ``source`` arrived on start as a connection minisip opened (to a trunk, say)?"""
         proto = self.conns.get(source.conn) if source.conn is not None else None
         return proto is not None and proto.outbound_key is not None
+
+    def pin_certificates(self, host: str, port: int, fingerprints: tuple[str, ...]) -> None:
+        """Connections minisip opens to ``host:port`` over TLS from now on accept only a server certificate
+        with one of ``fingerprints`` (a pinned trunk); () removes the pin."""
+        if fingerprints:
+            self.tls_pins[(_norm_host(host), port)] = tls.client_context_factory(pinned=fingerprints)
+        else:
+            self.tls_pins.pop((_norm_host(host), port), None)
 
     def peer_certificate(self, source: Addr) -> str | None:
         """The fingerprint of the certificate the peer of TLS stream ``source`` showed, if any (cached)."""

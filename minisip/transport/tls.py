@@ -398,10 +398,15 @@ class ClientConnectionCreator:
     """
 
     def __init__(
-        self, server_name: str | None = None, cert_path: str | None = None, key_path: str | None = None
+        self, server_name: str | None = None, cert_path: str | None = None, key_path: str | None = None,
+        pinned: tuple[str, ...] = (),
     ) -> None:
         self._context = _new_context()
-        self._context.set_verify(SSL.VERIFY_NONE)
+        self.pinned = pinned
+        if pinned:
+            self._context.set_verify(SSL.VERIFY_PEER, self._check_pinned)
+        else:
+            self._context.set_verify(SSL.VERIFY_NONE)
         if cert_path or key_path:
             if not (cert_path and key_path):
                 raise TLSCertificateError("a TLS certificate and its private key go together: give both or neither")
@@ -415,6 +420,18 @@ class ClientConnectionCreator:
 
     def getContext(self) -> SSL.Context:  # Twisted's name
         return self._context
+
+    def _check_pinned(self, connection: Any, certificate: Any, errno: int, depth: int, ok: int) -> bool:
+        """Pinned (a trunk's ``certificate``): the server's own certificate must be one of the pins; its
+        chain is not judged (the pin says who it is). A mismatch ends the handshake before any SIP."""
+        if depth != 0:
+            return True
+        shown = peer_fingerprint(certificate)
+        if shown in self.pinned:
+            return True
+        log.warn("security: a TLS server showed certificate {shown}, not the one configured for it; "
+                  "connection refused", shown=shown)
+        return False
 
     def clientConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
         connection = SSL.Connection(self._context, None)  # None: memory BIOs, Twisted moves the bytes
@@ -438,7 +455,9 @@ def tls_memory_bio_factory(
 
 
 def client_context_factory(
-    server_name: str | None = None, cert_path: str | None = None, key_path: str | None = None
+    server_name: str | None = None, cert_path: str | None = None, key_path: str | None = None,
+    pinned: tuple[str, ...] = (),
 ) -> ClientConnectionCreator:
-    """A connection creator for outbound TLS; optionally presents our pair when the peer asks for one."""
-    return ClientConnectionCreator(server_name, cert_path, key_path)
+    """A connection creator for outbound TLS; optionally presents our pair when the peer asks for one,
+    and with ``pinned`` fingerprints refuses a server whose certificate is none of them."""
+    return ClientConnectionCreator(server_name, cert_path, key_path, pinned)

@@ -814,6 +814,22 @@ class InboundTests(TrunkTestBase):
             self.assertIsNone(self.feature.identifier.identify(req, Addr("tls", CARRIER, CARRIER_PORT, conn=conn)))
         self.assertIsNone(self.feature.identifier.identify(req, Addr("tcp", CARRIER, CARRIER_PORT, conn=1)))
 
+    def test_connections_to_a_pinned_trunk_accept_only_its_certificate(self) -> None:
+        pins: dict[tuple[str, int], tuple[str, ...]] = {}
+
+        def pin(host: str, port: int, fingerprints: tuple[str, ...]) -> None:
+            if fingerprints:
+                pins[(host, port)] = fingerprints
+            else:
+                pins.pop((host, port), None)
+
+        self.pbx.core.pin_certificates = pin
+        pinned = "SHA-256 " + ":".join(["AB"] * 32)
+        self.start({"trunk carrier": dict(self.SECTION, transport="tls", certificate=pinned)})
+        self.assertEqual(pins, {(CARRIER, CARRIER_PORT): (pinned,)})
+        self.feature.reconfigure(parse({"trunk carrier": dict(self.SECTION, transport="tls")}))
+        self.assertEqual(pins, {})
+
     def test_by_registration_takes_the_number_from_to(self) -> None:
         self.start({"trunk carrier": dict(self.SECTION, register="yes")})
         elsewhere = self.pbx.phone("x", "198.51.100.7", 5060)   # another carrier host

@@ -445,3 +445,36 @@ class ClientCertificateTests(CertificateTestCase):
         self.assertEqual(fingerprints, [certificate_fingerprint(client_cert), None])
         self.assertIsNone(manager.peer_certificate(Addr("tls", "10.0.0.1", 5061, 999)))   # gone
         self.assertIsNone(manager.peer_certificate(Addr("udp", "10.0.0.1", 5061)))
+
+    def test_pinned_client_accepts_only_the_pinned_server(self) -> None:
+        """Connections minisip opens to a pinned trunk: the server's certificate must be the pinned one."""
+        cert_path, key_path = self.install_pair()
+        other_cert, other_key = self.install_pair("carrier", datadir=os.path.abspath(self.mktemp()))
+        server = server_context_factory(cert_path, key_path).getContext()
+        good = client_context_factory(pinned=(certificate_fingerprint(other_cert), certificate_fingerprint(cert_path)))
+        client, _ = handshake(server, good.getContext())
+        self.assertTrue(client.get_protocol_version_name().startswith("TLSv1."))
+        bad = client_context_factory(pinned=(certificate_fingerprint(other_cert),))
+        self.assertRaises(SSL.Error, handshake, server, bad.getContext())
+
+    def test_transport_opens_pinned_connections_with_the_pinned_check(self) -> None:
+        from minisip.sip.types import Addr
+        from minisip.transport.manager import TransportManager
+        from tests.transport.test_manager import FakeReactor, RecordingSink
+
+        class Reactor(FakeReactor):
+            def connectSSL(self, host: str, port: int, factory: object, creator: object,  # noqa: N802
+                           timeout: float = 30) -> None:
+                self.connects.append((host, port, creator))
+
+        reactor = Reactor()
+        default = client_context_factory()
+        manager = TransportManager(reactor, RecordingSink(), tls_client_context=default)  # type: ignore[arg-type]
+        pins = ("SHA-256 " + ":".join(["AB"] * 32),)
+        manager.pin_certificates("10.0.0.9", 5061, pins)
+        manager.send(b"OPTIONS", Addr("tls", "10.0.0.9", 5061))
+        manager.send(b"OPTIONS", Addr("tls", "10.0.0.8", 5061))
+        (_, _, pinned), (_, _, plain) = reactor.connects
+        self.assertEqual((pinned.pinned, plain), (pins, default))   # type: ignore[attr-defined]
+        manager.pin_certificates("10.0.0.9", 5061, ())
+        self.assertEqual(manager.tls_pins, {})
