@@ -21,13 +21,17 @@ from minisip.config import ConfigError as CoreConfigError
 from minisip.config import load_config
 from minisip.core.store import SCHEMA_VERSION, CallRecord, SQLiteStore
 from minisip.media import g711
+from minisip.media.compat import DTLS_AVAILABLE
+from minisip.media.dtls import DtlsTransform, local_certificate
 from minisip.media.policy import MediaSettings, RelayMediaPolicy
 from minisip.media.relay import MediaRelay
+from minisip.media.srtp import SdesTransform, new_key_salt, parse_crypto
 from minisip.plugins import LoadedPlugin, parse_plugin_configs
 from minisip.sip.message import Response
 from minisip.sip.sdp import parse_sdp
 from minisip.testing import PluginHarness
 from tests.core.fakes import PBX, Dialog, Phone, requests, statuses
+from tests.media.test_policy import NO_DTLS, sdp_for
 from tests.media.test_relay import FakeNet
 from tests.test_service import Reactor
 
@@ -154,6 +158,7 @@ class RoomTestCase(SynchronousTestCase):
         self.dialogs: dict[str, Dialog] = {}
         self.ports: dict[str, int] = {}
         self.seq: dict[str, int] = {}
+        self.transforms: dict[str, Any] = {}     # a phone's own SRTP, for SDES and DTLS participants
 
     def host(self, ext: str) -> str:
         return f"10.0.0.{EXTS.index(ext) + 1}"
@@ -180,8 +185,10 @@ class RoomTestCase(SynchronousTestCase):
 
     def send(self, ext: str, payload: bytes, pt: int = 0, ts: int | None = None, port: int | None = None) -> None:
         seq = self.seq[ext] = self.seq.get(ext, 0) + 1
-        self.net.deliver(self.ports[ext] if port is None else port, rtp(seq, payload, pt, ts),
-                         (self.host(ext), 4000))
+        packet = rtp(seq, payload, pt, ts)
+        if ext in self.transforms:
+            packet = self.transforms[ext].protect_rtp(packet)
+        self.net.deliver(self.ports[ext] if port is None else port, packet, (self.host(ext), 4000))
 
     def received(self, ext: str) -> list[bytes]:
         """RTP payloads the relay sent to ``ext``'s phone since last asked."""
@@ -189,6 +196,11 @@ class RoomTestCase(SynchronousTestCase):
         out = []
         for data, dest in self.net.take(port):
             self.assertEqual(dest, (self.host(ext), 4000))
+            if ext in self.transforms:
+                if not 128 <= data[0] <= 191:
+                    continue                      # DTLS
+                data = self.transforms[ext].unprotect_rtp(data)
+                self.assertIsNotNone(data)
             out.append(data[12:])
         return out
 
@@ -312,6 +324,78 @@ class RoomTests(RoomTestCase):
         self.assertIn(b"a=recvonly", ok.body)
         self.assertEqual(parse_sdp(ok.body).media[0].port, self.ports["100"])
         dlg.ack()
+
+
+class SecureParticipantTests(RoomTestCase):
+    """Plain RTP, SDES-SRTP and DTLS-SRTP phones in one room: the room sees plain RTP from each, and
+    each gets the mix in its own encryption (the caller's endpoint decrypts and encrypts)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.policy.settings = MediaSettings(address=RELAY, ports=PORTS, relay="auto", timeout=30,
+                                             sdes_over_insecure=True)
+
+    def join_with(self, ext: str, body: bytes) -> Any:
+        got = self.dial(ext, body=body)
+        (ok,) = [m for m in got if isinstance(m, Response) and m.status == 200]
+        self.dialogs[ext].ack()
+        answer = parse_sdp(ok.body).media[0]
+        self.ports[ext] = answer.port
+        return answer
+
+    def talk(self, levels: dict[str, int], ticks: int = 20) -> dict[str, float]:
+        frames = {ext: g711.encode("PCMU", [v] * 160) for ext, v in levels.items()}
+        for ext in levels:
+            self.received(ext)
+        heard: dict[str, float] = {}
+        for _ in range(ticks):
+            for ext in levels:
+                self.send(ext, frames[ext])
+            self.tick()
+        for ext in levels:
+            heard[ext] = level(g711.decode("PCMU", self.received(ext)[-1]))
+        return heard
+
+    def test_plain_and_sdes_in_one_room(self) -> None:
+        self.join("100")
+        key = new_key_salt()
+        answer = self.join_with("200", sdp_for(self.host("200"), 4000, "sdes", key))
+        self.assertEqual(answer.proto, "RTP/SAVP")
+        ours = parse_crypto(answer.get_all("crypto")[0])
+        phone = self.transforms["200"] = SdesTransform(key, ours.key_salt)
+        phone.attach(lambda d: None)
+        self.tick(0.5)
+        heard = self.talk({"100": 1000, "200": 3000})
+        self.assertLess(abs(heard["100"] - 3000), 150, heard)
+        self.assertLess(abs(heard["200"] - 1000), 60, heard)
+
+    def test_dtls_participant(self) -> None:
+        if not DTLS_AVAILABLE:
+            raise self.skipTest(NO_DTLS)
+        self.join("100")
+        cert = local_certificate()
+        answer = self.join_with("300", sdp_for(self.host("300"), 4000, "dtls", fingerprint=cert.fingerprint))
+        self.assertEqual(answer.setup, "active")
+        phone = self.transforms["300"] = DtlsTransform("server", answer.fingerprint, self.pbx.clock,
+                                                       certificate=cert)
+        to_relay: list[bytes] = []
+        phone.attach(to_relay.append)
+        phone.start()
+        port = self.ports["300"]
+        for _ in range(10):                      # the handshake, through the fake network
+            for d, _addr in self.net.take(port):
+                if 20 <= d[0] <= 63:
+                    to_relay.extend(phone.control(d, (RELAY, port))[0])
+            for d in to_relay:
+                self.net.deliver(port, d, (self.host("300"), 4000))
+            to_relay.clear()
+            if phone.ready():
+                break
+        self.assertTrue(phone.ready())
+        self.tick(0.5)
+        heard = self.talk({"100": 1000, "300": 3000})
+        self.assertLess(abs(heard["100"] - 3000), 150, heard)
+        self.assertLess(abs(heard["300"] - 1000), 60, heard)
 
 
 class PinTests(RoomTestCase):
