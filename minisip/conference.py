@@ -427,7 +427,8 @@ class ConferenceRooms:
         self._prompts: dict[str, tuple[bytes, ...]] = {}
 
     def configure(self, settings: Mapping[str, RoomSettings]) -> None:
-        """New settings (a reload): participants stay; new callers get the new PIN and size."""
+        """New settings (a reload): participants stay; the next caller gets the new PIN; a smaller size
+        applies at once, a larger one when the room has emptied (an open mix keeps its size)."""
         self.settings = dict(settings)
 
     # -- ILegFactory -----------------------------------------------------------------------------------
