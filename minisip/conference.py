@@ -46,7 +46,6 @@ FULL_REASON = "Conference Room Full"
 WRONG_PIN_REASON = "Wrong PIN"
 NO_PIN_REASON = "No PIN Entered"
 PIN_TRIES = 3
-RING_TIME = 180.0          # the call layer's no-answer time for a room call (covers three PIN tries)
 DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
 _HEADER = struct.Struct("!BBHII")
 
