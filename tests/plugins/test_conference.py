@@ -564,6 +564,8 @@ class ReloadTests(SynchronousTestCase):
                              plugin_configs=parse_plugin_configs(self.plugins, cfg))
         self.server.build()
         self.addCleanup(self.server.abandon)
+        if self.server.media is not None:
+            self.addCleanup(self.server.media.relay.close)
         self.rooms = self.server.features[factory.name].rooms
 
     def reload(self) -> None:
