@@ -9,7 +9,8 @@ the caller lists first; G.722 and others are not mixed) and joins the room's ``M
 A room with a PIN that the dial string did not carry first plays a prompt in early media (183) and
 collects the PIN by RFC 4733 telephone-events on the stream or SIP INFO (``application/dtmf-relay``,
 passed to the ringing leg by the call layer because the leg declares ``early_requests``): three tries,
-then 403. A full room answers 486 "Conference Room Full". One ``Mixer`` timer drives every room; one
+then 403. A full room answers 486 "Conference Room Full". A caller that made no offer (late offer)
+gets the room's offer in the 200 and joins when its ACK answers. One ``Mixer`` timer drives every room; one
 lobby timer plays prompts while someone enters a PIN. The room closes when its last participant leaves;
 a participant who stops sending stays until the call ends (no media timeout for room calls).
 """
@@ -144,7 +145,7 @@ class RoomLeg:
         self.number = settings.number
         self.pin_given = pin_given
         self.description = f"conference room {settings.number}"
-        self.state = "init"               # init, pin, joined, ended
+        self.state = "init"               # init, pin, offered (late offer, until the ACK), joined, ended
         self.endpoint: Any = None
         self.codec = g711.PCMU
         self.pt = 0
@@ -207,10 +208,7 @@ class RoomLeg:
     # -- ILeg: the call drives the B-leg ---------------------------------------------------------------
     def start(self, sdp: bytes) -> None:
         if not sdp:
-            # a late offer: the room would have to offer, and its offer would not cross the caller's endpoint
-            log.info("conference room {room}: call {id} refused: no SDP offer (late offer)", room=self.number,
-                     id=self.call.id)
-            self._fail(488, "Not Acceptable Here", "no offer")
+            self._start_late()
             return
         chosen = _choose_codecs(sdp)
         if chosen is None:
@@ -241,6 +239,44 @@ class RoomLeg:
                 self._fail(403, WRONG_PIN_REASON, "wrong PIN")
         else:
             self._ask_pin(pin)
+
+    def _start_late(self) -> None:
+        """A caller that made no offer (late offer, some trunks): the room answers 200 with its own offer
+        and joins when the caller's answer comes in the ACK. No early media without an offer: a PIN must
+        then be in the dial string."""
+        if self.settings.pin is not None and self.pin_given is None:
+            log.info("conference room {room}: call {id} refused: no SDP offer to play the PIN prompt in (dial "
+                     "*6*{room}*PIN)", room=self.number, id=self.call.id)
+            self._fail(488, "Not Acceptable Here", "no offer")
+            return
+        if self.settings.pin is not None and self.pin_given != self.settings.pin:
+            self._fail(403, WRONG_PIN_REASON, "wrong PIN")
+            return
+        if self.rooms.is_full(self.settings):
+            self._refuse_full()
+            return
+        self.state = "offered"
+        self.answer_lines = ["m=audio 9 RTP/AVP 0 8 101", "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
+                             "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15", "a=ptime:20", "a=sendrecv"]
+        self.call.leg_answered(self, self._answer_sdp())
+
+    def _late_answer(self, sdp: bytes) -> None:
+        """The late-offer caller's answer: its codec, then the room."""
+        chosen = _choose_codecs(sdp) if sdp else None
+        if chosen is None or self.endpoint is None:
+            log.info("conference room {room}: call {id} ended: {why}", room=self.number, id=self.call.id,
+                     why="no media relay" if chosen is not None else "no PCMU or PCMA in the caller's answer")
+            self.outcome = "no common codec" if chosen is None else "no media relay"
+            self.hangup("refused")
+            self.call.leg_hungup(self, self.outcome)
+            return
+        codec, pt, dtmf, _ = chosen
+        self.codec, self.pt = codec, int(pt)
+        self.dtmf_pt = int(dtmf) if dtmf is not None else None
+        if not self._enter():
+            self.outcome = "full"
+            self.hangup("room full")
+            self.call.leg_hungup(self, "room full")
 
     def _answer_sdp(self) -> bytes:
         lines = ["v=0", f"o=minisip {self._ssrc} 1 IN IP4 0.0.0.0", f"s=conference {self.number}",
@@ -287,21 +323,27 @@ class RoomLeg:
         self._fail(486, FULL_REASON, "full")
 
     def _join(self) -> None:
+        if self._enter():
+            self.call.leg_answered(self, self._answer_sdp())
+        else:
+            self._refuse_full()
+
+    def _enter(self) -> bool:
+        """Become a participant of the room's mix (False: it is full)."""
         settings = self.settings
         room = self.rooms.mixer.room(self.number, max_participants=settings.max_participants,
                                      alone_tone=settings.alone_tone)
         try:
             self.participant = room.join(self.call.id, self.codec, self.send_payload)
         except RoomFull:
-            self._refuse_full()
-            return
+            return False
         self.state = "joined"
         self.outcome = "joined"
         self.joined_at = self.rooms.wallclock()
         self.rooms.member_add(self)
         log.info("conference room {room}: {caller} joined (call {id}, {codec}), {n} present", room=self.number,
                  caller=self.call.caller, id=self.call.id, codec=self.codec, n=len(room))
-        self.call.leg_answered(self, self._answer_sdp())
+        return True
 
     def _fail(self, status: int, reason: str, outcome: str) -> None:
         self.outcome = outcome
@@ -365,7 +407,9 @@ class RoomLeg:
         return _Handle()
 
     def ack(self, sdp: bytes) -> None:
-        """Nothing to do: the room made no offer."""
+        """The caller's ACK: for a late-offer caller it carries the answer to the room's offer."""
+        if self.state == "offered":
+            self._late_answer(sdp)
 
     def probe(self) -> bool:
         return self.state != "ended"

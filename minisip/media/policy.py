@@ -139,6 +139,10 @@ class RelayMediaPolicy:
         self._check_required(call, from_leg, source_mode)
         if _mixes(to_leg):
             return self._offer_to_mixer(call, state, from_leg, to_leg, offer, audio, source_mode, sdp)
+        if _mixes(from_leg):      # a late-offer caller: the room offers, through the caller's endpoint
+            dst = self._leg(call, state, to_leg, target_mode)
+            from_leg.attach_media(dst.endpoint)
+            return self._rewrite(offer, audio, dst, target_mode, offering=True)
         relayed = id(from_leg) in state.legs or known is not None
         if not relayed and self._direct(call, from_leg, to_leg, audio, source_mode, target_mode):
             state.direct.add(pair)
@@ -160,6 +164,8 @@ class RelayMediaPolicy:
         state = self.calls.get(call.id)
         if state is not None and _mixes(from_leg):
             return self._answer_from_mixer(state, to_leg, sdp)
+        if state is not None and _mixes(to_leg):
+            return self._answer_to_mixer(state, from_leg, sdp)
         if state is None or (id(to_leg), id(from_leg)) in state.direct:
             return sdp
         ans_state = state.legs.get(id(from_leg))
@@ -206,6 +212,17 @@ class RelayMediaPolicy:
             raise MediaRefused(488, "Not Acceptable Here")
         self._start_dtls_client(mine)
         return self._rewrite(answer, audio, mine, mine.mode, offering=False, offer=mine.offered)
+
+    def _answer_to_mixer(self, state: _Call, from_leg: Any, sdp: bytes) -> bytes:
+        """A late-offer caller's answer (in its ACK) to the mixing leg's offer: its endpoint takes it."""
+        mine = state.legs.get(id(from_leg))
+        if mine is None:
+            return sdp
+        audio = _audio(self._parse(sdp))
+        if audio is None or not audio.formats or _mode_of(audio) != mine.mode:
+            raise MediaRefused(488, "Not Acceptable Here")
+        self._configure(mine, from_leg, audio, mine.mode, offer=False)
+        return sdp
 
     def retry(self, call: Any, leg: Any) -> bool:
         """``leg`` refused our offer with 488. When we offered it SRTP on our own initiative

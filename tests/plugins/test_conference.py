@@ -428,6 +428,47 @@ class BrowserParticipantTests(RoomTestCase):
         self.assertEqual(self.relay.call_count, 0)
 
 
+class LateOfferTests(RoomTestCase):
+    """A caller whose INVITE has no SDP (some trunks): the room offers in its 200, the ACK answers."""
+
+    def late_join(self, ext: str, number: str = "800") -> Response:
+        got = self.dial(ext, number, body=b"")
+        finals = [m for m in got if isinstance(m, Response) and m.status >= 200]
+        if finals[0].status == 200:
+            self.dialogs[ext].ack(offer(self.host(ext), codecs="8 101"))
+            self.ports[ext] = parse_sdp(finals[0].body).media[0].port
+        return finals[0]
+
+    def test_late_offer_joins_at_the_ack(self) -> None:
+        self.join("100")
+        ok = self.late_join("200")
+        self.assertEqual(ok.status, 200)
+        room_offer = parse_sdp(ok.body).media[0]
+        self.assertEqual((room_offer.address, room_offer.formats), (RELAY, ["0", "8", "101"]))
+        self.assertEqual([p.caller for p in self.api.conference_room("800").participants], ["100", "200"])
+        self.assertEqual(self.api.conference_room("800").participants[1].codec, "PCMA")
+        self.tick(0.5)
+        self.received("200")
+        frame = g711.encode("PCMU", [3000] * 160)
+        for _ in range(10):
+            self.send("100", frame)
+            self.tick()
+        self.assertLess(abs(level(g711.decode("PCMA", self.received("200")[-1])) - 3000), 150)
+
+    def test_late_offer_needs_the_pin_in_the_dial_string(self) -> None:
+        self.assertEqual(self.late_join("100", "801").status, 488)
+        self.assertEqual(self.late_join("200", "*6*801*1234").status, 200)
+        self.assertEqual(len(self.api.conference_room("801").participants), 1)
+
+    def test_late_offer_answer_without_g711_ends_the_call(self) -> None:
+        got = self.dial("100", body=b"")
+        (ok,) = [m for m in got if isinstance(m, Response) and m.status == 200]
+        self.dialogs["100"].ack(offer(self.host("100"), codecs="9"))
+        self.assertTrue(requests(self.phones["100"].inbox(), "BYE"))
+        self.assertIsNone(self.api.conference_room("800"))
+        self.assertEqual(self.relay.call_count, 0)
+
+
 class PinTests(RoomTestCase):
     def digits_rfc4733(self, ext: str, port: int, digits: str) -> None:
         for i, digit in enumerate(digits):
