@@ -23,6 +23,15 @@ run the script with /usr/bin/python3 or the venv's python to compare.
     python3 bench/mixer_bench.py --media-json /tmp/media.json   # print the relay's per-packet cost too
     python3 bench/mixer_bench.py --nice -10            # as root on a shared machine: our processes first
 
+3. ``--server minisip``: the ladder against the real server instead (twistd minisip with
+   plugins/conference.py, ``[media] relay = auto``): the generator is also a small SIP phone bank, one
+   extension per participant, each calling its room (800, 801, ... ``--room-size`` per room) with digest
+   auth from its own RTP socket; the media cross the relay endpoints into the rooms' mixer and back. A
+   bench-only plugin in the server writes the mixer's tick lateness, its jitter-buffer counters and the
+   process CPU every second; the same pass rule applies.
+
+    python3 bench/mixer_bench.py --server minisip --ladder 100,200,300 --duration 5
+
 Every line shows the other processes' CPU ("others"): on the shared 2-core machine a step near 1 core
 of others means little. The server and the generator are started here, each in its own session, and
 each is ended by its PID.
@@ -37,8 +46,10 @@ import math
 import os
 import resource
 import select
+import signal
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +61,7 @@ REPO_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(REPO_DIR))
 
-from media_bench import Child, machine_ticks, raise_fd_limit  # noqa: E402  (shared with the media benchmark)
+from media_bench import Child, machine_ticks, niceness, raise_fd_limit  # noqa: E402  (shared with the media benchmark)
 
 HOST = "127.0.0.1"
 PERIOD = 0.020
@@ -292,17 +303,28 @@ def generate_main() -> None:
     raise_fd_limit()
     command = json.loads(sys.stdin.readline())
     ports: list[int] = command["ports"]
-    warmup, duration = float(command["warmup"]), float(command["duration"])
-    count = len(ports)
-    sockets = []
+    sockets = [_rtp_socket() for _ in ports]
+    result = media_loop(sockets, [(HOST, port) for port in ports], float(command["warmup"]),
+                        float(command["duration"]))
+    print(json.dumps(result), flush=True)
+
+
+def _rtp_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.bind((HOST, 0))
+    sock.setblocking(False)
+    return sock
+
+
+def media_loop(sockets: list[socket.socket], dests: list[tuple[str, int]], warmup: float,
+               duration: float) -> dict[str, Any]:
+    """Every participant sends its tone every 20 ms (20 phases of 1 ms) and counts the mix coming back
+    (by RTP sequence numbers) during ``duration`` after ``warmup``."""
+    count = len(sockets)
     poller = select.epoll()
     by_fd: dict[int, int] = {}
-    for i in range(count):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        sock.bind((HOST, 0))
-        sock.setblocking(False)
-        sockets.append(sock)
+    for i, sock in enumerate(sockets):
         poller.register(sock.fileno(), select.EPOLLIN)
         by_fd[sock.fileno()] = i
     payloads = [payload_of(i) for i in range(count)]
@@ -316,6 +338,7 @@ def generate_main() -> None:
     sent = 0
     start = time.monotonic()
     window_start, window_end = start + warmup, start + warmup + duration
+    wall_start = time.time() + warmup
     cpu0 = time.process_time()
     tick = 0
     while True:
@@ -348,18 +371,215 @@ def generate_main() -> None:
             seqs[i] = (seqs[i] + 1) & 0xFFFF
             try:
                 sockets[i].sendto(RTP.pack(0x80, pts[i], seqs[i], seqs[i] * 160, 0x20000 + i) + payloads[i],
-                                  (HOST, ports[i]))
+                                  dests[i])
                 sent += 1
             except BlockingIOError:
                 pass
         tick += 1
     cpu = time.process_time() - cpu0
-    lost = sum((last[i] - first[i] + 1) - got[i] for i in range(count) if got[i])
+    poller.close()
+    lost = sum(((last[i] - first[i]) & 0xFFFF) + 1 - got[i] for i in range(count) if got[i])   # seq may wrap
     silent = sum(1 for i in range(count) if not got[i])
     send_lateness.sort()
     p99 = send_lateness[int(0.99 * (len(send_lateness) - 1))] if send_lateness else 0.0
-    print(json.dumps({"sent": sent, "received": sum(got), "lost": lost, "silent_participants": silent,
-                      "generator_cpu": cpu, "generator_send_lateness_p99": p99}), flush=True)
+    return {"sent": sent, "received": sum(got), "lost": lost, "silent_participants": silent,
+            "generator_cpu": cpu, "generator_send_lateness_p99": p99,
+            "window": [wall_start, wall_start + duration]}
+
+
+# -- 3. the real server: a bench plugin reporting the mixer, and a bank of SIP phones -------------------
+
+STATS_PLUGIN = '''"""Bench only: the conference mixer's tick lateness, jitter buffers and the process CPU, every second."""
+import json
+import resource
+import time
+
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
+from zope.interface import implementer
+
+from minisip.interfaces import API_VERSION, IFeature, IFeatureFactory
+
+
+class _Dump(Service):
+    def __init__(self, api, path):
+        self.api, self.path, self.loop = api, path, None
+
+    def startService(self):
+        super().startService()
+        self.loop = LoopingCall(self.dump)
+        self.loop.clock = self.api.clock
+        self.loop.start(1.0, now=False)
+
+    def stopService(self):
+        super().stopService()
+        if self.loop is not None and self.loop.running:
+            self.loop.stop()
+
+    def dump(self):
+        # bench only: the mixer is reached through the core's leg factories (no plugin API gives its timer)
+        rooms = self.api._core.hooks.leg_factories.get("conference")
+        if rooms is None:
+            return
+        mixer = rooms.mixer
+        lateness = list(mixer.lateness)
+        mixer.lateness.clear()
+        totals = dict.fromkeys(("received", "played", "concealed", "underruns", "late", "duplicates", "overflow"), 0)
+        participants = 0
+        for room in mixer.rooms():
+            for member in room:
+                participants += 1
+                stats = member.jitter.stats()
+                for key in totals:
+                    totals[key] += getattr(stats, key)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        line = {"t": time.time(), "cpu": usage.ru_utime + usage.ru_stime, "ticks": mixer.ticks,
+                "missed": mixer.missed, "participants": participants, "lateness": lateness, **totals}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(line) + "\\n")
+
+
+@implementer(IFeature)
+class _Feature:
+    def __init__(self, api, path):
+        self.api, self.path = api, path
+
+    def register(self, hooks):
+        hooks.add_service(_Dump(self.api, self.path))
+
+    def reconfigure(self, config):
+        pass
+
+
+@implementer(IFeatureFactory)
+class _Factory:
+    name = "bench.mixerstats"
+    api_version = API_VERSION
+    description = "bench only: mixer statistics to a file"
+    config_prefixes = ("mixerstats",)
+
+    def parse_config(self, sections):
+        return sections.get("mixerstats", {}).get("file")
+
+    def make_feature(self, api, config):
+        return _Feature(api, config)
+
+
+factory = _Factory()
+'''
+
+
+def server_config(tmp: Path, n: int, room_size: int, sip_port: int, low_port: int, stats: Path) -> Path:
+    """A minisip configuration: one extension per participant (2000, 2001...), rooms 800... of room_size."""
+    plugins = tmp / "plugins"
+    plugins.mkdir(exist_ok=True)
+    link = plugins / "conference.py"
+    if not link.exists():
+        link.symlink_to(REPO_DIR / "plugins" / "conference.py")
+    (plugins / "mixerstats.py").write_text(STATS_PLUGIN)
+    lines = ["[server]", "domain = 127.0.0.1", f"datadir = {tmp / 'data'}",
+             "[sip]", f"udp = 127.0.0.1:{sip_port}", "tcp =", "tls =",
+             "[media]", "relay = auto", f"ports = {low_port}-{low_port + 4 * n + 99}", "timeout = 60",
+             "[plugins]", f"directories = {plugins}", "[mixerstats]", f"file = {stats}"]
+    for room in range((n + room_size - 1) // room_size):
+        lines += [f"[conference {800 + room}]", f"max_participants = {room_size}"]
+    for i in range(n):
+        lines += [f"[extension {2000 + i}]", f"password = p{2000 + i}"]
+    path = tmp / "minisip.conf"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class PhoneBank:
+    """Calls into rooms from one SIP socket: INVITE, the 407 answered with digest, ACK; BYE at the end."""
+
+    def __init__(self, sip_port: int) -> None:
+        self.server = (HOST, sip_port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.sock.bind((HOST, 0))
+        self.port = self.sock.getsockname()[1]
+        self.calls: list[dict[str, Any]] = []
+
+    def _send(self, method: str, uri: str, call: dict[str, Any], cseq: int, body: bytes = b"",
+              extra: tuple[str, ...] = (), branch: str | None = None, to_tag: str | None = None) -> str:
+        branch = branch or "z9hG4bK" + os.urandom(6).hex()
+        to = f"<sip:{call['room']}@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
+        lines = [f"{method} {uri} SIP/2.0", f"Via: SIP/2.0/UDP {HOST}:{self.port};branch={branch};rport",
+                 "Max-Forwards: 70", f"From: <sip:{call['ext']}@127.0.0.1>;tag={call['tag']}", f"To: {to}",
+                 f"Call-ID: {call['call_id']}", f"CSeq: {cseq} {method}",
+                 f"Contact: <sip:{call['ext']}@{HOST}:{self.port}>", *extra]
+        if body:
+            lines.append("Content-Type: application/sdp")
+        lines.append(f"Content-Length: {len(body)}")
+        self.sock.sendto(("\r\n".join(lines) + "\r\n\r\n").encode() + body, self.server)
+        return branch
+
+    def _response(self, call_id: str, cseq: int, method: str, timeout: float) -> Any:
+        from minisip.sip.message import Response, parse_message
+
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"no answer to {method} of call {call_id} within {timeout:.0f} s")
+            self.sock.settimeout(left)
+            try:
+                data, _ = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            msg = parse_message(data)
+            if isinstance(msg, Response) and msg.call_id == call_id and msg.cseq == (cseq, method) \
+                    and msg.status >= 200:
+                return msg
+
+    def join(self, ext: str, room: str, rtp_port: int, timeout: float = 10.0) -> tuple[str, int]:
+        """Call ``room`` as ``ext``; the relay's (host, port) for this participant's RTP."""
+        from minisip.sip.auth import build_authorization
+        from minisip.sip.sdp import parse_sdp
+
+        call = {"ext": ext, "room": room, "tag": os.urandom(4).hex(), "call_id": os.urandom(8).hex() + "@bench"}
+        uri = f"sip:{room}@127.0.0.1:{self.server[1]}"
+        codec = 0 if codec_of(len(self.calls)) == "PCMU" else 8
+        body = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                f"m=audio {rtp_port} RTP/AVP {codec}\r\na=ptime:20\r\na=sendrecv\r\n").encode()
+        branch = self._send("INVITE", uri, call, 1, body)
+        resp = self._response(call["call_id"], 1, "INVITE", timeout)
+        if resp.status == 407:
+            self._send("ACK", uri, call, 1, branch=branch, to_tag=resp.to_tag)
+            authz = build_authorization(resp.get("proxy-authenticate") or "", "INVITE", uri, ext, f"p{ext}")
+            self._send("INVITE", uri, call, 2, body, extra=(f"Proxy-Authorization: {authz}",))
+            resp = self._response(call["call_id"], 2, "INVITE", timeout)
+        if resp.status != 200:
+            raise RuntimeError(f"{ext} calling {room}: {resp.status} {resp.reason}")
+        call["cseq"] = resp.cseq[0]
+        call["to_tag"] = resp.to_tag
+        call["target"] = str(resp.contacts()[0].uri)
+        self._send("ACK", call["target"], call, call["cseq"], to_tag=call["to_tag"])
+        self.calls.append(call)
+        audio = parse_sdp(resp.body).media[0]
+        return (audio.address or HOST, audio.port)
+
+    def hang_up(self) -> None:
+        for call in self.calls:
+            self._send("BYE", call["target"], call, call["cseq"] + 1, to_tag=call["to_tag"])
+        self.sock.close()
+
+
+def generate_sip_main() -> None:
+    """Reads {"sip_port", "count", "room_size", "warmup", "duration"}: joins every participant to its room,
+    says {"joined": seconds}, then runs the media loop and prints its result."""
+    raise_fd_limit()
+    command = json.loads(sys.stdin.readline())
+    count, size = int(command["count"]), int(command["room_size"])
+    bank = PhoneBank(int(command["sip_port"]))
+    sockets = [_rtp_socket() for _ in range(count)]
+    t0 = time.monotonic()
+    dests = [bank.join(str(2000 + i), str(800 + i // size), sockets[i].getsockname()[1]) for i in range(count)]
+    print(json.dumps({"joined": time.monotonic() - t0}), flush=True)
+    result = media_loop(sockets, dests, float(command["warmup"]), float(command["duration"]))
+    bank.hang_up()
+    print(json.dumps(result), flush=True)
 
 
 # -- orchestration ------------------------------------------------------------------------------------
@@ -411,18 +631,108 @@ def run_step(args: argparse.Namespace, n: int, tmp: Path) -> dict[str, Any]:
     return result
 
 
+def run_step_real(args: argparse.Namespace, n: int, tmp: Path) -> dict[str, Any]:
+    """One step against twistd minisip with the conference plugin (see the module docstring, 3.)."""
+    step = Path(tempfile.mkdtemp(prefix=f"real-{n}-", dir=tmp))
+    stats = step / "mixer.jsonl"
+    sip_port = _free_udp_port()
+    low = 40000 + (n * 7919) % 5000
+    conf = server_config(step, n, args.room_size, sip_port, low, stats)
+    log = step / "minisip.log"
+    python = sys.executable
+    env = dict(os.environ, PYTHONPATH=str(REPO_DIR) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(log, "ab") as out:
+        server = subprocess.Popen([python, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+                                   "--logger", "minisip.log.observer", "minisip", "--config", str(conf)],
+                                  cwd=REPO_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=niceness(args.nice))
+    generator: Child | None = None
+    try:
+        deadline = time.monotonic() + 30
+        while "minisip ready" not in log.read_text(errors="replace"):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"minisip did not start; see {log}: {log.read_text(errors='replace')[-1500:]}")
+            time.sleep(0.1)
+        generator = Child([python, str(Path(__file__).resolve()), "--role", "generate-sip"],
+                          step / "generate.log", nice=args.nice)
+        generator.send({"sip_port": sip_port, "count": n, "room_size": args.room_size, "warmup": args.warmup,
+                        "duration": args.duration})
+        joined = generator.read(60 + n / 10)["joined"]
+        busy0, total0 = machine_ticks()
+        result: dict[str, Any] = generator.read(args.warmup + args.duration + 60)
+        busy1, total1 = machine_ticks()
+        time.sleep(1.2)   # the plugin's last dump covering the window
+    finally:
+        if generator is not None:
+            generator.stop()
+        if server.poll() is None:
+            os.kill(server.pid, signal.SIGTERM)
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(server.pid, signal.SIGKILL)
+                server.wait(5)
+    lines = [json.loads(x) for x in stats.read_text().splitlines() if x.strip()] if stats.exists() else []
+    start, end = result["window"]
+    # a dump holds the second before it: the first one after the window starts is left out (it may hold
+    # the end of the call set-up), the last one is the last before the phones hang up
+    inside = [x for x in lines if start + 1.0 <= x["t"] <= end]
+    before = [x for x in lines if x["t"] < start + 1.0]
+    if not inside or not before:
+        raise RuntimeError(f"the mixer statistics do not cover the window; see {stats}")
+    first, last = before[-1], inside[-1]
+    lateness = sorted(v for x in inside for v in x["lateness"])
+    from minisip.media.mixer import percentile
+
+    elapsed = last["t"] - first["t"]
+    ticks = max(1, last["ticks"] - first["ticks"])
+    for key in ("cpu", "missed", "played", "concealed", "underruns", "late", "duplicates", "overflow"):
+        result[key] = last[key] - first[key]
+    result["jitter_received"] = last["received"] - first["received"]
+    result.update(participants=n, joined_s=joined, elapsed=elapsed, ticks=ticks, send_errors=0,
+                  lateness_p50=percentile(lateness, 0.5), lateness_p99=percentile(lateness, 0.99),
+                  lateness_max=lateness[-1] if lateness else 0.0, mix_cpu=0.0, in_room=last["participants"])
+    ncpu = os.cpu_count() or 1
+    machine = ncpu * (busy1 - busy0) / max(1, total1 - total0)
+    result["server_cores"] = result["cpu"] / elapsed
+    result["others_cores"] = max(0.0, machine - result["server_cores"]
+                                 - result["generator_cpu"] / (args.warmup + args.duration))
+    result["cpu_us_per_participant_tick"] = 1e6 * result["cpu"] / (n * ticks)
+    result["mix_us_per_participant_tick"] = 0.0
+    inbound = result["concealed"] + result["late"] + result["overflow"]
+    result["inbound_problems"] = inbound
+    result["ok"] = (result["lateness_p99"] < LATENESS_LIMIT and result["lost"] == 0 and inbound == 0
+                    and result["silent_participants"] == 0 and result["in_room"] == n)
+    print(f"  {n:5d} participants ({n // args.room_size} rooms, joined in {joined:.1f} s, {result['in_room']} in rooms): "
+          f"tick lateness p50 {1e3 * result['lateness_p50']:.2f} p99 {1e3 * result['lateness_p99']:.2f} "
+          f"max {1e3 * result['lateness_max']:.1f} ms, missed {result['missed']}, mixed packets lost {result['lost']}, "
+          f"in: late {result['late']} lost {result['concealed']} dropped {result['overflow']}; server "
+          f"{result['server_cores']:.2f} cores, {result['cpu_us_per_participant_tick']:.1f} us/participant/tick; "
+          f"others {result['others_cores']:.2f} cores -> {'ok' if result['ok'] else 'FAIL'}", flush=True)
+    return result
+
+
+def _free_udp_port() -> int:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((HOST, 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
 def ladder(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     steps = [int(x) for x in args.ladder.split(",")]
+    step = run_step_real if args.server == "minisip" else run_step
     results: list[dict[str, Any]] = []
     best = 0
     failed_at: int | None = None
     for n in steps:
         n -= n % args.room_size
-        result = run_step(args, n, tmp)
+        result = step(args, n, tmp)
         results.append(result)
         if not result["ok"]:
             print(f"  retrying {n} once", flush=True)
-            result = run_step(args, n, tmp)
+            result = step(args, n, tmp)
             results.append(result)
         if not result["ok"]:
             failed_at = n
@@ -431,7 +741,7 @@ def ladder(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     if failed_at is not None and failed_at - best > 2 * args.room_size:
         middle = (best + failed_at) // 2
         middle -= middle % args.room_size
-        result = run_step(args, middle, tmp)
+        result = step(args, middle, tmp)
         results.append(result)
         if result["ok"]:
             best = middle
@@ -440,7 +750,9 @@ def ladder(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--role", choices=("bench", "serve", "generate"), default="bench")
+    parser.add_argument("--role", choices=("bench", "serve", "generate", "generate-sip"), default="bench")
+    parser.add_argument("--server", choices=("mixer", "minisip"), default="mixer",
+                        help="the ladder against the bare mixer process, or twistd minisip with plugins/conference.py")
     parser.add_argument("--participants", type=int, default=0, help="(serve) participants to open")
     parser.add_argument("--room-size", type=int, default=5)
     parser.add_argument("--reader", choices=("shared", "twisted"), default="shared",
@@ -467,6 +779,9 @@ def main() -> int:
     if args.role == "generate":
         generate_main()
         return 0
+    if args.role == "generate-sip":
+        generate_sip_main()
+        return 0
 
     results: dict[str, Any] = {"python": sys.version.split()[0], "numpy": use_numpy}
     print(f"Python {results['python']}, mix on {'numpy' if use_numpy else 'pure Python (no numpy)'}")
@@ -479,7 +794,8 @@ def main() -> int:
           f"(one core: about {1e6 * PERIOD / (mix['mix_us'] + mix['receive_us']):.0f} participants before sockets)",
           flush=True)
     if not args.skip_ladder:
-        print(f"2. over UDP on {HOST}: server process + Python generator, {args.duration:.0f} s steps "
+        what = "twistd minisip (conference plugin, relay)" if args.server == "minisip" else "server process"
+        print(f"2. over UDP on {HOST}: {what} + Python generator, {args.duration:.0f} s steps "
               f"(pass: tick lateness p99 < {1e3 * LATENESS_LIMIT:.0f} ms, nothing lost):", flush=True)
         with tempfile.TemporaryDirectory(prefix="mixer-bench-") as tmp:
             results["ladder"] = ladder(args, Path(tmp))
@@ -500,8 +816,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         passed = [s for s in run["steps"] if s["ok"] and s["participants"] == run["best"]]
         if passed:
             step = passed[-1]
+            mix = (f" (mix incl. send {step['mix_us_per_participant_tick']:.1f} us)"
+                   if step["mix_us_per_participant_tick"] else " (relay endpoints, room legs and mix)")
             print(f"  CPU per participant per tick, whole server process at {step['participants']}: "
-                  f"{step['cpu_us_per_participant_tick']:.1f} us (mix incl. send {step['mix_us_per_participant_tick']:.1f} us)")
+                  f"{step['cpu_us_per_participant_tick']:.1f} us{mix}")
             per_packet = step["cpu"] / max(1, step["received"] + step["sent"])
             print(f"  that is {1e6 * per_packet:.1f} us per RTP packet (in or out)")
         note = " (ladder top, not a limit)" if run["limited_by_ladder"] else f" (failed at {run['failed_at']})"

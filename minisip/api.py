@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from minisip.conference import ConferenceRooms, ParticipantInfo, RoomInfo, RoomSettings
 from minisip.config import ConfigError as _CoreConfigError
 from minisip.core.call import CallInfo, LegRequest, LegResponse
 from minisip.core.incoming import IncomingRequest
@@ -45,11 +46,12 @@ if TYPE_CHECKING:
     from minisip.core.server import SIPCore
 
 __all__ = [
-    "API_VERSION", "Addr", "Binding", "CONTINUE", "CallInfo", "CallerIdentity", "ConfigError", "ConfigValues",
-    "ContactDestination", "Continue", "Destination", "IncomingRequest", "LegDestination", "LegRequest",
-    "LegResponse", "MediaRefused", "NameAddr", "PassthroughMedia", "RegistrationClient", "RegistrationTarget",
-    "Reject", "Request", "Reroute", "Response", "Route", "RouteDecision", "ServerAPI", "SipDestination", "SipURI",
-    "TelURI", "build_authorization", "parse_auth_header", "parse_name_addr", "parse_uri",
+    "API_VERSION", "Addr", "Binding", "CONTINUE", "CallInfo", "CallerIdentity", "ConferenceRooms", "ConfigError",
+    "ConfigValues", "ContactDestination", "Continue", "Destination", "IncomingRequest", "LegDestination",
+    "LegRequest", "LegResponse", "MediaRefused", "NameAddr", "ParticipantInfo", "PassthroughMedia",
+    "RegistrationClient", "RegistrationTarget", "Reject", "Request", "Reroute", "Response", "RoomInfo",
+    "RoomSettings", "Route", "RouteDecision", "ServerAPI", "SipDestination", "SipURI", "TelURI",
+    "build_authorization", "parse_auth_header", "parse_name_addr", "parse_uri",
 ]
 
 
@@ -299,6 +301,29 @@ class ServerAPI:
         live = self._live(call)
         if live is not None:
             self._core.calls.hangup(live, cause)
+
+    # -- conference rooms -----------------------------------------------------------------------
+    def _conferences(self) -> Any:
+        """The leg factory of kind 'conference' (plugins/conference.py's ConferenceRooms), or None."""
+        return self._core.hooks.leg_factories.get("conference")
+
+    def conference_rooms(self) -> list[RoomInfo]:
+        """The conference rooms open now (with participants), each with its participants in join order;
+        [] when no conference plugin is loaded."""
+        rooms = self._conferences()
+        listing = getattr(rooms, "rooms", None)
+        return list(listing()) if callable(listing) else []
+
+    def conference_room(self, number: str) -> RoomInfo | None:
+        """Room ``number`` and its participants, or None when it is not open (nobody in it)."""
+        rooms = self._conferences()
+        room = getattr(rooms, "room", None)
+        return room(number) if callable(room) else None
+
+    def conference_service(self) -> ConferenceRooms:
+        """A new set of conference rooms on this server's clock (for the conference plugin): add it with
+        ``hooks.add_leg_factory('conference', rooms)``."""
+        return ConferenceRooms(self._core.clock, self._core.wallclock)
 
     # -- persistent state -----------------------------------------------------------------------
     def state_get(self, key: str, default: Any = None) -> Any:

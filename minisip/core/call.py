@@ -137,6 +137,7 @@ class Call:
         self.reroutes: list[str] = []
         self.pending: set[Relayed] = set()   # in-dialog requests passed across, not answered yet
         self.media_stats: str | None = None  # set by a media policy that relayed the call (JSON)
+        self.conference: str | None = None   # set by a conference room leg: room, joined, left (JSON)
         self.last_activity = self.clock.seconds()
 
     @property
@@ -375,7 +376,10 @@ class Call:
         the SDP of the answer its answer (or, for a re-INVITE without SDP, the other side's offer)."""
         handle = Relayed(self)
         other = self.other(leg)
-        if other is None or self.state != "answered":
+        early = self._early_target(leg, request) if other is None else None
+        if early is not None:
+            other = early
+        elif other is None or self.state != "answered":
             handle.done = True
             respond(LegResponse(491 if request.method in ("INVITE", "UPDATE") else 481,
                                 "Request Pending" if request.method in ("INVITE", "UPDATE")
@@ -403,7 +407,7 @@ class Call:
                         lambda e: finish(LegResponse(e.status, e.reason)))
 
         def send(out: bytes | None) -> None:
-            if handle.done or self.state != "answered":
+            if handle.done or self.state != ("ringing" if early is not None else "answered"):
                 return
             if handle.cancel_wanted:
                 finish(LegResponse(487, "Request Terminated"))
@@ -416,6 +420,14 @@ class Call:
         else:
             send(None)
         return handle
+
+    def _early_target(self, leg: Any, request: LegRequest) -> Any:
+        """The ringing B-leg that takes the caller's body-less in-dialog requests before it answers (a
+        conference room collecting a PIN by SIP INFO declares ``early_requests``), or None."""
+        if self.state != "ringing" or leg is not self.a_leg or request.method != "INFO" or \
+                sdp_of(request.content_type, request.body):
+            return None
+        return next((b for b in self.b_legs if getattr(b, "early_requests", False)), None)
 
     def leg_ack(self, leg: Any, sdp: bytes) -> None:
         other = self.other(leg)
@@ -474,8 +486,8 @@ class Call:
         for c, r in self.failures:
             if c >= 600:
                 return c, r, "busy" if c == 600 else f"declined {c}"
-        if 486 in codes:
-            return 486, "Busy Here", "busy"
+        if 486 in codes:   # its own reason phrase ("Conference Room Full") when it gave one
+            return 486, next((r for c, r in self.failures if c == 486 and r), "Busy Here"), "busy"
         if codes and all(c == 408 for c in codes):
             return 408, "Request Timeout", "no-response"
         for c, r in self.failures:
@@ -633,7 +645,8 @@ class CallManager:
         try:
             self.store.add_call_record(CallRecord(call_id=call.id, caller=call.caller, callee=call.callee,
                                                   start=call.start, answer=call.answer_time, end=call.end_time,
-                                                  cause=call.cause, media=call.media_stats))
+                                                  cause=call.cause, media=call.media_stats,
+                                                  conference=call.conference))
         except Exception:
             log.failure("cannot store the record of call {id}", id=call.id)
 

@@ -71,6 +71,7 @@ class CallRecord:
     end: float
     cause: str
     media: str | None = None      # JSON: the relay's per-leg statistics, when the media was relayed
+    conference: str | None = None  # JSON: the conference room the call went to, when it joined and left
 
 
 class IStore(Interface):
@@ -116,7 +117,7 @@ class IStore(Interface):
         """Commit what is queued and release resources; later writes are dropped."""
 
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
@@ -162,6 +163,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # Media statistics of relayed calls (packets and bytes each way, losses, SRTP failures...), JSON.
         "ALTER TABLE call_records ADD COLUMN media TEXT",
     ),
+    (
+        # Conference rooms (plugins/conference.py): the room, who, when they joined and left, JSON.
+        "ALTER TABLE call_records ADD COLUMN conference TEXT",
+    ),
 )
 
 _BINDING_COLUMNS: Final = (
@@ -170,8 +175,8 @@ _BINDING_COLUMNS: Final = (
 )
 _SAVE_BINDING: Final = f"INSERT OR REPLACE INTO bindings ({_BINDING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _ADD_CALL_RECORD: Final = (
-    "INSERT INTO call_records (call_id, caller, callee, start_time, answer_time, end_time, cause, media) "
-    "VALUES (?,?,?,?,?,?,?,?)"
+    "INSERT INTO call_records (call_id, caller, callee, start_time, answer_time, end_time, cause, media, "
+    "conference) VALUES (?,?,?,?,?,?,?,?,?)"
 )
 
 # Operations queued to the writer thread: (kind, SQL, parameters).  Flush markers are _Flush objects.
@@ -370,7 +375,8 @@ class SQLiteStore:
     def call_records(self, limit: int = 100) -> list[CallRecord]:
         with self._read_lock:
             rows = self._reader.execute(
-                "SELECT call_id, caller, callee, start_time, answer_time, end_time, cause, media FROM call_records "
+                "SELECT call_id, caller, callee, start_time, answer_time, end_time, cause, media, conference "
+                "FROM call_records "
                 "ORDER BY start_time DESC, id DESC LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -428,7 +434,7 @@ class SQLiteStore:
     def add_call_record(self, r: CallRecord) -> None:
         self._enqueue(
             ("add_call_record", _ADD_CALL_RECORD, (r.call_id, r.caller, r.callee, r.start, r.answer, r.end, r.cause,
-                                                 r.media))
+                                                 r.media, r.conference))
         )
 
     def _enqueue(self, op: _Op) -> None:

@@ -365,7 +365,8 @@ class Room:
             self._queue_tone(_JOIN_FRAMES)
         else:
             self._alone_position = 0
-        log.info("conference room {room}: {participant} joined ({codec}), {count} present", room=self.number,
+        # debug: the leg that joined logs the line an administrator reads (with the caller's number)
+        log.debug("conference room {room}: {participant} joined ({codec}), {count} present", room=self.number,
                  participant=participant_id, codec=name, count=len(self._participants))
         return participant
 
@@ -376,7 +377,7 @@ class Room:
             current = self._mixer._rooms.get(self.number)
             return current is not None and current is not self and current.leave(participant_id)
         participant._room = None
-        log.info("conference room {room}: {participant} left, {count} present", room=self.number,
+        log.debug("conference room {room}: {participant} left, {count} present", room=self.number,
                  participant=participant_id, count=len(self._participants))
         if self._participants:
             self._queue_tone(_LEAVE_FRAMES)

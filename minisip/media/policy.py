@@ -137,6 +137,12 @@ class RelayMediaPolicy:
         else:
             target_mode = self._target_mode(call, to_leg, source_mode)
         self._check_required(call, from_leg, source_mode)
+        if _mixes(to_leg):
+            return self._offer_to_mixer(call, state, from_leg, to_leg, offer, audio, source_mode, sdp)
+        if _mixes(from_leg):      # a late-offer caller: the room offers, through the caller's endpoint
+            dst = self._leg(call, state, to_leg, target_mode)
+            from_leg.attach_media(dst.endpoint)
+            return self._rewrite(offer, audio, dst, target_mode, offering=True)
         relayed = id(from_leg) in state.legs or known is not None
         if not relayed and self._direct(call, from_leg, to_leg, audio, source_mode, target_mode):
             state.direct.add(pair)
@@ -156,6 +162,10 @@ class RelayMediaPolicy:
 
     def answer(self, call: Any, from_leg: Any, to_leg: Any, sdp: bytes) -> bytes:
         state = self.calls.get(call.id)
+        if state is not None and _mixes(from_leg):
+            return self._answer_from_mixer(state, to_leg, sdp)
+        if state is not None and _mixes(to_leg):
+            return self._answer_to_mixer(state, from_leg, sdp)
         if state is None or (id(to_leg), id(from_leg)) in state.direct:
             return sdp
         ans_state = state.legs.get(id(from_leg))
@@ -177,6 +187,42 @@ class RelayMediaPolicy:
             self.relay.arm_timeout(call.id)
         offered = off_state.offered
         return self._rewrite(answer, audio, off_state, off_state.mode, offering=False, offer=offered)
+
+    # -- legs whose media end here (a conference room): the other leg's endpoint feeds them -------------
+    def _offer_to_mixer(self, call: Any, state: _Call, from_leg: Any, to_leg: Any, offer: SessionDescription,
+                        audio: MediaDescription, mode: str, sdp: bytes) -> bytes:
+        """``to_leg`` mixes (``attach_media``): no endpoint of its own; the offerer's endpoint hands it
+        plain RTP (whatever the offerer's encryption) and sends what it gives back. It gets the offer as
+        is, for the codecs; its answer comes back through ``_answer_from_mixer``. No media timeout: a
+        silent participant stays until the call ends."""
+        src = self._leg(call, state, from_leg, mode)
+        self._configure(src, from_leg, audio, mode, offer=True)
+        src.offered = offer
+        to_leg.attach_media(src.endpoint)
+        return sdp
+
+    def _answer_from_mixer(self, state: _Call, to_leg: Any, sdp: bytes) -> bytes:
+        """The mixing leg's answer, rewritten for the offerer as coming from the offerer's endpoint."""
+        mine = state.legs.get(id(to_leg))
+        if mine is None:
+            return sdp
+        answer = self._parse(sdp)
+        audio = _audio(answer)
+        if audio is None or not audio.formats:
+            raise MediaRefused(488, "Not Acceptable Here")
+        self._start_dtls_client(mine)
+        return self._rewrite(answer, audio, mine, mine.mode, offering=False, offer=mine.offered)
+
+    def _answer_to_mixer(self, state: _Call, from_leg: Any, sdp: bytes) -> bytes:
+        """A late-offer caller's answer (in its ACK) to the mixing leg's offer: its endpoint takes it."""
+        mine = state.legs.get(id(from_leg))
+        if mine is None:
+            return sdp
+        audio = _audio(self._parse(sdp))
+        if audio is None or not audio.formats or _mode_of(audio) != mine.mode:
+            raise MediaRefused(488, "Not Acceptable Here")
+        self._configure(mine, from_leg, audio, mine.mode, offer=False)
+        return sdp
 
     def retry(self, call: Any, leg: Any) -> bool:
         """``leg`` refused our offer with 488. When we offered it SRTP on our own initiative
@@ -416,6 +462,11 @@ class RelayMediaPolicy:
                  t=self.settings.timeout)
         if self.hangup is not None:
             self.hangup(call_id, "media timeout")
+
+
+def _mixes(leg: Any) -> bool:
+    """A leg whose media end in the server (a conference room): it takes the other leg's endpoint."""
+    return callable(getattr(leg, "attach_media", None))
 
 
 def _destination_key(leg: Any) -> str | None:

@@ -259,7 +259,7 @@ class Endpoint:
         "latched_rtp", "latched_rtcp", "latch_any_first", "clock_rate", "opened_at", "seq",
         "packets_in", "bytes_in", "packets_out", "bytes_out", "rtcp_in", "rtcp_out",
         "dropped_spoofed", "dropped_unprotect", "dropped_malformed", "dropped_unbridged", "dropped_not_ready",
-        "send_errors", "errors", "control_in", "reported",
+        "send_errors", "errors", "control_in", "reported", "sink",
         "_plain", "_relay", "_lease", "_rtp_write", "_rtcp_write", "_swept",
     )
 
@@ -295,6 +295,8 @@ class Endpoint:
             lease.rtcp.protocol.datagramReceived = self._on_rtcp_port  # type: ignore[method-assign]
         self.transform: Any = PlainTransform()
         self._plain = True
+        # Where received plain RTP goes instead of a bridged peer: a conference room's mixer (set_sink)
+        self.sink: Callable[[bytes], None] | None = None
 
     # -- control API ---------------------------------------------------------------------------------
 
@@ -339,6 +341,33 @@ class Endpoint:
             log.failure("closing the media transform of {call_id} {label}", call_id=self.call_id, label=self.label)
         transform.attach(self._send_control)
         transform.start()
+
+    def set_sink(self, sink: Callable[[bytes], None] | None) -> None:
+        """Hand every plain RTP packet received to ``sink`` instead of a bridged peer (a conference room
+        mixes them); ``send_rtp`` sends the other way. None returns to bridging. ``sink`` must not raise."""
+        self.sink = sink
+
+    def send_rtp(self, plain: bytes) -> bool:
+        """Send plain RTP made here (a mix) to this leg through its transform; False when it cannot go yet
+        (no address, keys not ready, closed)."""
+        if self.closed:
+            return False
+        dest = self.latched_rtp or self.remote_rtp
+        if dest is None:
+            self.dropped_unbridged += 1
+            return False
+        out = plain if self._plain else self.transform.protect_rtp(plain)
+        if out is None:
+            self.dropped_not_ready += 1
+            return False
+        try:
+            self._rtp_write(out, dest)
+        except Exception as e:
+            self._failed(e)
+            return False
+        self.packets_out += 1
+        self.bytes_out += len(out)
+        return True
 
     def close(self) -> None:
         """Unbridge, close the transform, unbind the ports and return them to the pool. Idempotent."""
@@ -449,6 +478,9 @@ class Endpoint:
             self.packets_in += 1
             self.bytes_in += len(data)
             self.seq.update((plain[2] << 8) | plain[3])
+            if self.sink is not None:
+                self.sink(plain)
+                return
             peer = self.peer
             if peer is None:
                 self.dropped_unbridged += 1
