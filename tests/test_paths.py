@@ -11,7 +11,7 @@ from minisip.paths import BUNDLED, bundled_plugins_dir, sample_config
 from minisip.plugins import discover
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIPPED = ("hunting.py", "keepalive.py", "trunks.py")
+SHIPPED = ("conference.py", "hunting.py", "keepalive.py", "trunks.py")
 
 
 class BundledPluginsTests(SynchronousTestCase):
@@ -44,7 +44,7 @@ class BundledPluginsTests(SynchronousTestCase):
         config = load_config(sample_config())
         self.assertEqual(config.plugin_directories, (bundled_plugins_dir(),))
         plugins = discover(config.plugin_directories, config.plugins_disable)
-        self.assertEqual(sorted(p.name for p in plugins), ["minisip.hunting", "minisip.keepalive", "minisip.trunks"])
+        self.assertEqual(sorted(p.name for p in plugins), ["minisip.conference", "minisip.hunting", "minisip.keepalive", "minisip.trunks"])
         self.assertEqual(sorted(os.path.basename(p.path) for p in plugins), list(SHIPPED))
 
     def test_bundled_word_anywhere_in_the_list(self) -> None:

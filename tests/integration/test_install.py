@@ -21,7 +21,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 INSTALL_TIMEOUT = 120.0
 # What a build needs from the checkout (setup.cfg maps plugins/ and etc/ into the package).
 BUILD_INPUTS = ("setup.cfg", "pyproject.toml", "README.md", "minisip", "plugins", "etc", "twisted")
-SHIPPED = ["hunting.py", "keepalive.py", "trunks.py"]
+SHIPPED = ["conference.py", "hunting.py", "keepalive.py", "trunks.py"]
 
 PROBE = """
 import json, minisip
@@ -89,7 +89,7 @@ class PipInstallTests(unittest.TestCase):
         self.assertEqual(found["bundled"], os.path.realpath(os.path.join(package_dir, "bundled_plugins")))
         self.assertEqual(found["sample"], os.path.realpath(os.path.join(package_dir, "sample", "minisip.conf")))
         self.assertEqual(found["directories"], [found["bundled"]])
-        self.assertEqual(found["names"], ["minisip.hunting", "minisip.keepalive", "minisip.trunks"])
+        self.assertEqual(found["names"], ["minisip.conference", "minisip.hunting", "minisip.keepalive", "minisip.trunks"])
         self.assertEqual(found["files"], [os.path.join(found["bundled"], name) for name in SHIPPED])
         self.assertTrue(os.path.isfile(os.path.join(found["bundled"], "README.md")))
         # Without a configuration, the installed twistd plugin points at the installed sample.
