@@ -138,7 +138,9 @@ class RelayMediaPolicy:
             target_mode = self._target_mode(call, to_leg, source_mode)
         self._check_required(call, from_leg, source_mode)
         relayed = id(from_leg) in state.legs or known is not None
-        if not relayed and self._direct(call, from_leg, to_leg, audio, source_mode, target_mode):
+        if not relayed and all(self._direct(call, from_leg, leg, audio, source_mode,
+                                            target_mode if leg is to_leg else self._target_mode(call, leg, source_mode))
+                               for leg in _forks(call, from_leg, to_leg)):
             state.direct.add(pair)
             return sdp
         state.direct.discard(pair)
@@ -267,7 +269,8 @@ class RelayMediaPolicy:
         nothing configured that would make us offer encryption to the other leg."""
         if self.settings.relay != "auto" or call.id in self.calls:
             return False
-        if getattr(from_leg, "kind", "sip") != "sip" or getattr(to_leg, "kind", "sip") != "sip":
+        forks = _forks(call, from_leg, to_leg)
+        if getattr(from_leg, "kind", "sip") != "sip" or any(getattr(leg, "kind", "sip") != "sip" for leg in forks):
             return False
         if b"RTP/AVP " not in sdp or b"SAVP" in sdp or b"a=crypto" in sdp or b"a=fingerprint" in sdp:
             return False
@@ -281,7 +284,7 @@ class RelayMediaPolicy:
             return False
         if self.encryption_of(call, from_leg) == "required":
             return False
-        return self._target_mode(call, to_leg, RTP) == RTP
+        return all(self._target_mode(call, leg, RTP) == RTP for leg in forks)
 
     def _direct(self, call: Any, from_leg: Any, to_leg: Any, audio: MediaDescription, source_mode: str,
                 target_mode: str) -> bool:
@@ -416,6 +419,17 @@ class RelayMediaPolicy:
                  t=self.settings.timeout)
         if self.hangup is not None:
             self.hangup(call_id, "media timeout")
+
+
+def _forks(call: Any, from_leg: Any, to_leg: Any) -> list[Any]:
+    """The legs that get this same offer: every fork still ringing when the caller's offer goes to one of
+    them, else ``to_leg`` alone. Forks share one decision (relayed or direct) because a fork talking to
+    the caller directly while another is relayed would mix their early media at the caller's phone."""
+    forks = getattr(call, "b_legs", None)
+    if forks and from_leg is getattr(call, "a_leg", None) and getattr(call, "state", "") == "ringing" \
+            and to_leg in forks:
+        return list(forks)
+    return [to_leg]
 
 
 def _destination_key(leg: Any) -> str | None:
