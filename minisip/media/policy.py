@@ -11,6 +11,12 @@ the first audio stream is relayed; other streams are refused (port 0) toward the
 
 SDES keys never go in SDP sent over UDP or TCP unless ``sdes_over_insecure`` allows it; a leg whose
 configured encryption is ``required`` and that cannot encrypt fails with 488.
+
+Forked calls: the forks of one call share one relay decision (see ``_forks``). The caller keeps one
+endpoint for every fork; each answer, a 183 with SDP as well as the 200, bridges it to the answering
+fork's endpoint, replacing the bridge before: the latest 183 with SDP wins, the caller hears one fork
+at a time, and the others' packets are counted and dropped. A fork that ends gives its ports back
+(``leg_gone``).
 """
 
 from __future__ import annotations
@@ -157,6 +163,8 @@ class RelayMediaPolicy:
         return self._rewrite(offer, audio, dst, target_mode, offering=True)
 
     def answer(self, call: Any, from_leg: Any, to_leg: Any, sdp: bytes) -> bytes:
+        """Relay toward ``to_leg`` what ``from_leg`` answered. Early answers (183 with SDP) of several
+        forks each re-bridge the caller's endpoint: the latest one is heard, never two at once."""
         state = self.calls.get(call.id)
         if state is None or (id(to_leg), id(from_leg)) in state.direct:
             return sdp
