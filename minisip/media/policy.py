@@ -70,7 +70,7 @@ class _Leg:
     rtcp_mux: bool = False
     transform_key: tuple[Any, ...] = ()        # what the current transform was made from
     offered: SessionDescription | None = None  # its last offer (to answer in its own shape)
-    pending: Callable[[], Any] | None = None   # its DTLS client transform, set when our answer goes out
+    pending: Callable[[], Any] | None = None   # installs its DTLS client transforms when our answer goes out
 
 
 @dataclass
@@ -349,6 +349,7 @@ class RelayMediaPolicy:
             if key != mine.transform_key:
                 endpoint.set_transform(SdesTransform(mine.key, crypto.key_salt, crypto.suite, ice=ice))
                 mine.transform_key = key
+                endpoint.set_rtcp_transform(None)
         elif mode == DTLS:
             fp = audio.fingerprint
             if fp is None:
@@ -362,18 +363,28 @@ class RelayMediaPolicy:
             if offer:
                 mine.setup = setup
             key = (DTLS, remote_fp, role)
+            # without rtcp-mux RTCP has a DTLS association of its own, on the RTCP ports (RFC 5764 4.1)
+            rtcp_own = not audio.rtcp_mux
             if key != mine.transform_key:
                 mine.transform_key = key
+
+                def install() -> None:
+                    endpoint.set_transform(DtlsTransform(role, remote_fp, self.clock, ice=ice))
+                    endpoint.set_rtcp_transform(DtlsTransform(role, remote_fp, self.clock, ice=ice)
+                                                if rtcp_own else None)
                 if offer and role == "client":
                     # our ClientHello must not reach the phone before our answer: see _start_dtls_client
-                    mine.pending = lambda: DtlsTransform(role, remote_fp, self.clock, ice=ice)
+                    mine.pending = install
                 else:
-                    endpoint.set_transform(DtlsTransform(role, remote_fp, self.clock, ice=ice))
+                    install()
+            elif mine.pending is None and rtcp_own != (endpoint.rtcp_transform is not None):
+                endpoint.set_rtcp_transform(DtlsTransform(role, remote_fp, self.clock, ice=ice) if rtcp_own else None)
         else:
             key = (RTP,)
             if key != mine.transform_key:
                 endpoint.set_transform(PlainTransform())
                 mine.transform_key = key
+                endpoint.set_rtcp_transform(None)
 
     def _start_dtls_client(self, mine: _Leg) -> None:
         """Our answer is about to go to a phone whose offer made us its DTLS client: start the handshake
@@ -383,7 +394,7 @@ class RelayMediaPolicy:
         ("bad signature"). Until then the endpoint keeps its transform (a new endpoint is not bridged yet)."""
         pending, mine.pending = mine.pending, None
         if pending is not None and not mine.endpoint.closed:
-            mine.endpoint.set_transform(pending())
+            pending()
 
     # -- SDP toward a leg -------------------------------------------------------------------------------------
     def _rewrite(self, sdp: SessionDescription, audio: MediaDescription, mine: _Leg, mode: str, *, offering: bool,

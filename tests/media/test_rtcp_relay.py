@@ -15,9 +15,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from minisip.media.compat import DTLS_AVAILABLE
-from minisip.media.dtls import DtlsCertificate, DtlsTransform, local_certificate
+from minisip.media.dtls import DtlsCertificate, DtlsTransform, choose_setup, local_certificate
 from minisip.media.relay import MediaRelay
 from minisip.media.srtp import SdesTransform, new_key_salt
+from minisip.sip.sdp import parse_sdp
+from tests.media.test_policy import RELAY, PolicyTestCase, sdp_for
 from tests.media.test_relay import ADDRESS, PHONE_A, PHONE_B, SPOOFER, FakeNet
 from tests.media.test_relay_udp import Phone, free_range
 from tests.media.test_rtp import receiver_report, report_block, rtp_packet, sdes, sender_report
@@ -186,46 +188,74 @@ class SdesRtcpTests(RtcpTestCase):
         self.assertEqual((addr, phone_a.rx.unprotect_rtcp(wire)), (PHONE_A_RTCP, plain_rtcp(ssrc=0x77)))
 
 
+def handshake(net: FakeNet, port: int, phone: DtlsTransform, phone_addr: tuple[str, int]) -> None:
+    """Pump a DTLS handshake between the phone's client transform and a relay port through the fake net."""
+    to_relay: list[bytes] = []
+    phone.attach(to_relay.append)
+    phone.start()
+    for _ in range(10):
+        for d in to_relay:
+            net.deliver(port, d, phone_addr)
+        to_relay.clear()
+        for d, _addr in net.take(port):
+            to_relay.extend(phone.control(d, (ADDRESS, port))[0])
+        if phone.ready() and not to_relay:
+            break
+
+
 class DtlsRtcpTests(RtcpTestCase):
-    """DTLS-SRTP leg b (the relay is the DTLS server, the phone its client) bridged to plain leg a."""
+    """DTLS-SRTP leg b (the relay is the DTLS server, the phone its client) bridged to plain leg a. Without
+    rtcp-mux the phone keys RTCP with a second handshake on the RTCP ports (RFC 5764 section 4.1), as
+    baresip's dtls_srtp does."""
 
     skip = None if DTLS_AVAILABLE else NO_DTLS
 
-    def dtls_call(self, secure_mux: bool) -> tuple[object, object, DtlsTransform]:
+    def dtls_call(self, secure_mux: bool) -> tuple[object, object, DtlsTransform, DtlsTransform]:
+        """The endpoints and the phone's transforms for RTP and for RTCP (the same one with rtcp-mux)."""
         a = self.relay.open_endpoint("c1", "a")
         b = self.relay.open_endpoint("c1", "b", rtcp_mux=secure_mux)
         a.set_remote(PHONE_A)
         b.set_remote(PHONE_B)
         phone_cert = DtlsCertificate.generate()
         b.set_transform(DtlsTransform("server", ("sha-256", phone_cert.fingerprint), self.clock))
+        if not secure_mux:
+            b.set_rtcp_transform(DtlsTransform("server", ("sha-256", phone_cert.fingerprint), self.clock))
         self.relay.bridge(a, b)
-        phone = DtlsTransform("client", ("sha-256", local_certificate().fingerprint), self.clock, phone_cert)
-        to_relay: list[bytes] = []
-        phone.attach(to_relay.append)
-        phone.start()
-        for _ in range(10):                      # pump the handshake through the fake network
-            for d in to_relay:
-                self.net.deliver(b.local[1], d, PHONE_B)
-            to_relay.clear()
-            for d, _addr in self.net.take(b.local[1]):
-                to_relay.extend(phone.control(d, (ADDRESS, b.local[1]))[0])
-            if phone.ready() and not to_relay:
-                break
+        relay_fp = ("sha-256", local_certificate().fingerprint)
+        phone = DtlsTransform("client", relay_fp, self.clock, phone_cert)
+        handshake(self.net, b.local[1], phone, PHONE_B)
         self.assertTrue(phone.ready() and b.transform.ready())
-        return a, b, phone
+        if secure_mux:
+            return a, b, phone, phone
+        phone_rtcp = DtlsTransform("client", relay_fp, self.clock, phone_cert)
+        handshake(self.net, b.local[2], phone_rtcp, PHONE_B_RTCP)
+        self.assertTrue(phone_rtcp.ready() and b.rtcp_transform.ready())
+        return a, b, phone, phone_rtcp
 
-    def test_plain_and_dtls_srtcp_both_ways(self) -> None:
-        a, b, phone = self.dtls_call(secure_mux=False)
+    def test_plain_and_dtls_srtcp_both_ways_with_the_rtcp_components_keys(self) -> None:
+        a, b, phone, phone_rtcp = self.dtls_call(secure_mux=False)
         self.net.deliver(a.local[2], plain_rtcp(), PHONE_A_RTCP)
         ((wire, addr),) = self.net.take(b.local[2])
         self.assertNotEqual(wire, plain_rtcp())
-        self.assertEqual((addr, phone.unprotect_rtcp(wire)), (PHONE_B_RTCP, plain_rtcp()))
+        self.assertEqual((addr, phone_rtcp.unprotect_rtcp(wire)), (PHONE_B_RTCP, plain_rtcp()))
         report = plain_rtcp(ssrc=0x77)
-        self.net.deliver(b.local[2], phone.protect_rtcp(report), PHONE_B_RTCP)
+        self.net.deliver(b.local[2], phone_rtcp.protect_rtcp(report), PHONE_B_RTCP)
         self.assertEqual(self.net.take(a.local[2]), [(report, PHONE_A_RTCP)])
+        # RTP keeps the RTP component's keys
+        self.net.deliver(a.local[1], rtp_packet(1), PHONE_A)
+        ((wire, addr),) = self.net.take(b.local[1])
+        self.assertEqual((addr, phone.unprotect_rtp(wire)), (PHONE_B, rtp_packet(1)))
+        # SRTCP made with the RTP component's keys does not authenticate on the RTCP port: dropped, counted
+        # (its SRTCP index is made higher than the one seen, or libsrtp's replay check answers first)
+        bogus = [phone.protect_rtcp(report) for _ in range(3)][-1]
+        self.net.deliver(b.local[2], bogus, PHONE_B_RTCP)
+        self.assertEqual(self.net.take(a.local[2]), [])
+        stats = {s["label"]: s for s in self.relay.stats("c1")}["b"]
+        self.assertEqual((stats["rtcp_in"], stats["dropped_unprotect"], stats["srtp_auth_failures"]), (1, 1, 1))
 
     def test_rtcp_mux_and_tampering(self) -> None:
-        a, b, phone = self.dtls_call(secure_mux=True)
+        a, b, phone, _ = self.dtls_call(secure_mux=True)
+        self.assertIsNone(b.rtcp_transform)
         self.net.deliver(a.local[2], plain_rtcp(), PHONE_A_RTCP)
         ((wire, addr),) = self.net.take(b.local[1])
         self.assertEqual((addr, phone.unprotect_rtcp(wire)), (PHONE_B, plain_rtcp()))
@@ -238,6 +268,17 @@ class DtlsRtcpTests(RtcpTestCase):
         self.assertEqual(self.net.take(a.local[2]), [])
         stats = {s["label"]: s for s in self.relay.stats("c1")}["b"]
         self.assertEqual((stats["rtcp_in"], stats["dropped_unprotect"], stats["srtp_auth_failures"]), (1, 1, 1))
+
+    def test_rtcp_transform_replaced_and_closed(self) -> None:
+        a, b, _, _ = self.dtls_call(secure_mux=False)
+        rtcp_transform = b.rtcp_transform
+        b.set_rtcp_transform(None)                       # rtcp-mux negotiated in a re-INVITE
+        self.assertEqual((b.rtcp_transform, rtcp_transform.state), (None, "closed"))
+        b.set_rtcp_transform(DtlsTransform("server", ("sha-256", "AA:" * 31 + "AA"), self.clock))
+        other = b.rtcp_transform
+        b.close()
+        self.assertEqual(other.state, "closed")
+        self.assertRaises(ValueError, b.set_rtcp_transform, None)
 
 
 class RealSocketRtcpTests(TestCase):
@@ -276,3 +317,88 @@ class RealSocketRtcpTests(TestCase):
         stats = relay.close_call("c1")
         self.assertEqual([(s["rtcp_in"], s["rtcp_out"]) for s in stats], [(1, 1), (1, 1)])
         self.assertEqual(relay.pool.free, relay.pool.size)
+
+
+def pump(net: FakeNet, port: int, phone: DtlsTransform, phone_addr: tuple[str, int],
+         to_relay: list[bytes]) -> None:
+    """Carry a DTLS handshake between a relay port and a phone transform both ways until it is quiet."""
+    for _ in range(10):
+        for d in to_relay:
+            net.deliver(port, d, phone_addr)
+        to_relay.clear()
+        for d, _addr in net.take(port):
+            to_relay.extend(phone.control(d, (ADDRESS, port))[0])
+        if phone.ready() and not to_relay:
+            return
+
+
+class DtlsWithoutMuxPolicyTests(PolicyTestCase):
+    """Through the media policy and the call layer: a DTLS-SRTP phone that does not use rtcp-mux (baresip
+    with ``rtcp_mux no``) gets a second DTLS association on the RTCP ports, and RTCP crosses to and from
+    a plain phone with that association's keys."""
+
+    skip = None if DTLS_AVAILABLE else NO_DTLS
+    encryption = {"100": "auto", "200": "dtls"}
+
+    def test_plain_caller_dtls_callee_without_rtcp_mux(self) -> None:
+        a, b, to_bob = self.call(sdp_for("10.0.0.1", 4000))
+        relay_fp = parse_sdp(to_bob).media[0].fingerprint
+        assert relay_fp is not None
+        _, port_b = self.media(to_bob)
+        cert = local_certificate()
+        setup, role = choose_setup("actpass", we_are_answerer=True)
+        to_alice = self.answer(a, b, sdp_for("10.0.0.2", 5000, "dtls", fingerprint=cert.fingerprint, setup=setup))
+        _, port_a = self.media(to_alice)
+        phones = []
+        for port, addr in ((port_b, ("10.0.0.2", 5000)), (port_b + 1, ("10.0.0.2", 5001))):
+            phone = DtlsTransform(role, relay_fp, self.pbx.clock, certificate=cert)
+            to_relay: list[bytes] = []
+            phone.attach(to_relay.append)
+            phone.start()
+            pump(self.net, port, phone, addr, to_relay)
+            self.assertTrue(phone.ready(), f"no DTLS handshake on relay port {port}")
+            phones.append(phone)
+        phone_rtp, phone_rtcp = phones
+        self.net.deliver(port_a + 1, plain_rtcp(), ("10.0.0.1", 4001))
+        ((wire, addr),) = self.net.take(port_b + 1)
+        self.assertEqual((addr, phone_rtcp.unprotect_rtcp(wire)), (("10.0.0.2", 5001), plain_rtcp()))
+        report = plain_rtcp(ssrc=0x77)
+        self.net.deliver(port_b + 1, phone_rtcp.protect_rtcp(report), ("10.0.0.2", 5001))
+        self.assertEqual(self.net.take(port_a + 1), [(report, ("10.0.0.1", 4001))])
+        self.net.deliver(port_a, rtp_packet(1), ("10.0.0.1", 4000))
+        ((wire, _),) = self.net.take(port_b)
+        self.assertEqual(phone_rtp.unprotect_rtp(wire), rtp_packet(1))
+
+    def test_dtls_caller_without_rtcp_mux_gets_both_client_hellos_at_the_answer(self) -> None:
+        self.encryption = {"100": "auto", "200": "none"}
+        cert = local_certificate()
+        a, b, to_bob = self.call(sdp_for("10.0.0.1", 4000, "dtls", fingerprint=cert.fingerprint))
+        self.assertEqual([p for p, fake in self.net.ports.items() if fake.sent], [], "DTLS before the answer")
+        _, port_b = self.media(to_bob)
+        to_alice = self.answer(a, b, sdp_for("10.0.0.2", 5000))
+        answer = parse_sdp(to_alice).media[0]
+        self.assertFalse(answer.rtcp_mux)
+        assert answer.fingerprint is not None
+        _, port_a = self.media(to_alice)
+        for port, addr in ((port_a, ("10.0.0.1", 4000)), (port_a + 1, ("10.0.0.1", 4001))):
+            hello = self.net.ports[port].sent
+            self.assertTrue(hello, f"no ClientHello from relay port {port} when the answer went out")
+            self.assertEqual({to for _, to in hello}, {addr})
+        phone_rtcp = None
+        for port, addr in ((port_a, ("10.0.0.1", 4000)), (port_a + 1, ("10.0.0.1", 4001))):
+            phone = DtlsTransform("server", answer.fingerprint, self.pbx.clock, certificate=cert)
+            phone.attach(lambda d: None)
+            phone.start()
+            to_relay: list[bytes] = []
+            for d, _addr in self.net.take(port):
+                to_relay.extend(phone.control(d, (RELAY, port))[0])
+            pump(self.net, port, phone, addr, to_relay)
+            self.assertTrue(phone.ready(), f"no DTLS handshake on relay port {port}")
+            phone_rtcp = phone
+        assert phone_rtcp is not None
+        self.net.deliver(port_b + 1, plain_rtcp(), ("10.0.0.2", 5001))
+        ((wire, addr),) = self.net.take(port_a + 1)
+        self.assertEqual((addr, phone_rtcp.unprotect_rtcp(wire)), (("10.0.0.1", 4001), plain_rtcp()))
+        report = plain_rtcp(ssrc=0x77)
+        self.net.deliver(port_a + 1, phone_rtcp.protect_rtcp(report), ("10.0.0.1", 4001))
+        self.assertEqual(self.net.take(port_b + 1), [(report, ("10.0.0.2", 5001))])
