@@ -13,6 +13,7 @@ from __future__ import annotations
 import select
 from typing import Any, Callable
 
+from twisted.internet import udp
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorFDSet, IReactorTime
@@ -241,6 +242,21 @@ class _SharedReader:
         else:
             self._reactor.removeReader(self)
         self._epoll.close()
+
+
+def _close_now(port: Any) -> None:
+    """Unbind a port before returning, so that the pool may hand its pair out again at once.
+
+    A Twisted UDP port's ``stopListening`` closes the socket only on the reactor's next turn
+    (``callLater(0, connectionLost)``); a pool that re-leased the pair in the meantime (calls ending and
+    starting in one turn, as under load) found it "in use" and refused calls with 503. So for a Twisted
+    UDP port the relay does what that call would do, now; anything else (a test's fake) stops listening.
+    """
+    if isinstance(port, udp.Port) and port.connected:
+        port.stopReading()
+        port.connectionLost(None)
+    else:
+        port.stopListening()
 
 
 def _shared_reader_possible(reactor: Any) -> bool:
@@ -712,7 +728,7 @@ class MediaRelay:
         bound.protocol.datagramReceived = bound.protocol._unassigned  # type: ignore[method-assign]
         if self._reader is not None:
             self._reader.remove(bound)
-        bound.port.stopListening()
+        _close_now(bound.port)
 
     # -- control API ---------------------------------------------------------------------------------
 
