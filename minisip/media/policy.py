@@ -11,6 +11,12 @@ the first audio stream is relayed; other streams are refused (port 0) toward the
 
 SDES keys never go in SDP sent over UDP or TCP unless ``sdes_over_insecure`` allows it; a leg whose
 configured encryption is ``required`` and that cannot encrypt fails with 488.
+
+Forked calls: the forks of one call share one relay decision (see ``_forks``). The caller keeps one
+endpoint for every fork; each answer, a 183 with SDP as well as the 200, bridges it to the answering
+fork's endpoint, replacing the bridge before: the latest 183 with SDP wins, the caller hears one fork
+at a time, and the others' packets are counted and dropped. A fork that ends gives its ports back
+(``leg_gone``).
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ class _Leg:
     rtcp_mux: bool = False
     transform_key: tuple[Any, ...] = ()        # what the current transform was made from
     offered: SessionDescription | None = None  # its last offer (to answer in its own shape)
-    pending: Callable[[], Any] | None = None   # its DTLS client transform, set when our answer goes out
+    pending: Callable[[], Any] | None = None   # installs its DTLS client transforms when our answer goes out
 
 
 @dataclass
@@ -144,7 +150,9 @@ class RelayMediaPolicy:
             from_leg.attach_media(dst.endpoint)
             return self._rewrite(offer, audio, dst, target_mode, offering=True)
         relayed = id(from_leg) in state.legs or known is not None
-        if not relayed and self._direct(call, from_leg, to_leg, audio, source_mode, target_mode):
+        if not relayed and all(self._direct(call, from_leg, leg, audio, source_mode,
+                                            target_mode if leg is to_leg else self._target_mode(call, leg, source_mode))
+                               for leg in _forks(call, from_leg, to_leg)):
             state.direct.add(pair)
             return sdp
         state.direct.discard(pair)
@@ -161,6 +169,8 @@ class RelayMediaPolicy:
         return self._rewrite(offer, audio, dst, target_mode, offering=True)
 
     def answer(self, call: Any, from_leg: Any, to_leg: Any, sdp: bytes) -> bytes:
+        """Relay toward ``to_leg`` what ``from_leg`` answered. Early answers (183 with SDP) of several
+        forks each re-bridge the caller's endpoint: the latest one is heard, never two at once."""
         state = self.calls.get(call.id)
         if state is not None and _mixes(from_leg):
             return self._answer_from_mixer(state, to_leg, sdp)
@@ -313,7 +323,8 @@ class RelayMediaPolicy:
         nothing configured that would make us offer encryption to the other leg."""
         if self.settings.relay != "auto" or call.id in self.calls:
             return False
-        if getattr(from_leg, "kind", "sip") != "sip" or getattr(to_leg, "kind", "sip") != "sip":
+        forks = _forks(call, from_leg, to_leg)
+        if getattr(from_leg, "kind", "sip") != "sip" or any(getattr(leg, "kind", "sip") != "sip" for leg in forks):
             return False
         if b"RTP/AVP " not in sdp or b"SAVP" in sdp or b"a=crypto" in sdp or b"a=fingerprint" in sdp:
             return False
@@ -327,7 +338,7 @@ class RelayMediaPolicy:
             return False
         if self.encryption_of(call, from_leg) == "required":
             return False
-        return self._target_mode(call, to_leg, RTP) == RTP
+        return all(self._target_mode(call, leg, RTP) == RTP for leg in forks)
 
     def _direct(self, call: Any, from_leg: Any, to_leg: Any, audio: MediaDescription, source_mode: str,
                 target_mode: str) -> bool:
@@ -384,6 +395,7 @@ class RelayMediaPolicy:
             if key != mine.transform_key:
                 endpoint.set_transform(SdesTransform(mine.key, crypto.key_salt, crypto.suite, ice=ice))
                 mine.transform_key = key
+                endpoint.set_rtcp_transform(None)
         elif mode == DTLS:
             fp = audio.fingerprint
             if fp is None:
@@ -397,18 +409,28 @@ class RelayMediaPolicy:
             if offer:
                 mine.setup = setup
             key = (DTLS, remote_fp, role)
+            # without rtcp-mux RTCP has a DTLS association of its own, on the RTCP ports (RFC 5764 4.1)
+            rtcp_own = not audio.rtcp_mux
             if key != mine.transform_key:
                 mine.transform_key = key
+
+                def install() -> None:
+                    endpoint.set_transform(DtlsTransform(role, remote_fp, self.clock, ice=ice))
+                    endpoint.set_rtcp_transform(DtlsTransform(role, remote_fp, self.clock, ice=ice)
+                                                if rtcp_own else None)
                 if offer and role == "client":
                     # our ClientHello must not reach the phone before our answer: see _start_dtls_client
-                    mine.pending = lambda: DtlsTransform(role, remote_fp, self.clock, ice=ice)
+                    mine.pending = install
                 else:
-                    endpoint.set_transform(DtlsTransform(role, remote_fp, self.clock, ice=ice))
+                    install()
+            elif mine.pending is None and rtcp_own != (endpoint.rtcp_transform is not None):
+                endpoint.set_rtcp_transform(DtlsTransform(role, remote_fp, self.clock, ice=ice) if rtcp_own else None)
         else:
             key = (RTP,)
             if key != mine.transform_key:
                 endpoint.set_transform(PlainTransform())
                 mine.transform_key = key
+                endpoint.set_rtcp_transform(None)
 
     def _start_dtls_client(self, mine: _Leg) -> None:
         """Our answer is about to go to a phone whose offer made us its DTLS client: start the handshake
@@ -418,7 +440,7 @@ class RelayMediaPolicy:
         ("bad signature"). Until then the endpoint keeps its transform (a new endpoint is not bridged yet)."""
         pending, mine.pending = mine.pending, None
         if pending is not None and not mine.endpoint.closed:
-            mine.endpoint.set_transform(pending())
+            pending()
 
     # -- SDP toward a leg -------------------------------------------------------------------------------------
     def _rewrite(self, sdp: SessionDescription, audio: MediaDescription, mine: _Leg, mode: str, *, offering: bool,
@@ -467,6 +489,17 @@ class RelayMediaPolicy:
 def _mixes(leg: Any) -> bool:
     """A leg whose media end in the server (a conference room): it takes the other leg's endpoint."""
     return callable(getattr(leg, "attach_media", None))
+
+
+def _forks(call: Any, from_leg: Any, to_leg: Any) -> list[Any]:
+    """The legs that get this same offer: every fork still ringing when the caller's offer goes to one of
+    them, else ``to_leg`` alone. Forks share one decision (relayed or direct) because a fork talking to
+    the caller directly while another is relayed would mix their early media at the caller's phone."""
+    forks = getattr(call, "b_legs", None)
+    if forks and from_leg is getattr(call, "a_leg", None) and getattr(call, "state", "") == "ringing" \
+            and to_leg in forks:
+        return list(forks)
+    return [to_leg]
 
 
 def _destination_key(leg: Any) -> str | None:

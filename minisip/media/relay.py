@@ -13,6 +13,7 @@ from __future__ import annotations
 import select
 from typing import Any, Callable
 
+from twisted.internet import udp
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorFDSet, IReactorTime
@@ -243,6 +244,21 @@ class _SharedReader:
         self._epoll.close()
 
 
+def _close_now(port: Any) -> None:
+    """Unbind a port before returning, so that the pool may hand its pair out again at once.
+
+    A Twisted UDP port's ``stopListening`` closes the socket only on the reactor's next turn
+    (``callLater(0, connectionLost)``); a pool that re-leased the pair in the meantime (calls ending and
+    starting in one turn, as under load) found it "in use" and refused calls with 503. So for a Twisted
+    UDP port the relay does what that call would do, now; anything else (a test's fake) stops listening.
+    """
+    if isinstance(port, udp.Port) and port.connected:
+        port.stopReading()
+        port.connectionLost(None)
+    else:
+        port.stopListening()
+
+
 def _shared_reader_possible(reactor: Any) -> bool:
     return hasattr(select, "epoll") and reactor is not None and IReactorFDSet.providedBy(reactor)
 
@@ -255,7 +271,8 @@ class Endpoint:
     """
 
     __slots__ = (
-        "call_id", "label", "local", "rtcp_mux", "closed", "transform", "peer", "remote_rtp", "remote_rtcp",
+        "call_id", "label", "local", "rtcp_mux", "closed", "transform", "rtcp_transform", "peer", "remote_rtp",
+        "remote_rtcp",
         "latched_rtp", "latched_rtcp", "latch_any_first", "clock_rate", "opened_at", "seq",
         "packets_in", "bytes_in", "packets_out", "bytes_out", "rtcp_in", "rtcp_out",
         "dropped_spoofed", "dropped_unprotect", "dropped_malformed", "dropped_unbridged", "dropped_not_ready",
@@ -294,6 +311,7 @@ class Endpoint:
         if lease.rtcp is not None:
             lease.rtcp.protocol.datagramReceived = self._on_rtcp_port  # type: ignore[method-assign]
         self.transform: Any = PlainTransform()
+        self.rtcp_transform: Any = None   # the RTCP component's own (DTLS-SRTP without rtcp-mux), else None
         self._plain = True
         # Where received plain RTP goes instead of a bridged peer: a conference room's mixer (set_sink)
         self.sink: Callable[[bytes], None] | None = None
@@ -369,16 +387,41 @@ class Endpoint:
         self.bytes_out += len(out)
         return True
 
+    def set_rtcp_transform(self, transform: Any) -> None:
+        """Use ``transform`` for the RTCP port only, or None to use the RTP transform for RTCP too.
+
+        DTLS-SRTP without rtcp-mux keys RTCP with a handshake of its own on the RTCP ports (RFC 5764
+        section 4.1: one DTLS association per component); SRTCP to and from this leg's RTCP port then
+        uses its keys. The previous one is closed; its handshake datagrams go to the RTCP address."""
+        if self.closed:
+            raise ValueError(f"endpoint {self.label} of call {self.call_id} is closed")
+        old = self.rtcp_transform
+        if transform is old:
+            return
+        self.rtcp_transform = transform
+        if old is not None:
+            try:
+                old.close()
+            except Exception:
+                log.failure("closing the RTCP transform of {call_id} {label}", call_id=self.call_id,
+                            label=self.label)
+        if transform is not None:
+            transform.attach(self._send_rtcp_control)
+            transform.start()
+
     def close(self) -> None:
         """Unbridge, close the transform, unbind the ports and return them to the pool. Idempotent."""
         if self.closed:
             return
         self.closed = True
         self._relay._endpoint_closed(self)
-        try:
-            self.transform.close()
-        except Exception:
-            log.failure("closing the media transform of {call_id} {label}", call_id=self.call_id, label=self.label)
+        for transform in (self.transform, self.rtcp_transform):
+            try:
+                if transform is not None:
+                    transform.close()
+            except Exception:
+                log.failure("closing the media transform of {call_id} {label}", call_id=self.call_id,
+                            label=self.label)
         self._relay.pool.release(self._lease)
 
     @property
@@ -398,6 +441,7 @@ class Endpoint:
         rtcp_in/rtcp_out count RTCP packets; reported_* come from the last RTCP reception report this
         leg's phone sent (how it receives the stream relayed to it)."""
         transform = self.transform
+        rtcp_transform = self.rtcp_transform
         reported = self.reported or {}
         jitter = reported.get("jitter")
         return {
@@ -425,8 +469,10 @@ class Endpoint:
             "dropped_malformed": self.dropped_malformed,
             "dropped_unbridged": self.dropped_unbridged,
             "dropped_not_ready": self.dropped_not_ready,
-            "srtp_auth_failures": int(getattr(transform, "auth_failures", 0)),
-            "srtp_replay_failures": int(getattr(transform, "replay_failures", 0)),
+            "srtp_auth_failures": int(getattr(transform, "auth_failures", 0))
+                                  + int(getattr(rtcp_transform, "auth_failures", 0)),
+            "srtp_replay_failures": int(getattr(transform, "replay_failures", 0))
+                                    + int(getattr(rtcp_transform, "replay_failures", 0)),
             "control_in": self.control_in,
             "send_errors": self.send_errors,
             "errors": self.errors,
@@ -528,6 +574,8 @@ class Endpoint:
             self.dropped_spoofed += 1
             return None
         transform = self.transform
+        if rtcp and not on_rtp_port and self.rtcp_transform is not None:
+            transform = self.rtcp_transform
         if transform.secure:
             plain = transform.unprotect_rtcp(data) if rtcp else transform.unprotect_rtp(data)
             if plain is None:
@@ -554,7 +602,8 @@ class Endpoint:
     def _rtcp(self, data: bytes, addr: tuple[Any, ...], on_rtp_port: bool) -> None:
         latched = self.latched_rtp if on_rtp_port else self.latched_rtcp
         if addr == latched:
-            plain = self.transform.unprotect_rtcp(data)
+            transform = self.transform if on_rtp_port or self.rtcp_transform is None else self.rtcp_transform
+            plain = transform.unprotect_rtcp(data)
             if plain is None:
                 self.dropped_unprotect += 1
                 return
@@ -582,7 +631,10 @@ class Endpoint:
         if dest is None:
             self.dropped_unbridged += 1
             return
-        out = plain if peer._plain else peer.transform.protect_rtcp(plain)
+        if peer.rtcp_mux or peer.rtcp_transform is None:
+            out = plain if peer._plain else peer.transform.protect_rtcp(plain)
+        else:
+            out = peer.rtcp_transform.protect_rtcp(plain)
         if out is None:
             peer.dropped_not_ready += 1
             return
@@ -592,7 +644,8 @@ class Endpoint:
     def _control(self, data: bytes, addr: tuple[Any, ...], on_rtp_port: bool) -> None:
         """STUN or DTLS: the transform answers; a proven STUN check latches (ICE), even re-latches."""
         self.control_in += 1
-        replies, proven = self.transform.control(data, addr)
+        transform = self.transform if on_rtp_port or self.rtcp_transform is None else self.rtcp_transform
+        replies, proven = transform.control(data, addr)
         write = self._rtp_write if on_rtp_port else self._rtcp_write
         for reply in replies:
             write(reply, addr)
@@ -611,6 +664,20 @@ class Endpoint:
             return
         try:
             self._rtp_write(datagram, dest)
+        except Exception as e:
+            self.send_errors += 1
+            log.warn("media {call_id} {label}: send failed: {error}", call_id=self.call_id, label=self.label,
+                     error=e)
+
+    def _send_rtcp_control(self, datagram: bytes) -> None:
+        """The RTCP transform's own sends (its DTLS handshake): from the RTCP port to the RTCP address."""
+        if self.closed:
+            return
+        dest = self.latched_rtcp or self.remote_rtcp
+        if dest is None:
+            return
+        try:
+            self._rtcp_write(datagram, dest)
         except Exception as e:
             self.send_errors += 1
             log.warn("media {call_id} {label}: send failed: {error}", call_id=self.call_id, label=self.label,
@@ -693,7 +760,7 @@ class MediaRelay:
         bound.protocol.datagramReceived = bound.protocol._unassigned  # type: ignore[method-assign]
         if self._reader is not None:
             self._reader.remove(bound)
-        bound.port.stopListening()
+        _close_now(bound.port)
 
     # -- control API ---------------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from tests.integration.media_peers import (
 
 EXTS = {"100": "100", "101": "101"}
 TALK_SECONDS = 2.0      # about 50 packets a second each way with 20 ms PCMU
+RTCP_SECONDS = 6.0      # more talk for the RTCP tests: baresip reports every 5 s
 MIN_PACKETS = 40        # per direction and leg, over TALK_SECONDS (less the DTLS handshake second)
 BASE_PORT = 31000       # each server gets its own 40 ports from here on (private to these tests)
 REG_AUTH = os.path.join(os.path.dirname(__file__), "sipp", "reg_auth.xml")
@@ -263,6 +264,41 @@ class BaresipPairTests(BaresipBase):
 
     def test_dtls_to_sdes(self) -> None:
         self.pair("dtls", "sdes")
+
+    def test_rtcp_relayed_sdes_to_plain(self) -> None:
+        """RTCP crosses the relay both ways and is re-protected: the SDES phone's SRTCP reaches the plain
+        phone decrypted, the plain phone's RTCP reaches the SDES phone as SRTCP it accepts."""
+        self.rtcp_pair("sdes", None)
+
+    def test_rtcp_relayed_plain_to_dtls(self) -> None:
+        self.rtcp_pair(None, "dtls", {"101": "dtls"})
+
+    def rtcp_pair(self, caller_enc: str | None, callee_enc: str | None,
+                  encryption: dict[str, str] | None = None) -> None:
+        """A call long enough for baresip's regular RTCP reports (every 5 s): on both legs the relay
+        received and sent RTCP, read the phone's reception report (so SRTCP was decrypted), and dropped
+        nothing for failed authentication."""
+        self.start_server(encryption=encryption)
+        caller = self.phone("100", caller_enc)
+        callee = self.phone("101", callee_enc)
+        try:
+            self.talk(caller, callee)
+            time.sleep(RTCP_SECONDS)
+            legs = self.hang_up(caller, callee)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.diagnostics(caller, callee)}") from None
+        for ep, enc in zip(legs, (caller_enc, callee_enc)):
+            self.assertEqual(ep["secure"], enc is not None, summary(list(legs)))
+            self.assertGreaterEqual(ep["rtcp_in"], 1, summary(list(legs)))
+            self.assertGreaterEqual(ep["rtcp_out"], 1, summary(list(legs)))
+            self.assertIsNotNone(ep["reported_jitter"], summary(list(legs)))
+            self.assertIsNotNone(ep["reported_fraction_lost"], summary(list(legs)))
+            self.assertEqual((ep["srtp_auth_failures"], ep["srtp_replay_failures"]), (0, 0), summary(list(legs)))
+        # what one leg's phone sent reached the other leg's phone, but for reports sent before the other
+        # leg's keys were in place (the DTLS handshakes, one per component without rtcp-mux)
+        for src, dst in (legs, legs[::-1]):
+            self.assertTrue(dst["rtcp_out"] <= src["rtcp_in"] <= dst["rtcp_out"] + dst["dropped_not_ready"],
+                            summary(list(legs)))
 
     def test_dtls_caller_hears_a_phone_that_rang(self) -> None:
         """A DTLS caller whose callee rings 4 s before answering hears it within 2 s of the answer: the

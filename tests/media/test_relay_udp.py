@@ -184,3 +184,32 @@ class SharedReaderTests(SynchronousTestCase):
         self.reader.doRead()
         self.reader.close()
         self.assertEqual((self.reactor.readers, self.clock.getDelayedCalls()), ([], []))
+
+
+class ImmediateReuseTests(TestCase):
+    """Ports of an ended call are free for the next one at once, in the same reactor turn: calls ending
+    and starting together (a busy server) never find the pool's next pair still bound ("in use")."""
+
+    def test_two_hundred_calls_in_one_turn_on_four_pairs(self) -> None:
+        for shared_reader in (None, False):
+            low, high = free_range()
+            relay = MediaRelay(reactor, "127.0.0.1", (low, low + 7), timeout=0, shared_reader=shared_reader)
+            self.addCleanup(relay.close)
+            for i in range(200):
+                relay.open_endpoint(f"c{i}", "a", rtcp_mux=bool(i % 2))
+                relay.open_endpoint(f"c{i}", "b")
+                if i >= 1:
+                    relay.close_call(f"c{i - 1}")     # the previous call ends as this one starts
+            self.assertEqual(relay.pool.refused, 0)
+            relay.close_call("c199")
+            self.assertEqual(relay.pool.free, relay.pool.size)
+            held = []
+            for port in range(low, low + 8):             # nothing is bound any more, this very turn
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    held.append(port)
+                finally:
+                    s.close()
+            self.assertEqual(held, [])
