@@ -4,6 +4,10 @@ A browser's call is authenticated with its extension's password (the same failur
 as SIP digest), then becomes a Call whose A-leg is a ``BrowserLeg``: call events go back to the
 browser through its IBrowserPeer, and the browser's hang-up and DTMF go into the call. Its media always
 crosses the relay (the media policy speaks DTLS-SRTP with ICE-lite to a leg of kind ``browser``).
+
+A browser logged in as an extension (the same password check) is one of its contacts: routing finds it
+as a ``LegDestination('browser', token, aor)`` beside the phones' registrations, and this module is the
+leg factory that makes its ``IncomingBrowserLeg`` (the page rings, answers or declines).
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from minisip.core.call import LegRequest, LegResponse
-from minisip.interfaces import ILeg
+from minisip.core.router import LegDestination
+from minisip.interfaces import ILeg, ILegFactory
 from minisip.webrtc.gateway import IBrowserCalls, IBrowserPeer
 
 log = Logger(namespace="minisip.webrtc")
 
-__all__ = ["BrowserCalls", "BrowserLeg"]
+__all__ = ["BrowserCalls", "BrowserLeg", "IncomingBrowserLeg"]
 
 REFUSED = "wrong number or password"
 DTMF_TYPE = "application/dtmf-relay"
@@ -110,41 +115,123 @@ class BrowserLeg:
             self.call.leg_request(self, LegRequest("INFO", body, DTMF_TYPE), _ignore)
 
 
+@implementer(ILeg)
+class IncomingBrowserLeg(BrowserLeg):
+    """A B-leg to a browser logged in as the dialled extension: the page rings with the caller's offer and
+    answers (its SDP goes into the call) or declines (603, or the status it gives)."""
+
+    def __init__(self, owner: "BrowserCalls", peer: IBrowserPeer, call_id: str, call: Any,
+                 destination: LegDestination) -> None:
+        self.owner = owner
+        self.peer = peer
+        self.call_id = call_id
+        self.call = call
+        self.destination = destination
+        self.state = "new"              # new, ringing, answered, ended
+        self.description = f"browser {destination.aor} at {peer.address}:{peer.port}"
+
+    def start(self, sdp: bytes) -> None:
+        """Ring the page with the offer; a late offer (no SDP) cannot be given to a browser."""
+        if self.state != "new":
+            return
+        if not sdp:
+            self._end()
+            self.call.leg_failed(self, 488, "Not Acceptable Here")
+            return
+        name = (self.call.caller_display or "").strip().strip('"')
+        self.owner.legs[(id(self.peer), self.call_id)] = self
+        if not self.peer.incoming(self.call_id, self.call.caller, self.destination.aor or "", _text(sdp), name):
+            self._end()
+            self.call.leg_failed(self, 486, "Busy Here")
+            return
+        self.state = "ringing"
+        log.info("call {id} rings browser {aor} at {host} as {mccp}", id=self.call.id, aor=self.destination.aor,
+                 host=self.peer.address, mccp=self.call_id)
+        self.call.leg_progress(self, 180, b"")
+
+    def cancel(self) -> None:
+        """The caller gave up, nobody answered in time, or another contact answered: the page stops ringing."""
+        if self._end():
+            self.peer.hangup(self.call_id, 487, "call cancelled")
+
+    def progress(self, status: int, sdp: bytes) -> None:
+        pass                            # only a caller's leg hears progress
+
+    def answer(self, sdp: bytes) -> None:
+        pass
+
+    def reject(self, status: int, reason: str | None) -> None:
+        self.cancel()
+
+    def close(self) -> None:
+        """The call is over: a page still ringing or talking is told (the call layer normally did)."""
+        if self.state in ("new", "ringing"):
+            self.cancel()
+        elif self.state == "answered":
+            self.hangup("call ended")
+
+    # -- from the browser --------------------------------------------------------------------------------
+    def answered(self, sdp: str) -> None:
+        if self.state != "ringing":
+            return
+        self.state = "answered"
+        self.call.leg_answered(self, sdp.encode("utf-8"))
+
+    def hung_up(self, status: int | None, reason: str) -> None:
+        before = self.state
+        if not self._end():
+            return
+        if before == "answered":
+            self.call.leg_hungup(self, reason or "browser hung up")
+        elif status is not None and status >= 300:
+            self.call.leg_failed(self, status, reason or None)
+        else:
+            self.call.leg_failed(self, 603, "Decline")
+
+
 def _ignore(resp: LegResponse | None) -> None:
     pass
 
 
-@implementer(IBrowserCalls)
+@implementer(IBrowserCalls, ILegFactory)
 class BrowserCalls:
-    """Browser calls into the SIP domain, on a SIPCore (its extensions, failure tracker and calls)."""
+    """Browser calls into the SIP domain, on a SIPCore (its extensions, failure tracker and calls), and
+    calls to browsers logged in as extensions (a contact source and the leg factory of kind ``browser``)."""
+
+    kind = "browser"
 
     def __init__(self, core: Any) -> None:
         self.core = core
         self.legs: dict[tuple[int, str], BrowserLeg] = {}
+        self.logins: dict[str, tuple[str, IBrowserPeer]] = {}   # token -> (extension, connection)
+        self.tokens: dict[int, str] = {}                        # id(connection) -> its login's token
+        hooks = core.calls.hooks
+        hooks.leg_factories[self.kind] = self
+        hooks.add_contact_source("minisip.webrtc", self.contacts)
 
     def forget(self, leg: BrowserLeg) -> None:
         key = (id(leg.peer), leg.call_id)
         if self.legs.get(key) is leg:
             del self.legs[key]
 
-    def _authenticate(self, peer: IBrowserPeer, caller: str, password: str) -> bool:
+    def _authenticate(self, peer: IBrowserPeer, caller: str, password: str, what: str = "call") -> bool:
         """The caller's extension password, with SIP digest's bans and failure counting: an unknown
         caller and a wrong password are the same failure."""
         security = self.core.security
         host = peer.address
         if security.is_banned(host):
-            log.info("browser call from {host} refused: banned", host=host)
+            log.info("browser {what} from {host} refused: banned", what=what, host=host)
             return False
         if security.is_throttled(caller):
-            log.info("browser call as {caller} from {host} refused: the extension is throttled", caller=caller,
-                     host=host)
+            log.info("browser {what} as {caller} from {host} refused: the extension is throttled", what=what,
+                     caller=caller, host=host)
             return False
         expected = self.core.password_for(caller)
         ok = expected is not None and hmac.compare_digest(expected.encode("utf-8"), password.encode("utf-8"))
         if not ok:
             security.record_failure(host, caller)
-            log.info("browser call as {caller} from {host} refused: wrong number or password", caller=caller,
-                     host=host)
+            log.info("browser {what} as {caller} from {host} refused: wrong number or password", what=what,
+                     caller=caller, host=host)
             return False
         security.record_success(host)
         return True
@@ -187,3 +274,39 @@ class BrowserCalls:
         leg = self.legs.get((id(peer), call_id))
         if leg is not None:
             leg.dtmf(digits, duration)
+
+    def answer(self, peer: IBrowserPeer, call_id: str, sdp: str) -> None:
+        leg = self.legs.get((id(peer), call_id))
+        if isinstance(leg, IncomingBrowserLeg):
+            leg.answered(sdp)
+
+    # -- logins: browsers as contacts of their extension ----------------------------------------------------
+    def login(self, peer: IBrowserPeer, user: str, password: str) -> None:
+        if id(peer) in self.tokens:
+            self.logout(peer, user)
+        if not self._authenticate(peer, user, password, "login"):
+            peer.login_refused(REFUSED)
+            return
+        token = secrets.token_hex(8)
+        self.logins[token] = (user, peer)
+        self.tokens[id(peer)] = token
+        log.info("browser at {host}:{port} logged in as {user}: its calls ring there too", host=peer.address,
+                 port=peer.port, user=user)
+        peer.logged_in(user)
+
+    def logout(self, peer: IBrowserPeer, user: str) -> None:
+        token = self.tokens.pop(id(peer), None)
+        if token is not None and self.logins.pop(token, None) is not None:
+            log.info("browser at {host}:{port} logged out from {user}", host=peer.address, port=peer.port, user=user)
+
+    def contacts(self, aor: str) -> list[LegDestination]:
+        """The browsers logged in as ``aor`` now, as destinations of kind ``browser`` (oldest login first)."""
+        return [LegDestination(self.kind, token, aor) for token, (user, peer) in self.logins.items()
+                if user == aor and peer.alive]
+
+    def make_leg(self, call: Any, destination: LegDestination) -> IncomingBrowserLeg:
+        """ILegFactory: a leg to the browser behind ``destination`` (ValueError: it logged out meanwhile)."""
+        login = self.logins.get(destination.target)
+        if login is None:
+            raise ValueError(f"browser login {destination.target} is gone")
+        return IncomingBrowserLeg(self, login[1], f"in-{secrets.token_hex(6)}", call, destination)
