@@ -440,8 +440,9 @@
       return;
     }
     if (c.ended) return;
-    c.pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
-    c.stream.getAudioTracks().forEach((track) => c.pc.addTrack(track, c.stream));
+    // The offer comes from a SIP phone through the relay: one audio stream and no BUNDLE group, which
+    // max-bundle would refuse; rtcp-mux is always offered.
+    c.pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "balanced", rtcpMuxPolicy: "require" });
     c.pc.ontrack = (event) => {
       ui.remote.srcObject = event.streams[0] || new MediaStream([event.track]);
     };
@@ -450,6 +451,16 @@
     };
     try {
       await c.pc.setRemoteDescription({ type: "offer", sdp: c.offer });
+      // the offer made an audio transceiver: our microphone is what it sends
+      const track = c.stream.getAudioTracks()[0];
+      const transceiver = c.pc.getTransceivers().find((t) => t.receiver.track && t.receiver.track.kind === "audio");
+      if (transceiver && track) {
+        await transceiver.sender.replaceTrack(track);
+        transceiver.sender.setStreams && transceiver.sender.setStreams(c.stream);
+        transceiver.direction = "sendrecv";
+      } else if (track) {
+        c.pc.addTrack(track, c.stream);
+      }
       await c.pc.setLocalDescription(await c.pc.createAnswer());
       await gathered(c.pc);
     } catch (e) {
