@@ -20,8 +20,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from minisip.core.call import LegRequest, LegResponse
+from minisip.core.media import sdp_of
 from minisip.core.router import LegDestination
 from minisip.interfaces import ILeg, ILegFactory
+from minisip.sip.sdp import SDPError, parse_sdp
 from minisip.webrtc.gateway import IBrowserCalls, IBrowserPeer
 
 log = Logger(namespace="minisip.webrtc")
@@ -34,6 +36,41 @@ DTMF_TYPE = "application/dtmf-relay"
 
 def _text(sdp: bytes) -> str:
     return sdp.decode("utf-8", "replace")
+
+
+MIRROR = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+# the DTLS role a browser took, written as an answer's a=setup: the relay answers actpass with active
+TOOK = {"actpass": "passive", "active": "active", "passive": "passive"}
+
+
+def _own_media(sdp: str, offered: bool) -> bytes | None:
+    """The browser's SDP as it stands once negotiated (an offer's actpass becomes the role it took)."""
+    try:
+        parsed = parse_sdp(sdp.encode("utf-8"))
+    except SDPError:
+        return None
+    if offered:
+        for m in parsed.media:
+            if m.setup is not None:
+                m.setup = TOOK.get(m.setup, m.setup)
+    return parsed.to_bytes()
+
+
+def absorbed_answer(own: bytes, offer: bytes) -> bytes | None:
+    """The answer the relay gives for a browser to a re-offer (hold, resume, a refresh) from the other
+    side, without troubling the page: the browser's negotiated SDP with the audio direction mirrored.
+    None when the re-offer has no audio the browser could answer."""
+    try:
+        theirs, mine = parse_sdp(offer), parse_sdp(own)
+    except SDPError:
+        return None
+    offered = next((m for m in theirs.media if m.kind == "audio" and m.port != 0), None)
+    audio = next((m for m in mine.media if m.kind == "audio" and m.port != 0), None)
+    if offered is None or audio is None:
+        return None
+    audio.direction = MIRROR.get(offered.direction, "sendrecv")
+    mine.bump_version()
+    return mine.to_bytes()
 
 
 @implementer(ILeg)
@@ -50,6 +87,7 @@ class BrowserLeg:
         self.call = call
         self.state = "calling"          # calling, answered, ended
         self.description = f"browser {call.caller} at {peer.address}:{peer.port}"
+        self.media: bytes | None = None  # the browser's negotiated SDP, to answer re-offers with
 
     def _end(self) -> bool:
         """Mark the leg ended; False when it already was (the browser is told once)."""
@@ -88,8 +126,17 @@ class BrowserLeg:
             self.peer.hangup(self.call_id, 200, cause or "hung up")
 
     def send_request(self, request: LegRequest, on_final: Callable[[LegResponse | None], None]) -> None:
-        """No re-offers, INFO or REFER toward browsers yet: refused, the call goes on."""
-        on_final(LegResponse(501, "Not Implemented"))
+        """A re-offer (hold, resume, session refresh) is answered here with the browser's own media, the
+        direction mirrored: the relay keeps the browser's DTLS-SRTP as it is, so the page needs no new
+        negotiation. INFO, REFER, a re-INVITE without SDP and the like are refused; the call goes on."""
+        offer = sdp_of(request.content_type, request.body) if request.method in ("INVITE", "UPDATE") else None
+        answer = absorbed_answer(self.media, offer) if offer and self.media and self.state == "answered" else None
+        if answer is None:
+            on_final(LegResponse(488 if offer else 501, "Not Acceptable Here" if offer else "Not Implemented"))
+            return
+        log.info("call {id}: re-offer ({method}) toward {leg} answered by the relay", id=self.call.id,
+                 method=request.method, leg=self.description)
+        on_final(LegResponse(200, "OK", answer, "application/sdp"))
 
     def ack(self, sdp: bytes) -> None:
         pass
@@ -175,6 +222,7 @@ class IncomingBrowserLeg(BrowserLeg):
         if self.state != "ringing":
             return
         self.state = "answered"
+        self.media = _own_media(sdp, offered=False)
         self.call.leg_answered(self, sdp.encode("utf-8"))
 
     def hung_up(self, status: int | None, reason: str) -> None:
@@ -254,6 +302,7 @@ class BrowserCalls:
             return
         call = manager.new_call(secrets.token_hex(8), caller, callee, None, source="browser")
         leg = BrowserLeg(self, peer, call_id, call)
+        leg.media = _own_media(sdp, offered=True)
         self.legs[key] = leg
         log.info("browser call {mccp} from {caller} at {host} to {callee} is call {id}", mccp=call_id,
                  caller=caller, host=peer.address, callee=callee, id=call.id)

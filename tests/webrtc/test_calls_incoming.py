@@ -326,3 +326,63 @@ class ForkTests(IncomingTestCase):
         self.dial("600")
         self.assertEqual(len(self.phone.incoming()), 1)
         self.assertEqual(self.incoming()[3], "102")
+
+
+def hold_sdp(direction: str, version: int) -> bytes:
+    return PHONE_SDP.replace(b"a=sendrecv", f"a={direction}".encode()).replace(b" 7 1 ", f" 7 {version} ".encode())
+
+
+class ReofferTests(IncomingTestCase):
+    """Re-offers from the SIP side (hold, resume) are answered by the relay for the browser: the page is
+    not asked, its DTLS-SRTP stays as it is, and the phone gets the mirrored direction."""
+
+    skip = None if DTLS_AVAILABLE else "this pyOpenSSL has no DTLS (before 22.0): no calls to browsers"
+
+    def connected(self) -> Dialog:
+        self.login()
+        dlg = self.dial()
+        self.answer()
+        dlg.ack()
+        self.caller.inbox()
+        return dlg
+
+    def reinvite(self, dlg: Dialog, direction: str, version: int) -> Any:
+        dlg.send_invite(hold_sdp(direction, version))
+        oks = [m for m in self.caller.inbox() if getattr(m, "status", 0) >= 200]
+        dlg.ack()
+        return oks
+
+    def test_hold_and_resume_toward_a_browser_that_was_called(self) -> None:
+        dlg = self.connected()
+        (ok,) = self.reinvite(dlg, "sendonly", 2)
+        self.assertEqual(ok.status, 200)
+        audio = parse_sdp(ok.body).media[0]
+        self.assertEqual((audio.proto, audio.address, audio.direction), ("RTP/AVP", RELAY, "recvonly"))
+        self.assertIsNone(audio.fingerprint)
+        (ok,) = self.reinvite(dlg, "sendrecv", 3)
+        self.assertEqual(parse_sdp(ok.body).media[0].direction, "sendrecv")
+        self.assertEqual(self.peer.kinds(), ["logged_in", "incoming"])    # the page heard nothing
+        (call,) = self.pbx.core.calls.calls.values()
+        self.assertEqual(call.state, "answered")
+
+    def test_reinvite_without_sdp_is_refused_and_the_call_goes_on(self) -> None:
+        dlg = self.connected()
+        dlg.send_invite(b"")
+        self.assertIn(501, statuses(self.caller.inbox()))
+        self.assertEqual(len(self.pbx.core.calls.calls), 1)
+
+    def test_hold_toward_a_browser_that_called(self) -> None:
+        """The browser placed the call (its offer had actpass): the relay answers with the role it took."""
+        from tests.webrtc.test_calls import chrome_offer
+        phone = self.pbx.phone("102", "10.0.0.3")
+        assert (resp := phone.register()) is not None and resp.status == 200
+        self.calls.start_call(self.peer, "c1", "100", "pw100", "102", chrome_offer())
+        (b,) = phone.incoming()
+        b.respond(200, PHONE_SDP)
+        phone.inbox()
+        b.send_invite(hold_sdp("inactive", 2))
+        oks = [m for m in phone.inbox() if getattr(m, "status", 0) >= 200]
+        self.assertEqual([m.status for m in oks], [200])
+        self.assertEqual(parse_sdp(oks[0].body).media[0].direction, "inactive")
+        b.ack()
+        self.assertEqual(self.peer.kinds(), ["answer"])      # the page heard nothing of the hold
