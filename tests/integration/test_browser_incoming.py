@@ -163,6 +163,23 @@ class IncomingCallTests(IncomingTestCase):
         self.server.assert_no_tracebacks(self)
 
     @defer.inlineCallbacks
+    def test_hold_and_resume_from_the_phone(self) -> Any:
+        """baresip's re-INVITEs (hold, resume) are answered by the relay; the page's media carries on."""
+        yield self.waiting()
+        yield self.ringing()
+        yield self.answered()
+        yield self.media_flows()
+        self.caller.command("hold")
+        yield self.until(lambda: self.server.read_log().count("answered by the relay") >= 1, 10,
+                         "the hold answered by the relay")
+        self.caller.command("resume")
+        yield self.until(lambda: self.server.read_log().count("answered by the relay") >= 2, 10,
+                         "the resume answered by the relay")
+        yield self.media_flows()
+        self.assertIn("Connected", (yield self.text("status")))
+        self.server.assert_no_tracebacks(self)
+
+    @defer.inlineCallbacks
     def test_the_page_hangs_up(self) -> Any:
         yield self.waiting()
         yield self.ringing()
