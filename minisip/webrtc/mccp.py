@@ -616,7 +616,8 @@ class Session:
 
     def _end_call(self, reason: str) -> Output:
         if self.state in CALL_STATES and self.call is not None:
-            event = HangupRequested(self.call, None, reason)
+            # a page that went away while ringing did not decline: the caller hears 480, not 603
+            event = HangupRequested(self.call, 480 if self.state == State.INCOMING else None, reason)
             self.state, self.call = State.IDLE, None
             return Output((event,))
         return NOTHING

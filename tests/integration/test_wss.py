@@ -319,7 +319,7 @@ class WssServiceTests(TestCase):
         client.send(op="answer", call="in-1", sdp=ANSWER)
         self.assertEqual((yield self.gateway.wait("answer"))[2:], ("in-1", ANSWER))
         client.dropConnection(abort=True)
-        self.assertEqual((yield self.gateway.wait("hangup"))[2:], ("in-1", None, "connection closed"))
+        self.assertEqual((yield self.gateway.wait("hangup"))[2:], ("in-1", None, "connection closed"))  # answered: no status
         self.assertEqual((yield self.gateway.wait("logout"))[2:], ("102",))
         self.assertFalse(peer.incoming("in-3", "101", "102", OFFER, ""))
 

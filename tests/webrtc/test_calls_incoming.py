@@ -386,3 +386,18 @@ class ReofferTests(IncomingTestCase):
         self.assertEqual(parse_sdp(oks[0].body).media[0].direction, "inactive")
         b.ack()
         self.assertEqual(self.peer.kinds(), ["answer"])      # the page heard nothing of the hold
+
+
+class ClosedWhileRingingTests(IncomingTestCase):
+    skip = None if DTLS_AVAILABLE else "this pyOpenSSL has no DTLS (before 22.0): no calls to browsers"
+
+    def test_a_page_gone_while_ringing_is_unavailable_not_declined(self) -> None:
+        self.login()
+        dlg = self.dial()
+        call_id = self.incoming()[1]
+        self.peer.alive = False
+        self.calls.hangup(self.peer, call_id, 480, "connection closed")   # what the session reports
+        self.calls.logout(self.peer, "102")
+        self.assertIn(480, self.got(dlg))
+        self.assertEqual(self.pbx.records()[-1].cause, "failed 480")
+        self.assert_clean()

@@ -243,7 +243,7 @@ class IncomingTests(SynchronousTestCase):
     def test_closing_hangs_up_then_logs_out(self) -> None:
         self.ring()
         out = self.session.connection_lost()
-        self.assertEqual(out.events, (HangupRequested("in-1", None, "connection closed"), LogoutRequested("102")))
+        self.assertEqual(out.events, (HangupRequested("in-1", 480, "connection closed"), LogoutRequested("102")))
         self.assertEqual(self.session.state, State.CLOSED)
 
     def test_server_close_logs_out(self) -> None:
@@ -254,7 +254,7 @@ class IncomingTests(SynchronousTestCase):
     def test_fatal_error_logs_out(self) -> None:
         self.ring()
         out = self.session.receive(b"x", is_binary=True)
-        self.assertEqual(out.events, (HangupRequested("in-1", None, "MCCP frames are text frames"),
+        self.assertEqual(out.events, (HangupRequested("in-1", 480, "MCCP frames are text frames"),
                                       LogoutRequested("102")))
         self.assertEqual(out.close, Close(1003, "binary-frame"))
 
