@@ -313,6 +313,7 @@
   }
 
   function end(text, unreachable) {
+    stopRinging();
     const c = call;
     if (c) {
       c.ended = true;
@@ -404,6 +405,40 @@
     }
   }
 
+  // A ring tone made here (no sound file to load): 440 + 480 Hz, 2 s on, 4 s off, for up to 3 minutes.
+  let ringer = null;
+
+  function startRinging() {
+    stopRinging();
+    try {
+      const Context = window.AudioContext || window.webkitAudioContext;
+      if (!Context) return;
+      const ctx = new Context();
+      const gain = ctx.createGain();
+      gain.gain.value = 0;
+      gain.connect(ctx.destination);
+      [440, 480].forEach((f) => {
+        const osc = ctx.createOscillator();
+        osc.frequency.value = f;
+        osc.connect(gain);
+        osc.start();
+      });
+      for (let i = 0, t = ctx.currentTime; i < 30; i++) {
+        gain.gain.setValueAtTime(0.08, t + 6 * i);
+        gain.gain.setValueAtTime(0, t + 6 * i + 2);
+      }
+      ringer = ctx;
+    } catch (e) {
+      ringer = null; // no audio output, or the browser refused it without a click: the page still shows the call
+    }
+  }
+
+  function stopRinging() {
+    const ctx = ringer;
+    ringer = null;
+    if (ctx) ctx.close().catch(() => {});
+  }
+
   function ring(l, m) {
     const c = {
       id: m.call, address: l.address, ws: l.ws, pc: null, stream: null, state: "incoming",
@@ -421,12 +456,14 @@
     ui.who.textContent = "From " + c.from;
     setStatus("Incoming call\u2026", "ringing");
     showLine();
+    startRinging();
   }
 
   async function answerCall() {
     const c = call;
     if (!c || !c.incoming || c.state !== "incoming") return;
     c.state = "answering";
+    stopRinging();
     ui.answer.hidden = true;
     ui.decline.hidden = true;
     ui.hangup.hidden = false;
