@@ -401,3 +401,26 @@ class ClosedWhileRingingTests(IncomingTestCase):
         self.assertIn(480, self.got(dlg))
         self.assertEqual(self.pbx.records()[-1].cause, "failed 480")
         self.assert_clean()
+
+
+class BrowserToBrowserTests(IncomingTestCase):
+    skip = None if DTLS_AVAILABLE else "this pyOpenSSL has no DTLS (before 22.0): no calls to browsers"
+
+    def test_a_browser_calls_a_browser_through_the_relay(self) -> None:
+        from tests.webrtc.test_calls import chrome_offer
+        self.login()
+        caller = FakePeer("10.9.9.1")
+        self.calls.start_call(caller, "c1", "100", "pw100", "102", chrome_offer())
+        self.assertEqual(caller.reports, [("progress", "c1", "ringing", None)])
+        _, call_id, who, callee, sdp, _ = self.incoming()
+        self.assertEqual((who, callee), ("100", "102"))
+        offer = parse_sdp(sdp.encode()).media[0]
+        self.assertEqual((offer.address, offer.setup), (RELAY, "actpass"))
+        self.calls.answer(self.peer, call_id, chrome_answer())
+        ((kind, _, answer),) = [r for r in caller.reports if r[0] == "answer"]
+        audio = parse_sdp(answer.encode()).media[0]
+        self.assertEqual((audio.address, audio.proto), (RELAY, "UDP/TLS/RTP/SAVPF"))
+        self.assertNotEqual(audio.port, offer.port)        # one relay endpoint per browser
+        self.calls.hangup(caller, "c1", None, "hung up")
+        self.assertEqual(self.peer.reports[-1][:3], ("hangup", call_id, 200))
+        self.assert_clean()
