@@ -176,15 +176,14 @@ class IncomingBrowserLeg(BrowserLeg):
         self.destination = destination
         self.state = "new"              # new, ringing, answered, ended
         self.description = f"browser {destination.aor} at {peer.address}:{peer.port}"
+        self.media = None
+        self.late = False               # the caller made no offer: the page's answer is its offer
 
     def start(self, sdp: bytes) -> None:
-        """Ring the page with the offer; a late offer (no SDP) cannot be given to a browser."""
+        """Ring the page with the offer, or without one when the caller made none (SIP late offer)."""
         if self.state != "new":
             return
-        if not sdp:
-            self._end()
-            self.call.leg_failed(self, 488, "Not Acceptable Here")
-            return
+        self.late = not sdp
         name = (self.call.caller_display or "").strip().strip('"')
         self.owner.legs[(id(self.peer), self.call_id)] = self
         if not self.peer.incoming(self.call_id, self.call.caller, self.destination.aor or "", _text(sdp), name):
@@ -222,8 +221,21 @@ class IncomingBrowserLeg(BrowserLeg):
         if self.state != "ringing":
             return
         self.state = "answered"
-        self.media = _own_media(sdp, offered=False)
+        self.media = _own_media(sdp, offered=self.late)
         self.call.leg_answered(self, sdp.encode("utf-8"))
+
+    def ack(self, sdp: bytes) -> None:
+        """The caller's ACK: after a late offer it carries the answer to the page's offer."""
+        if not self.late or self.state != "answered":
+            return
+        self.late = False
+        if sdp:
+            self.peer.answer(self.call_id, _text(sdp))
+        else:
+            log.info("call {id}: the caller's ACK has no answer to the page's offer: hanging up", id=self.call.id)
+            self.peer.hangup(self.call_id, 488, "no answer to the offer")
+            self._end()
+            self.call.leg_hungup(self, "no SDP answer in the ACK")
 
     def hung_up(self, status: int | None, reason: str) -> None:
         before = self.state

@@ -189,7 +189,9 @@ class Registered:
 class Incoming:
     """Server -> client: a call to the logged-in extension (the server chose ``call``); ``sdp`` is the offer.
 
-    The page rings; it answers with ``answer`` (its SDP answer) or declines with ``hangup``."""
+    The page rings; it answers with ``answer`` (its SDP answer) or declines with ``hangup``. An empty
+    ``sdp`` (left out of the frame): the caller made no offer, so the page's ``answer`` carries its offer
+    and the server's ``answer`` follows with the SDP answer."""
 
     call: str
     caller: str
@@ -323,7 +325,7 @@ def parse(text: str | bytes) -> Message:
         name = _text(_field(obj, "name", str, call, required=False) or "", "name", MAX_REASON, call)
         return Incoming(call_id, _matching(_field(obj, "caller", str, call), _NUMBER_RE, "caller", number, call),
                         _matching(_field(obj, "callee", str, call), _NUMBER_RE, "callee", number, call),
-                        _sdp(obj, call), name)  # type: ignore[arg-type]
+                        _sdp(obj, call, required=False) or "", name)
     if op == "call":
         return Call(
             call_id,
@@ -365,7 +367,9 @@ def serialize(message: Message) -> str:
     elif isinstance(message, Registered):
         obj["user"] = message.user
     elif isinstance(message, Incoming):
-        obj.update(call=message.call, caller=message.caller, callee=message.callee, sdp=message.sdp)
+        obj.update(call=message.call, caller=message.caller, callee=message.callee)
+        if message.sdp:
+            obj["sdp"] = message.sdp
         if message.name:
             obj["name"] = message.name
     elif isinstance(message, Call):
@@ -526,6 +530,7 @@ class Session:
     errors: int = 0
     user: str | None = None       # the extension logged in as (or logging in)
     login: str = ""               # "", "pending" (the gateway checks the password) or "ok"
+    late: bool = False            # the incoming call came without an offer: the server's answer is due
     _bucket: _Bucket = field(init=False)
 
     def __post_init__(self) -> None:
@@ -555,7 +560,7 @@ class Session:
             if self.state != State.IDLE:
                 raise MccpError("busy", f"this connection already has call {self.call}; one call at a time",
                                 message.call)
-            self.state, self.call = State.CALLING, message.call
+            self.state, self.call, self.late = State.CALLING, message.call, False
             event = CallRequested(message.call, message.caller, message.password, message.callee, message.sdp)
             return Output((event,), (serialize(Progress(message.call, "trying")),))
         if isinstance(message, Hangup):
@@ -661,7 +666,11 @@ class Session:
         return Output(send=(serialize(Progress(call, state, sdp)),))
 
     def answer(self, call: str, sdp: str) -> Output:
-        """The callee answered with ``sdp``."""
+        """The callee answered with ``sdp``; or, for an incoming call without an offer that the client
+        answered with its offer, the SDP answer to that offer."""
+        if self.late and self.state == State.CONNECTED and call == self.call:
+            self.late = False
+            return Output(send=(serialize(Answer(call, sdp)),))
         if not self._ours(call, frozenset({State.CALLING, State.RINGING, State.EARLY}), "answer"):
             return NOTHING
         self.state = State.CONNECTED
@@ -688,7 +697,7 @@ class Session:
         (not logged in, closing, or already in a call: busy)."""
         if self.state != State.IDLE or self.login != "ok":
             return None
-        self.state, self.call = State.INCOMING, call
+        self.state, self.call, self.late = State.INCOMING, call, not sdp
         return Output(send=(serialize(Incoming(call, caller, callee, sdp, _clip(name))),))
 
     def hangup(self, call: str, status: int, reason: str) -> Output:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import subprocess
 from typing import Any
 
 from twisted.internet import defer
@@ -21,7 +23,8 @@ from twisted.trial.unittest import TestCase
 from tests.integration import test_lite_page as lite
 from tests.integration.baresip import SKIP_REASON as BARESIP_SKIP
 from tests.integration.baresip import Baresip, BaresipError
-from tests.integration.harness import Minisip, free_port
+from tests.integration.harness import Minisip, Sipp, free_port, stop_process
+from tests.integration.media_peers import PCAP
 from tests.integration.test_browser_call import KEEP_PCS, STATS, tone_file
 
 PASSWORDS = {"101": "phone-pw-101", "102": "browser-pw-102"}
@@ -254,4 +257,100 @@ class ForkTests(IncomingTestCase):
         self.callee.command("accept")
         yield self.status_is("Missed call from 101")
         yield self.until(lambda: self.got(self.caller, "CALL_ESTABLISHED"), 10, "baresip 101's call established")
+        self.server.assert_no_tracebacks(self)
+
+
+def late_offer_uac(pcap: str, hold_ms: int) -> str:
+    """SIPp caller (CSV: caller;[authentication ...];callee) whose INVITE has no SDP: it takes the offer
+    from the 200 and answers in the ACK with PCMA, plays ``pcap`` (G.711 A-law) and hangs up after
+    ``hold_ms``."""
+    invite = """  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[field2]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field2]@[remote_ip]>
+      Call-ID: [call_id]
+      CSeq: {cseq} INVITE
+      Contact: <sip:[field0]@[local_ip]:[local_port];transport=[transport]>
+{auth}      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+"""
+
+    def in_dialog(method: str, cseq: int, uri: str = "[next_url]", via: str = "", body: str = "") -> str:
+        via = via or "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]"
+        headers = "      Content-Type: application/sdp\n      Content-Length: [len]\n" if body else \
+            "      Content-Length: 0\n"
+        return f"""  <send>
+    <![CDATA[
+      {method} {uri} SIP/2.0
+      {via}
+      From: <sip:[field0]@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field2]@[remote_ip]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {cseq} {method}
+      Max-Forwards: 70
+{headers}
+{body}
+    ]]>
+  </send>
+"""
+
+    sdp = """      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8
+      a=rtpmap:8 PCMA/8000"""
+    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">\n'
+            '<scenario name="late-offer">\n'
+            + invite.format(cseq=1, auth="") + '  <recv response="407" auth="true"/>\n'
+            + in_dialog("ACK", 1, "sip:[field2]@[remote_ip]:[remote_port]", "[last_Via:]")
+            + invite.format(cseq=2, auth="      [field1]\n")
+            + '  <recv response="180" optional="true"/>\n  <recv response="200" rrs="true"/>\n'
+            + in_dialog("ACK", 2, body=sdp)
+            + f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
+            + f'  <pause milliseconds="{hold_ms}"/>\n'
+            + in_dialog("BYE", 3).replace("<send>", '<send retrans="500">')
+            + '  <recv response="200" crlf="true"/>\n</scenario>\n')
+
+
+class LateOfferTests(IncomingTestCase):
+    """A caller whose INVITE has no SDP (SIPp): the page offers when it answers, the caller's ACK answers."""
+
+    skip = IncomingTestCase.skip or (None if shutil.which("sipp") else "sipp is not installed (sip-tester)")
+
+    @defer.inlineCallbacks
+    def test_late_offer_answered_by_the_page(self) -> Any:
+        yield self.waiting()
+        auth = f"[authentication username=101 password={PASSWORDS['101']}]"
+        sipp = Sipp(self.dir, "late", late_offer_uac(PCAP, 6000), [f"101;{auth};102"])
+        with open(sipp.out, "ab") as out:
+            proc = subprocess.Popen(sipp.args(f"127.0.0.1:{self.server.udp}"), cwd=self.dir, stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.addCleanup(stop_process, proc)
+        try:
+            yield self.status_is("Incoming call", 15)
+            yield self.click("#answer")
+            yield self.status_is("Connected", 15)
+
+            @defer.inlineCallbacks
+            def flowing() -> Any:
+                stats = yield self.devtools.evaluate(STATS)
+                return stats if stats["inbound"] > 20 and stats["outbound"] > 20 else None
+
+            stats = yield self.until(flowing, 10, "RTP both ways in Chromium's getStats")
+        except AssertionError as e:
+            raise AssertionError(f"{e}{self.diagnostics()}{sipp.diagnostics()}") from None
+        self.assertIn("connected", stats["dtls"])
+        self.assertIn("audio/PCMA", stats["codecs"])
+        yield self.until(lambda: proc.poll() is not None, 20, "SIPp's end")
+        self.assertEqual(proc.returncode, 0, sipp.diagnostics())
+        yield self.status_is("Call ended")
+        self.assertIn("ended: normal (hangup by caller)", self.server.read_log())
         self.server.assert_no_tracebacks(self)

@@ -370,3 +370,22 @@ class LitePageTests(TestCase):
         yield self.status_is("Refused: wrong number or password")
         self.assertTrue((yield self.visible("again")))
         self.assertEqual((yield self.text("again")), "Wait again")
+
+    @defer.inlineCallbacks
+    def test_incoming_call_without_an_offer(self) -> Any:
+        """The caller made no offer: Answer sends the page's offer, the server's answer connects it."""
+        self.gateway.on_login = lambda peer, user, password: peer.logged_in(user)
+        yield self.open(self.page_url("clr=102&pwd=secret"))
+        _, peer, *_ = yield self.gateway.wait("login")
+        yield self.status_is("Waiting for calls")
+        self.assertTrue(peer.incoming("in-1", "101", "102", "", ""))
+        yield self.status_is("Incoming call")
+        yield self.click("#answer")
+        _, _, call_id, offer = yield self.gateway.wait("answer")
+        self.assertEqual(call_id, "in-1")
+        self.assertIn("a=setup:actpass", offer)
+        yield self.status_is("Connecting")
+        peer.answer("in-1", answer_for(offer))
+        yield self.status_is("Connected")
+        self.assertTrue((yield self.visible("mute")))
+        self.assertTrue((yield self.visible("hangup")))

@@ -263,12 +263,39 @@ class IncomingCallTests(IncomingTestCase):
         (info,) = requests(self.caller.inbox(), "INFO")
         self.assertEqual(info.body, b"Signal=7\r\nDuration=100\r\n")
 
-    def test_late_offer_is_refused(self) -> None:
+    def test_late_offer_the_page_offers_and_gets_the_callers_answer(self) -> None:
+        from tests.webrtc.test_calls import chrome_offer
         self.login()
         dlg = self.dial(body=b"")
-        self.assertIn(488, self.got(dlg))
-        self.assertEqual(self.peer.kinds(), ["logged_in"])
+        _, call_id, _, _, sdp, _ = self.incoming()
+        self.assertEqual(sdp, "")
+        self.assertIn(180, self.got(dlg))
+        self.calls.answer(self.peer, call_id, chrome_offer())
+        (ok,) = self.oks(dlg)
+        offer = parse_sdp(ok.body).media[0]
+        self.assertEqual((offer.proto, offer.address), ("RTP/AVP", RELAY))     # the relay offers the caller
+        self.assertEqual(self.peer.kinds(), ["logged_in", "incoming"])
+        dlg.ack(PHONE_SDP)
+        ((_, answered_id, answer),) = [r for r in self.peer.reports if r[0] == "answer"]
+        self.assertEqual(answered_id, call_id)
+        audio = parse_sdp(answer.encode()).media[0]
+        self.assertEqual((audio.address, audio.proto, audio.setup), (RELAY, "UDP/TLS/RTP/SAVPF", "active"))
+        self.assertEqual(audio.mid, "0")
+        (call,) = self.pbx.core.calls.calls.values()
+        self.assertEqual(call.state, "answered")
+        dlg.bye()
         self.assert_clean()
+
+    def test_late_offer_without_an_answer_in_the_ack_hangs_up(self) -> None:
+        from tests.webrtc.test_calls import chrome_offer
+        self.login()
+        dlg = self.dial(body=b"")
+        call_id = self.incoming()[1]
+        self.calls.answer(self.peer, call_id, chrome_offer())
+        self.oks(dlg)
+        dlg.ack()
+        self.assertEqual(self.peer.reports[-1], ("hangup", call_id, 488, "no answer to the offer"))
+        self.assertEqual(len(requests(self.caller.inbox(), "BYE")), 1)
 
 
 class ForkTests(IncomingTestCase):

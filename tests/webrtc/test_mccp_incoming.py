@@ -58,6 +58,12 @@ class ParseTests(SynchronousTestCase):
                           "name": "Alice"})
         self.assertNotIn("name", json.loads(serialize(Incoming("in-1", "101", "102", OFFER))))
 
+    def test_incoming_without_an_offer(self) -> None:
+        message = Incoming("in-1", "101", "102", "")
+        self.assertEqual(json.loads(serialize(message)), {"op": "incoming", "call": "in-1", "caller": "101",
+                                                          "callee": "102"})
+        self.assertEqual(parse(serialize(message)), message)
+
     def test_bad_messages(self) -> None:
         cases = [
             (frame(op="login", password="x"), '"user" is missing'),
@@ -66,7 +72,7 @@ class ParseTests(SynchronousTestCase):
             (frame(op="login", user="102", password="x" * 200), '"password" is longer'),
             (frame(op="login", user="102", password=5), '"password" must be a string'),
             (frame(op="registered"), '"user" is missing'),
-            (frame(op="incoming", call="in-1", caller="101", callee="102"), '"sdp" is missing'),
+            (frame(op="incoming", call="in-1", caller="101", callee="102", sdp="x"), '"sdp" must be an SDP'),
             (frame(op="incoming", call="in-1", caller="101", callee="102", sdp=OFFER, name="a\nb"), "control"),
         ]
         for text, fragment in cases:
@@ -262,3 +268,37 @@ class IncomingTests(SynchronousTestCase):
         session = Session()
         session.receive(login_frame())
         self.assertEqual(session.connection_lost().events, (LogoutRequested("102"),))
+
+
+class LateOfferTests(SynchronousTestCase):
+    """An incoming call without an offer: the page's answer carries its offer, the server's answer follows."""
+
+    def setUp(self) -> None:
+        self.session = Session()
+        self.session.receive(login_frame())
+        self.session.logged_in("102")
+        out = self.session.offer_call("in-1", "101", "102", "")
+        assert out is not None
+        self.assertEqual(sent(out), [{"op": "incoming", "call": "in-1", "caller": "101", "callee": "102"}])
+
+    def test_the_pages_offer_then_the_servers_answer(self) -> None:
+        out = self.session.receive(frame(op="answer", call="in-1", sdp=OFFER))
+        self.assertEqual(out.events, (AnswerGiven("in-1", OFFER),))
+        self.assertEqual(self.session.state, State.CONNECTED)
+        out = self.session.answer("in-1", ANSWER)
+        self.assertEqual(sent(out), [{"op": "answer", "call": "in-1", "sdp": ANSWER}])
+        self.assertEqual(self.session.state, State.CONNECTED)
+        self.assertRaises(LocalProtocolError, self.session.answer, "in-1", ANSWER)   # once only
+
+    def test_the_server_cannot_answer_before_the_page_did(self) -> None:
+        self.assertRaises(LocalProtocolError, self.session.answer, "in-1", ANSWER)
+
+    def test_a_stale_answer_after_the_hangup_is_dropped(self) -> None:
+        self.session.receive(frame(op="answer", call="in-1", sdp=OFFER))
+        self.session.receive(frame(op="hangup", call="in-1"))
+        self.assertEqual(self.session.answer("in-1", ANSWER), Output())
+
+    def test_an_offer_with_the_next_call_clears_it(self) -> None:
+        self.session.receive(frame(op="hangup", call="in-1"))
+        self.session.offer_call("in-2", "101", "102", OFFER)
+        self.assertFalse(self.session.late)

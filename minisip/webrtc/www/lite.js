@@ -486,6 +486,23 @@
     c.pc.onconnectionstatechange = () => {
       if (call === c && c.pc.connectionState === "failed") hangUp("Media connection failed", "media failed");
     };
+    if (!c.offer) {
+      // The caller made no offer (SIP late offer): our answer carries our offer, the server's answer follows.
+      try {
+        c.stream.getAudioTracks().forEach((track) => c.pc.addTrack(track, c.stream));
+        await c.pc.setLocalDescription(await c.pc.createOffer({ offerToReceiveAudio: true }));
+        await gathered(c.pc);
+      } catch (e) {
+        if (c.ended) return;
+        send(c, { op: "hangup", call: c.id, status: 488, reason: "media setup failed" });
+        end("Media setup failed: " + (e && e.message ? e.message : e));
+        return;
+      }
+      if (c.ended) return;
+      ui.mute.hidden = false;
+      send(c, { op: "answer", call: c.id, sdp: c.pc.localDescription.sdp });
+      return; // "answer" from the server completes it (onMessage)
+    }
     try {
       await c.pc.setRemoteDescription({ type: "offer", sdp: c.offer });
       // the offer made an audio transceiver: our microphone is what it sends
