@@ -265,6 +265,7 @@ class BrowserCalls:
         self.legs: dict[tuple[int, str], BrowserLeg] = {}
         self.logins: dict[str, tuple[str, IBrowserPeer]] = {}   # token -> (extension, connection)
         self.tokens: dict[int, str] = {}                        # id(connection) -> its login's token
+        self.by_user: dict[str, dict[str, IBrowserPeer]] = {}   # extension -> its logins (token -> connection)
         hooks = core.calls.hooks
         hooks.leg_factories[self.kind] = self
         hooks.add_contact_source("minisip.webrtc", self.contacts)
@@ -351,19 +352,25 @@ class BrowserCalls:
         token = secrets.token_hex(8)
         self.logins[token] = (user, peer)
         self.tokens[id(peer)] = token
+        self.by_user.setdefault(user, {})[token] = peer
         log.info("browser at {host}:{port} logged in as {user}: its calls ring there too", host=peer.address,
                  port=peer.port, user=user)
         peer.logged_in(user)
 
     def logout(self, peer: IBrowserPeer, user: str) -> None:
         token = self.tokens.pop(id(peer), None)
-        if token is not None and self.logins.pop(token, None) is not None:
+        login = self.logins.pop(token, None) if token is not None else None
+        if login is not None:
+            mine = self.by_user.get(login[0], {})
+            mine.pop(token, None)  # type: ignore[arg-type]
+            if not mine:
+                self.by_user.pop(login[0], None)
             log.info("browser at {host}:{port} logged out from {user}", host=peer.address, port=peer.port, user=user)
 
     def contacts(self, aor: str) -> list[LegDestination]:
         """The browsers logged in as ``aor`` now, as destinations of kind ``browser`` (oldest login first)."""
-        return [LegDestination(self.kind, token, aor) for token, (user, peer) in self.logins.items()
-                if user == aor and peer.alive]
+        return [LegDestination(self.kind, token, aor) for token, peer in self.by_user.get(aor, {}).items()
+                if peer.alive]
 
     def make_leg(self, call: Any, destination: LegDestination) -> IncomingBrowserLeg:
         """ILegFactory: a leg to the browser behind ``destination`` (ValueError: it logged out meanwhile)."""

@@ -117,6 +117,8 @@ class LoginTests(IncomingTestCase):
         self.calls.logout(self.peer, "102")
         self.assertEqual(self.calls.contacts("102"), [])
         self.calls.logout(self.peer, "102")     # twice: nothing
+        self.calls.logout(other, "102")
+        self.assertEqual((self.calls.logins, self.calls.tokens, self.calls.by_user), ({}, {}, {}))
 
     def test_not_logged_in_not_registered_is_unavailable(self) -> None:
         dlg = self.dial()
