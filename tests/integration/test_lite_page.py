@@ -389,3 +389,20 @@ class LitePageTests(TestCase):
         yield self.status_is("Connected")
         self.assertTrue((yield self.visible("mute")))
         self.assertTrue((yield self.visible("hangup")))
+
+    @defer.inlineCallbacks
+    def test_a_lost_line_logs_in_again(self) -> Any:
+        """The server closed the waiting page's connection (a restart): the page logs in again by itself."""
+        self.gateway.on_login = lambda peer, user, password: peer.logged_in(user)
+        yield self.open(self.page_url("clr=102&pwd=secret"))
+        _, peer, *_ = yield self.gateway.wait("login")
+        yield self.status_is("Waiting for calls")
+        peer.close()
+        yield self.status_is("reconnecting")
+        self.assertEqual((yield self.text("line")), "Reconnecting as 102\u2026")
+        _, again, user, password = yield self.gateway.wait("login")
+        self.assertIsNot(again, peer)
+        self.assertEqual((user, password), ("102", "secret"))
+        yield self.status_is("Waiting for calls")
+        yield self.click("#stop")
+        yield self.status_is("Stopped waiting for calls")

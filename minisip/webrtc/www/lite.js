@@ -24,6 +24,7 @@
   let params = null;   // {server, clr, pwd, cld} of the current or last call
   let call = null;     // the current call, or null
   let line = null;     // the connection logged in and waiting for calls, or null
+  let retryDelay = 1000; // after a lost line, the next login attempt waits this long (doubling to 30 s)
 
   // --- the address of the server ---
 
@@ -341,7 +342,8 @@
   function showLine() {
     ui.line.hidden = !line;
     ui.line.textContent = !line ? "" : line.state === "waiting" ? "Waiting for calls as " + line.user
-      : "Logging in as " + line.user + "\u2026";
+      : line.state === "reconnecting" ? "Reconnecting as " + line.user + "\u2026"
+        : "Logging in as " + line.user + "\u2026";
     ui.stop.hidden = !line || !!(call && !call.ended);
   }
 
@@ -378,6 +380,17 @@
     l.ws.onmessage = (event) => { if (line === l) onLineMessage(l, event.data); };
     l.ws.onclose = (event) => {
       if (line !== l) return;
+      if (l.state === "waiting") {
+        // Logged in before (the server restarted, the network dropped): log in again, backing off.
+        if (call && call.incoming && !call.ended) end("Connection lost");
+        l.state = "reconnecting";
+        setStatus("Connection lost: reconnecting\u2026", "ended");
+        showLine();
+        const delay = retryDelay;
+        retryDelay = Math.min(2 * retryDelay, 30000);
+        l.retry = setTimeout(() => { if (line === l) wait(params); }, delay);
+        return;
+      }
       const unreachable = l.state === "login" && !event.wasClean;
       endLine(unreachable ? "Cannot reach the server at " + address : "Connection lost", unreachable);
     };
@@ -394,6 +407,7 @@
     const c = call && call.incoming && !call.ended ? call : null;
     if (m.op === "registered") {
       l.state = "waiting";
+      retryDelay = 1000;
       if (!c) setStatus("Waiting for calls");
       showLine();
     } else if (m.op === "error" && l.state === "login") {
@@ -543,6 +557,7 @@
   function stopLine() {
     const l = line;
     line = null;
+    if (l && l.retry) clearTimeout(l.retry);
     if (l && l.ws && l.ws.readyState <= WebSocket.OPEN) {
       try {
         l.ws.close(1000);
