@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import subprocess
 from typing import Any
 
@@ -27,7 +28,7 @@ from tests.integration.harness import Minisip, Sipp, free_port, stop_process
 from tests.integration.media_peers import PCAP
 from tests.integration.test_browser_call import KEEP_PCS, STATS, tone_file
 
-PASSWORDS = {"101": "phone-pw-101", "102": "browser-pw-102"}
+PASSWORDS = {"100": "browser-pw-100", "101": "phone-pw-101", "102": "browser-pw-102"}
 
 
 class IncomingTestCase(TestCase):
@@ -354,3 +355,58 @@ class LateOfferTests(IncomingTestCase):
         yield self.status_is("Call ended")
         self.assertIn("ended: normal (hangup by caller)", self.server.read_log())
         self.server.assert_no_tracebacks(self)
+
+
+class BrowserToBrowserTests(IncomingTestCase):
+    """A second Chromium (extension 100) calls the page waiting as 102: DTLS-SRTP on both sides of the relay."""
+
+    @defer.inlineCallbacks
+    def test_a_browser_calls_a_waiting_browser(self) -> Any:
+        yield self.waiting()
+        callee_tools, callee_proc = self.devtools, self.chromium
+        self.addCleanup(self.kill, callee_proc)
+        self.profile = os.path.join(self.dir, "chromium-caller")
+        os.makedirs(self.profile)
+        yield self.start_chromium()
+        caller_tools = self.devtools
+        yield caller_tools.call("Page.enable")
+        yield caller_tools.call("Page.addScriptToEvaluateOnNewDocument", source=KEEP_PCS)
+        yield self.open(f"https://127.0.0.1:{self.wss}/lite.html?server=127.0.0.1:{self.wss}"
+                        f"&clr=100&pwd={PASSWORDS['100']}&cld=102")
+        try:
+            yield self.status_is("Ringing", 15)
+            self.devtools = callee_tools
+            yield self.status_is("Incoming call", 10)
+            self.assertIn("100", (yield self.text("who")))
+            yield self.click("#answer")
+            yield self.status_is("Connected", 20)
+            self.devtools = caller_tools
+            yield self.status_is("Connected", 20)
+            for tools in (caller_tools, callee_tools):
+                stats = yield self.until(lambda tools=tools: self.flowing(tools), 15, "RTP both ways")
+                self.assertIn("connected", stats["dtls"])
+        except AssertionError as e:
+            raise AssertionError(f"{e}{self.diagnostics()}") from None
+        yield self.click("#hangup")                 # the caller's page hangs up
+        self.devtools = callee_tools
+        yield self.status_is("Call ended")
+        self.assertEqual((yield self.text("line")), "Waiting for calls as 102")
+        self.assertIn("ended: normal (hangup by caller)", self.server.read_log())
+        self.server.assert_no_tracebacks(self)
+
+    @defer.inlineCallbacks
+    def flowing(self, tools: Any) -> Any:
+        """Chromium's stats once RTP packets went both ways (50 or more each)."""
+        stats = yield tools.evaluate(STATS)
+        return stats if stats["inbound"] > 50 and stats["outbound"] > 50 else None
+
+    @staticmethod
+    def kill(proc: subprocess.Popen) -> None:
+        """End a Chromium (and its helper processes) by its process group."""
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
