@@ -59,6 +59,7 @@ class HookRegistry:
         self.identifiers = PriorityList()
         self.services = PriorityList()
         self.leg_factories: dict[str, Any] = {}
+        self.contact_sources: list[tuple[str, Any]] = []   # (owner, aor -> destinations): browsers' logins
         self.manager: Any = None     # the CallManager, which holds the media policy
 
     def for_owner(self, owner: str) -> "Hooks":
@@ -86,6 +87,21 @@ class HookRegistry:
             if result is not None:
                 return result
         return None
+
+    def add_contact_source(self, owner: str, source: Any) -> None:
+        """``source(aor)`` names more destinations of an extension than its SIP registrations (the
+        browsers logged in as it, as LegDestinations of their own kind): they ring with its phones."""
+        self.contact_sources.append((owner, source))
+
+    def extra_contacts(self, aor: str) -> list[Any]:
+        """Every contact source's destinations for ``aor``; a failing source is logged and skipped."""
+        out: list[Any] = []
+        for owner, source in self.contact_sources:
+            try:
+                out.extend(source(aor))
+            except Exception:
+                log.failure("{owner}: contacts of {aor} failed (ignored)", owner=owner, aor=aor)
+        return out
 
     def apply_filters(self, *args: Any) -> None:
         self.notify(self.outbound_filters, "filter", *args)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -178,15 +178,24 @@ class ExtensionRouter:
         self.location = location
         self.reachable = reachable or (lambda b: True)
         self.connected = connected      # is a stream connection open (None: assume so)
+        # the extension's contacts that are not SIP registrations (browsers logged in as it)
+        self.extra: Callable[[str], Sequence[Destination]] = lambda aor: ()
+
+    def destinations(self, ext: str) -> list[Destination]:
+        """Where the extension rings now: its reachable registered contacts, then its other contacts."""
+        dests: list[Destination] = [destination_for(b, self.connected) for b in self.location.lookup(ext)
+                                    if self.reachable(b)]
+        dests.extend(self.extra(ext))
+        return dests
 
     def route(self, call: Any) -> RouteDecision:
         ext = call.callee
         if self.directory(ext) is None:
             return Reject(404, "Not Found")
-        bindings = [b for b in self.location.lookup(ext) if self.reachable(b)]
-        if not bindings:
+        dests = self.destinations(ext)
+        if not dests:
             return Reject(480, "Temporarily Unavailable")
-        return Route(tuple(destination_for(b, self.connected) for b in bindings), callee=ext)
+        return Route(tuple(dests), callee=ext)
 
 
 def destination_for(binding: Any, connected: Callable[[Addr], bool] | None = None) -> ContactDestination:

@@ -89,6 +89,7 @@ class SIPCore:
         self.routers.add(self.extension_router, priority=1_000_000, owner="core")
         self.unreachable: set[tuple[str, str]] = set()
         self.extension_router.reachable = self.is_reachable
+        self.extension_router.extra = self.hooks.extra_contacts
         location.add_observer(self._registration_changed)
         factory = SipLegFactory(self)
         self.hooks.leg_factories["contact"] = factory
@@ -111,6 +112,10 @@ class SIPCore:
         self.auth.realm = domain
         self.extensions = extensions
         self.extension_router.directory = extensions.get
+
+    def destinations(self, aor: str) -> list[Any]:
+        """Where extension ``aor`` rings now: its reachable registered contacts and its logged-in browsers."""
+        return self.extension_router.destinations(aor)
 
     def password_for(self, user: str) -> str | None:
         ext = self.extensions.get(user)

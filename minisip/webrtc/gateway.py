@@ -32,7 +32,18 @@ class IBrowserPeer(Interface):
 
     def hangup(call_id, status, reason):  # noqa: N805
         """End the call from the server's side: ``status`` 200 after the answer, else the SIP failure status
-        (403 wrong caller or password, 404, 486, 480, 487, 488, 503...); ``reason`` is shown to the user."""
+        (403 wrong caller or password, 404, 486, 480, 487, 488, 503...); ``reason`` is shown to the user.
+        For an incoming call that still rings: 487 when the caller gave up or another phone answered."""
+
+    def logged_in(user):  # noqa: N805
+        """The login as extension ``user`` succeeded: its calls now ring this connection too."""
+
+    def login_refused(reason):  # noqa: N805
+        """The login failed (wrong number or password, or throttled); ``reason`` is shown to the user."""
+
+    def incoming(call_id, caller, callee, sdp, name):  # noqa: N805
+        """A call to the logged-in extension: ring the page with the offer ``sdp`` (str). Returns True when
+        the page rings, False when this connection cannot take a call now (in a call, not logged in, closed)."""
 
 
 class IBrowserCalls(Interface):
@@ -55,6 +66,16 @@ class IBrowserCalls(Interface):
         """The browser sends DTMF ``digits`` (str of 0-9 * # A-D), ``duration`` ms each, into the call
         (answered or with early media)."""
 
+    def login(peer, user, password):  # noqa: N805
+        """The browser logs in as extension ``user`` to receive its calls: check ``password`` (the same check
+        and throttling as SIP digest), then peer.logged_in(user) or peer.login_refused(reason)."""
+
+    def logout(peer, user):  # noqa: N805
+        """The browser logged out, or its connection closed: its calls no longer ring it."""
+
+    def answer(peer, call_id, sdp):  # noqa: N805
+        """The browser answered the incoming call ``call_id`` with its SDP answer ``sdp`` (str)."""
+
 
 @implementer(IBrowserCalls)
 class UnavailableBrowserCalls:
@@ -70,4 +91,13 @@ class UnavailableBrowserCalls:
         pass
 
     def dtmf(self, peer: IBrowserPeer, call_id: str, digits: str, duration: int) -> None:
+        pass
+
+    def login(self, peer: IBrowserPeer, user: str, password: str) -> None:
+        peer.login_refused(self.reason)
+
+    def logout(self, peer: IBrowserPeer, user: str) -> None:
+        pass
+
+    def answer(self, peer: IBrowserPeer, call_id: str, sdp: str) -> None:
         pass

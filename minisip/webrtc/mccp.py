@@ -20,6 +20,7 @@ __all__ = [
     "SUBPROTOCOL",
     "VERSION",
     "Answer",
+    "AnswerGiven",
     "Call",
     "CallRequested",
     "Close",
@@ -29,12 +30,18 @@ __all__ = [
     "Event",
     "HangupRequested",
     "Hangup",
+    "Incoming",
     "Limits",
     "LocalProtocolError",
+    "Login",
+    "LoginRequested",
+    "Logout",
+    "LogoutRequested",
     "MccpError",
     "Message",
     "Output",
     "Progress",
+    "Registered",
     "Session",
     "State",
     "parse",
@@ -42,6 +49,7 @@ __all__ = [
 ]
 
 VERSION = 1
+REVISION = "1.1"     # 1.1 added login, logout, registered and incoming: calls to the browser
 SUBPROTOCOL = "mccp.v1"
 
 # WebSocket close codes (RFC 6455, section 7.4.1) a session may ask for.
@@ -60,6 +68,7 @@ ERROR_CODES: dict[str, int | None] = {
     "wrong-state": None,       # a valid message the receiver does not accept now (or from this side)
     "unknown-call": None,      # names a call that is not the connection's current call
     "busy": None,              # a call while this connection already has one
+    "refused": None,           # login: wrong number or password (or the address or number is throttled)
     "binary-frame": CLOSE_UNSUPPORTED_DATA,
     "too-big": CLOSE_TOO_BIG,
     "flood": CLOSE_POLICY,     # more messages than the rate limit allows
@@ -153,6 +162,46 @@ class Dtmf:
 
 
 @dataclass(frozen=True, slots=True)
+class Login:
+    """Client -> server: log in as extension ``user`` (authenticated by ``password``) to receive its calls."""
+
+    user: str
+    password: str
+    op = "login"
+
+
+@dataclass(frozen=True, slots=True)
+class Logout:
+    """Client -> server: stop receiving the extension's calls (closing the connection does the same)."""
+
+    op = "logout"
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """Server -> client: the login succeeded; calls to ``user`` now ring this connection too."""
+
+    user: str
+    op = "registered"
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """Server -> client: a call to the logged-in extension (the server chose ``call``); ``sdp`` is the offer.
+
+    The page rings; it answers with ``answer`` (its SDP answer) or declines with ``hangup``. An empty
+    ``sdp`` (left out of the frame): the caller made no offer, so the page's ``answer`` carries its offer
+    and the server's ``answer`` follows with the SDP answer."""
+
+    call: str
+    caller: str
+    callee: str
+    sdp: str
+    name: str = ""
+    op = "incoming"
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     """Either side: the peer's last frame was refused (``code`` from ERROR_CODES); call state is unchanged."""
 
@@ -162,10 +211,10 @@ class Error:
     op = "error"
 
 
-Message = Union[Call, Progress, Answer, Hangup, Dtmf, Error]
+Message = Union[Call, Progress, Answer, Hangup, Dtmf, Error, Login, Logout, Registered, Incoming]
 
-CLIENT_OPS = frozenset({"call", "hangup", "dtmf"})
-SERVER_OPS = frozenset({"progress", "answer", "hangup", "error"})
+CLIENT_OPS = frozenset({"call", "hangup", "dtmf", "login", "logout", "answer"})
+SERVER_OPS = frozenset({"progress", "answer", "hangup", "error", "registered", "incoming"})
 PROGRESS_STATUS = {"trying": 100, "ringing": 180, "early": 183}
 
 _CALL_ID_RE = re.compile(r"[A-Za-z0-9._~:@+-]{1,64}\Z")
@@ -262,10 +311,22 @@ def parse(text: str | bytes) -> Message:
             raise MccpError("bad-message", '"call" must be 1 to 64 letters, digits or ._~:@+-', None)
         return Error(_text(code, "code", 64, call), reason, call)
     if op not in CLIENT_OPS | SERVER_OPS:
-        raise MccpError("unknown-op", f"unknown op {op[:40]!r} (this is MCCP version {VERSION})", call)
+        raise MccpError("unknown-op", f"unknown op {op[:40]!r} (this is MCCP version {REVISION})", call)
+    number = "1 to 64 letters, digits or +*#._-"
+    if op == "login":
+        return Login(_matching(_field(obj, "user", str, None), _NUMBER_RE, "user", number, None),
+                     _text(_field(obj, "password", str, None), "password", MAX_PASSWORD, None))
+    if op == "logout":
+        return Logout()
+    if op == "registered":
+        return Registered(_matching(_field(obj, "user", str, None), _NUMBER_RE, "user", number, None))
     call_id = _matching(_field(obj, "call", str, None), _CALL_ID_RE, "call", "1 to 64 letters, digits or ._~:@+-", None)
+    if op == "incoming":
+        name = _text(_field(obj, "name", str, call, required=False) or "", "name", MAX_REASON, call)
+        return Incoming(call_id, _matching(_field(obj, "caller", str, call), _NUMBER_RE, "caller", number, call),
+                        _matching(_field(obj, "callee", str, call), _NUMBER_RE, "callee", number, call),
+                        _sdp(obj, call, required=False) or "", name)
     if op == "call":
-        number = "1 to 64 letters, digits or +*#._-"
         return Call(
             call_id,
             _matching(_field(obj, "caller", str, call), _NUMBER_RE, "caller", number, call),
@@ -296,10 +357,22 @@ def parse(text: str | bytes) -> Message:
 
 def serialize(message: Message) -> str:
     """The frame text of ``message``: compact JSON, ``op`` first, absent optional fields left out."""
-    if not isinstance(message, (Call, Progress, Answer, Hangup, Dtmf, Error)):
+    if not isinstance(message, (Call, Progress, Answer, Hangup, Dtmf, Error, Login, Logout, Registered, Incoming)):
         raise TypeError(f"not an MCCP message: {message!r}")
     obj: dict[str, Any] = {"op": message.op}
-    if isinstance(message, Call):
+    if isinstance(message, Login):
+        obj.update(user=message.user, password=message.password)
+    elif isinstance(message, Logout):
+        pass
+    elif isinstance(message, Registered):
+        obj["user"] = message.user
+    elif isinstance(message, Incoming):
+        obj.update(call=message.call, caller=message.caller, callee=message.callee)
+        if message.sdp:
+            obj["sdp"] = message.sdp
+        if message.name:
+            obj["name"] = message.name
+    elif isinstance(message, Call):
         obj.update(call=message.call, caller=message.caller, password=message.password,
                    callee=message.callee, sdp=message.sdp)
     elif isinstance(message, Progress):
@@ -332,11 +405,12 @@ class State:
     CALLING = "calling"        # the client's call was accepted (trying sent); routing
     RINGING = "ringing"        # the callee rings
     EARLY = "early"            # early media flows
+    INCOMING = "incoming"      # a call to the logged-in extension rings the page
     CONNECTED = "connected"    # answered
     CLOSED = "closed"          # the connection is closing or gone; every input is ignored
 
 
-CALL_STATES = frozenset({State.CALLING, State.RINGING, State.EARLY, State.CONNECTED})
+CALL_STATES = frozenset({State.CALLING, State.RINGING, State.EARLY, State.INCOMING, State.CONNECTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +442,30 @@ class DtmfRequested:
     duration: int
 
 
-Event = Union[CallRequested, HangupRequested, DtmfRequested]
+@dataclass(frozen=True, slots=True)
+class LoginRequested:
+    """For the gateway: the client logs in as ``user`` (the gateway checks the password and says how it went)."""
+
+    user: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutRequested:
+    """For the gateway: the connection logged in as ``user`` logged out, or went away."""
+
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerGiven:
+    """For the gateway: the client answered the incoming call ``call`` with ``sdp``."""
+
+    call: str
+    sdp: str
+
+
+Event = Union[CallRequested, HangupRequested, DtmfRequested, LoginRequested, LogoutRequested, AnswerGiven]
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +528,9 @@ class Session:
     state: str = State.IDLE
     call: str | None = None
     errors: int = 0
+    user: str | None = None       # the extension logged in as (or logging in)
+    login: str = ""               # "", "pending" (the gateway checks the password) or "ok"
+    late: bool = False            # the incoming call came without an offer: the server's answer is due
     _bucket: _Bucket = field(init=False)
 
     def __post_init__(self) -> None:
@@ -460,7 +560,7 @@ class Session:
             if self.state != State.IDLE:
                 raise MccpError("busy", f"this connection already has call {self.call}; one call at a time",
                                 message.call)
-            self.state, self.call = State.CALLING, message.call
+            self.state, self.call, self.late = State.CALLING, message.call, False
             event = CallRequested(message.call, message.caller, message.password, message.callee, message.sdp)
             return Output((event,), (serialize(Progress(message.call, "trying")),))
         if isinstance(message, Hangup):
@@ -473,9 +573,27 @@ class Session:
                 raise MccpError("wrong-state", f"DTMF needs an answered call or early media (the call is {self.state})",
                                 message.call)
             return Output((DtmfRequested(message.call, message.digits, message.duration),))
+        if isinstance(message, Answer):
+            self._current(message.call)
+            if self.state != State.INCOMING:
+                raise MccpError("wrong-state", f"only an incoming call is answered by the client (the call is "
+                                f"{self.state})", message.call)
+            self.state = State.CONNECTED
+            return Output((AnswerGiven(message.call, message.sdp),))
+        if isinstance(message, Login):
+            if self.login:
+                what = "in progress" if self.login == "pending" else f"done: logged in as {self.user}"
+                raise MccpError("wrong-state", f"login already {what}")
+            self.login, self.user = "pending", message.user
+            return Output((LoginRequested(message.user, message.password),))
+        if isinstance(message, Logout):
+            if self.login != "ok":
+                raise MccpError("wrong-state", "not logged in")
+            return Output(self._logout())
         if isinstance(message, Error):
             return NOTHING  # the client refused one of our frames: nothing to undo, nothing to answer
-        raise MccpError("wrong-state", f'"{message.op}" is sent by the server, not the client', message.call)
+        raise MccpError("wrong-state", f'"{message.op}" is sent by the server, not the client',
+                        getattr(message, "call", None))
 
     def _current(self, call: str) -> None:
         if self.state not in CALL_STATES or call != self.call:
@@ -489,16 +607,22 @@ class Session:
         return Output(send=(serialize(Error(error.code, error.reason, error.call)),))
 
     def _fatal(self, error: MccpError) -> Output:
-        """Send the error, close the connection, and hang up the call it held."""
+        """Send the error, close the connection, hang up the call it held and log it out."""
         frames = (serialize(Error(error.code, error.reason)),)
         out = self._end_call(error.reason)
         self.state = State.CLOSED
         assert error.close_code is not None
-        return Output(out.events, frames, Close(error.close_code, error.code))
+        return Output(out.events + self._logout(), frames, Close(error.close_code, error.code))
+
+    def _logout(self) -> tuple[Event, ...]:
+        """Forget the login; the gateway hears of it when it had accepted or was checking it."""
+        user, self.user, self.login = self.user, None, ""
+        return (LogoutRequested(user),) if user is not None else ()
 
     def _end_call(self, reason: str) -> Output:
         if self.state in CALL_STATES and self.call is not None:
-            event = HangupRequested(self.call, None, reason)
+            # a page that went away while ringing did not decline: the caller hears 480, not 603
+            event = HangupRequested(self.call, 480 if self.state == State.INCOMING else None, reason)
             self.state, self.call = State.IDLE, None
             return Output((event,))
         return NOTHING
@@ -507,7 +631,7 @@ class Session:
         """The socket closed (either side): the call it held is hung up."""
         out = self._end_call(reason)
         self.state = State.CLOSED
-        return out
+        return Output(out.events + self._logout())
 
     def close(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> Output:
         """Our side closes the connection (e.g. shutdown): hang up the call, then close."""
@@ -517,7 +641,7 @@ class Session:
         out = self._end_call(reason)
         frames = (serialize(Hangup(call, 503, reason)),) if call is not None else ()
         self.state = State.CLOSED
-        return Output(out.events, frames, Close(code, reason))
+        return Output(out.events + self._logout(), frames, Close(code, reason))
 
     # -- from the gateway --
 
@@ -542,11 +666,39 @@ class Session:
         return Output(send=(serialize(Progress(call, state, sdp)),))
 
     def answer(self, call: str, sdp: str) -> Output:
-        """The callee answered with ``sdp``."""
+        """The callee answered with ``sdp``; or, for an incoming call without an offer that the client
+        answered with its offer, the SDP answer to that offer."""
+        if self.late and self.state == State.CONNECTED and call == self.call:
+            self.late = False
+            return Output(send=(serialize(Answer(call, sdp)),))
         if not self._ours(call, frozenset({State.CALLING, State.RINGING, State.EARLY}), "answer"):
             return NOTHING
         self.state = State.CONNECTED
         return Output(send=(serialize(Answer(call, sdp)),))
+
+    def logged_in(self, user: str) -> Output:
+        """The gateway accepted the login: calls to ``user`` may now be offered."""
+        if self.state == State.CLOSED or self.login == "" or self.user != user:
+            return NOTHING      # the client logged out or left while the password was checked
+        if self.login != "pending":
+            raise LocalProtocolError(f"login of {user} accepted twice")
+        self.login = "ok"
+        return Output(send=(serialize(Registered(user)),))
+
+    def login_refused(self, reason: str) -> Output:
+        """The gateway refused the login (wrong number or password, throttled): an error, counted as one."""
+        if self.state == State.CLOSED or self.login != "pending":
+            return NOTHING
+        self.login, self.user = "", None
+        return self._refuse(MccpError("refused", _clip(reason)))
+
+    def offer_call(self, call: str, caller: str, callee: str, sdp: str, name: str = "") -> Output | None:
+        """A call to the logged-in extension: the page rings. None when this connection cannot take it
+        (not logged in, closing, or already in a call: busy)."""
+        if self.state != State.IDLE or self.login != "ok":
+            return None
+        self.state, self.call, self.late = State.INCOMING, call, not sdp
+        return Output(send=(serialize(Incoming(call, caller, callee, sdp, _clip(name))),))
 
     def hangup(self, call: str, status: int, reason: str) -> Output:
         """The call ended on the server's side: refused or failed (4xx-6xx) or hung up after the answer (200)."""

@@ -188,6 +188,23 @@ class MccpConnection:
     def hangup(self, call_id: str, status: int, reason: str) -> None:
         self._report("hangup", lambda s: s.hangup(call_id, status, reason))
 
+    def logged_in(self, user: str) -> None:
+        self._report("login", lambda s: s.logged_in(user))
+
+    def login_refused(self, reason: str) -> None:
+        self._report("login refusal", lambda s: s.login_refused(reason))
+
+    def incoming(self, call_id: str, caller: str, callee: str, sdp: str, name: str = "") -> bool:
+        try:
+            out = self.session.offer_call(call_id, caller, callee, sdp, name)
+        except Exception:
+            log.failure("MCCP session failed offering a call to {address}", address=self.address)
+            return False
+        if out is None:
+            return False
+        self._apply(out)
+        return True
+
     def close(self, code: int = mccp.CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         """Our side ends the connection (shutdown): the call is hung up on both sides first."""
         self._apply(self.session.close(code, reason))
@@ -236,12 +253,20 @@ class MccpConnection:
                 log.info("Browser call {call} hung up by the browser ({address}): {reason}", call=event.call,
                          address=self.address, reason=event.reason or event.status)
                 self.gateway.hangup(self, event.call, event.status, event.reason)
-            else:
+            elif isinstance(event, mccp.DtmfRequested):
                 self.gateway.dtmf(self, event.call, event.digits, event.duration)
+            elif isinstance(event, mccp.LoginRequested):
+                self.gateway.login(self, event.user, event.password)
+            elif isinstance(event, mccp.LogoutRequested):
+                self.gateway.logout(self, event.user)
+            else:
+                self.gateway.answer(self, event.call, event.sdp)
         except Exception:
             log.failure("The call layer failed on {event}", event=type(event).__name__)
             if isinstance(event, mccp.CallRequested):
                 self.hangup(event.call, 500, "Server Internal Error")
+            elif isinstance(event, mccp.LoginRequested):
+                self.login_refused("Server Internal Error")
 
 
 class MccpServerProtocol(WebSocketServerProtocol):

@@ -57,6 +57,17 @@ def answer_for(offer: str) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
+def offer_for_browser() -> str:
+    """An offer like the relay's toward a page (ICE-lite, DTLS-SRTP actpass, rtcp-mux, PCMU, no BUNDLE)."""
+    fingerprint = ":".join(f"{b:02X}" for b in secrets.token_bytes(32))
+    return "\r\n".join([
+        "v=0", "o=minisip 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=ice-lite",
+        "m=audio 40000 UDP/TLS/RTP/SAVP 0 101", "c=IN IP4 127.0.0.1", "a=sendrecv", "a=rtcp-mux",
+        "a=ice-ufrag:mini", "a=ice-pwd:" + "p" * 24, f"a=fingerprint:sha-256 {fingerprint}", "a=setup:actpass",
+        "a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15",
+        "a=candidate:1 1 UDP 2130706431 127.0.0.1 40000 typ host"]) + "\r\n"
+
+
 class DevTools(WebSocketClientProtocol):
     """A minimal Chrome DevTools protocol client: ``call(method, **params)`` -> Deferred of the result."""
 
@@ -297,3 +308,101 @@ class LitePageTests(TestCase):
         self.assertEqual((yield self.devtools.evaluate("document.activeElement.id")), "pwd")
         self.assertEqual((yield self.devtools.evaluate("document.getElementById('cld').value")), "101")
         self.assertEqual(self.gateway.requests, [])
+
+    @defer.inlineCallbacks
+    def test_wait_for_calls_answer_and_hang_up(self) -> Any:
+        """Without a destination the page logs in and waits; a call rings it, Answer sends its SDP answer."""
+        self.gateway.on_login = lambda peer, user, password: peer.logged_in(user)
+        yield self.open(self.page_url("server=127.0.0.1:%d&clr=102&pwd=secret" % self.port))
+        _, peer, user, password = yield self.gateway.wait("login")
+        self.assertEqual((user, password), ("102", "secret"))
+        yield self.status_is("Waiting for calls")
+        self.assertEqual((yield self.text("line")), "Waiting for calls as 102")
+        self.assertTrue(peer.incoming("in-1", "101", "102", offer_for_browser(), "Alice"))
+        yield self.status_is("Incoming call")
+        self.assertEqual((yield self.text("who")), "From Alice (101)")
+        self.assertFalse((yield self.visible("stop")))
+        yield self.click("#answer")
+        _, _, call_id, answer = yield self.gateway.wait("answer")
+        self.assertEqual(call_id, "in-1")
+        self.assertIn("a=setup:active", answer)
+        self.assertIn("a=fingerprint:sha-256", answer)
+        self.assertIn("PCMU/8000", answer)
+        yield self.status_is("Connected")
+        yield self.click("#hangup")
+        self.assertEqual((yield self.gateway.wait("hangup"))[2:], ("in-1", None, "hung up"))
+        yield self.status_is("You hung up")
+        self.assertEqual((yield self.text("line")), "Waiting for calls as 102")   # the line stays
+        self.assertTrue((yield self.visible("stop")))
+        self.assertTrue(peer.alive)
+        yield self.click("#stop")
+        _, _, user = yield self.gateway.wait("logout")
+        self.assertEqual(user, "102")
+        yield self.status_is("Stopped waiting for calls")
+
+    @defer.inlineCallbacks
+    def test_wait_button_decline_and_missed_call(self) -> Any:
+        self.gateway.on_login = lambda peer, user, password: peer.logged_in(user)
+        yield self.open(f"https://127.0.0.1:{self.port}/lite.html")
+        yield self.until(lambda: self.visible("setup"), 10, "the form")
+        yield self.devtools.evaluate(
+            "document.getElementById('clr').value = '102';"
+            "document.getElementById('pwd').value = 'secret';"
+            "document.getElementById('cld').value = '';"
+            "document.getElementById('wait').click()")
+        _, peer, user, _ = yield self.gateway.wait("login")
+        yield self.status_is("Waiting for calls")
+        peer.incoming("in-1", "101", "102", offer_for_browser(), "")
+        yield self.status_is("Incoming call")
+        yield self.click("#decline")
+        self.assertEqual((yield self.gateway.wait("hangup"))[2:], ("in-1", 603, "declined"))
+        yield self.status_is("Declined the call from 101")
+        peer.incoming("in-2", "101", "102", offer_for_browser(), "")
+        yield self.status_is("Incoming call")
+        peer.hangup("in-2", 487, "call cancelled")
+        yield self.status_is("Missed call from 101")
+        self.assertFalse((yield self.visible("answer")))
+
+    @defer.inlineCallbacks
+    def test_wait_with_a_wrong_password(self) -> Any:
+        self.gateway.on_login = lambda peer, user, password: peer.login_refused("wrong number or password")
+        yield self.open(self.page_url("clr=102&pwd=nope"))
+        yield self.status_is("Refused: wrong number or password")
+        self.assertTrue((yield self.visible("again")))
+        self.assertEqual((yield self.text("again")), "Wait again")
+
+    @defer.inlineCallbacks
+    def test_incoming_call_without_an_offer(self) -> Any:
+        """The caller made no offer: Answer sends the page's offer, the server's answer connects it."""
+        self.gateway.on_login = lambda peer, user, password: peer.logged_in(user)
+        yield self.open(self.page_url("clr=102&pwd=secret"))
+        _, peer, *_ = yield self.gateway.wait("login")
+        yield self.status_is("Waiting for calls")
+        self.assertTrue(peer.incoming("in-1", "101", "102", "", ""))
+        yield self.status_is("Incoming call")
+        yield self.click("#answer")
+        _, _, call_id, offer = yield self.gateway.wait("answer")
+        self.assertEqual(call_id, "in-1")
+        self.assertIn("a=setup:actpass", offer)
+        yield self.status_is("Connecting")
+        peer.answer("in-1", answer_for(offer))
+        yield self.status_is("Connected")
+        self.assertTrue((yield self.visible("mute")))
+        self.assertTrue((yield self.visible("hangup")))
+
+    @defer.inlineCallbacks
+    def test_a_lost_line_logs_in_again(self) -> Any:
+        """The server closed the waiting page's connection (a restart): the page logs in again by itself."""
+        self.gateway.on_login = lambda peer, user, password: peer.logged_in(user)
+        yield self.open(self.page_url("clr=102&pwd=secret"))
+        _, peer, *_ = yield self.gateway.wait("login")
+        yield self.status_is("Waiting for calls")
+        peer.close()
+        yield self.status_is("reconnecting")
+        self.assertEqual((yield self.text("line")), "Reconnecting as 102\u2026")
+        _, again, user, password = yield self.gateway.wait("login")
+        self.assertIsNot(again, peer)
+        self.assertEqual((user, password), ("102", "secret"))
+        yield self.status_is("Waiting for calls")
+        yield self.click("#stop")
+        yield self.status_is("Stopped waiting for calls")

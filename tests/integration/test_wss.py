@@ -125,13 +125,20 @@ class UnavailableTests(SynchronousTestCase):
             def hangup(self, call_id: str, status: int, reason: str) -> None:
                 self.hangups.append((call_id, status, reason))
 
+            def login_refused(self, reason: str) -> None:
+                self.hangups.append(("login", 0, reason))
+
         peer = Peer()
         calls = UnavailableBrowserCalls()
         verifyObject(IBrowserCalls, calls)
         calls.start_call(peer, "c1", "100", "pw", "101", OFFER)  # type: ignore[arg-type]
         calls.dtmf(peer, "c1", "1", 100)  # type: ignore[arg-type]
         calls.hangup(peer, "c1", None, "bye")  # type: ignore[arg-type]
-        self.assertEqual(peer.hangups, [("c1", 503, "browser calls are not available on this server")])
+        calls.login(peer, "100", "pw")  # type: ignore[arg-type]
+        calls.answer(peer, "c1", ANSWER)  # type: ignore[arg-type]
+        calls.logout(peer, "100")  # type: ignore[arg-type]
+        reason = "browser calls are not available on this server"
+        self.assertEqual(peer.hangups, [("c1", 503, reason), ("login", 0, reason)])
 
 
 # --- over the network ---
@@ -289,6 +296,32 @@ class WssServiceTests(TestCase):
         peer.hangup("c1", 200, "too late")  # stale: dropped, nothing reaches the browser
         client.send(op="dtmf", call="c1", digits="1")
         self.assertEqual((yield client.next())["code"], "unknown-call")
+
+    @defer.inlineCallbacks
+    def test_login_incoming_answer_and_close_logs_out(self) -> Any:
+        """MCCP 1.1 through the server: login reaches the gateway, an incoming call rings the client, its
+        answer reaches the gateway, and closing the socket hangs up and logs out."""
+        self.gateway.on_login = lambda peer, user, password: (
+            peer.logged_in(user) if password == "pw" else peer.login_refused("wrong number or password"))
+        client = yield self.connect()
+        client.send(op="login", user="102", password="nope")
+        self.assertEqual((yield client.next()), {"op": "error", "code": "refused",
+                                                 "reason": "wrong number or password"})
+        client.send(op="login", user="102", password="pw")
+        self.assertEqual((yield client.next()), {"op": "registered", "user": "102"})
+        _, peer, *_ = yield self.gateway.wait("login")
+        _, peer, user, password = yield self.gateway.wait("login")
+        self.assertEqual((user, password), ("102", "pw"))
+        self.assertTrue(peer.incoming("in-1", "101", "102", OFFER, "Alice"))
+        self.assertEqual((yield client.next()), {"op": "incoming", "call": "in-1", "caller": "101",
+                                                 "callee": "102", "sdp": OFFER, "name": "Alice"})
+        self.assertFalse(peer.incoming("in-2", "101", "102", OFFER, ""))   # one call at a time
+        client.send(op="answer", call="in-1", sdp=ANSWER)
+        self.assertEqual((yield self.gateway.wait("answer"))[2:], ("in-1", ANSWER))
+        client.dropConnection(abort=True)
+        self.assertEqual((yield self.gateway.wait("hangup"))[2:], ("in-1", None, "connection closed"))  # answered: no status
+        self.assertEqual((yield self.gateway.wait("logout"))[2:], ("102",))
+        self.assertFalse(peer.incoming("in-3", "101", "102", OFFER, ""))
 
     @defer.inlineCallbacks
     def test_server_hangup_reaches_the_browser(self) -> Any:

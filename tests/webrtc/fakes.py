@@ -58,3 +58,16 @@ class FakeBrowserCalls:
 
     def dtmf(self, peer: IBrowserPeer, call_id: str, digits: str, duration: int) -> None:
         self._record("dtmf", peer, call_id, digits, duration)
+
+    def login(self, peer: IBrowserPeer, user: str, password: str) -> None:
+        self._record("login", peer, user, password)
+        if self.on_login is not None:
+            self.on_login(peer, user, password)
+
+    def logout(self, peer: IBrowserPeer, user: str) -> None:
+        self._record("logout", peer, user)
+
+    def answer(self, peer: IBrowserPeer, call_id: str, sdp: str) -> None:
+        self._record("answer", peer, call_id, sdp)
+
+    on_login: Callable[[IBrowserPeer, str, str], None] | None = None

@@ -68,6 +68,18 @@ class FakePeer:
     def hangup(self, call_id: str, status: int, reason: str) -> None:
         self.reports.append(("hangup", call_id, status, reason))
 
+    def logged_in(self, user: str) -> None:
+        self.reports.append(("logged_in", user))
+
+    def login_refused(self, reason: str) -> None:
+        self.reports.append(("login_refused", reason))
+
+    def incoming(self, call_id: str, caller: str, callee: str, sdp: str, name: str = "") -> bool:
+        self.reports.append(("incoming", call_id, caller, callee, sdp, name))
+        return self.free
+
+    free = True     # False: the connection has a call already (the page would not ring)
+
     def kinds(self) -> list[str]:
         return [r[0] for r in self.reports]
 

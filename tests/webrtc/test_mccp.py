@@ -289,10 +289,18 @@ class SessionCallTests(SynchronousTestCase):
 
     def test_server_ops_from_client_are_wrong_state(self) -> None:
         self.start()
-        for text in (frame(op="answer", call="c1", sdp=ANSWER), frame(op="progress", call="c1", state="ringing")):
+        for text in (frame(op="progress", call="c1", state="ringing"), frame(op="registered", user="100"),
+                     frame(op="incoming", call="c1", caller="101", callee="100", sdp=OFFER)):
             out = self.session.receive(text)
             self.assertEqual(sent(out)[0]["code"], "wrong-state")
             self.assertIn("sent by the server", sent(out)[0]["reason"])
+        self.assertEqual(self.session.state, State.CALLING)
+
+    def test_client_answer_to_its_own_call_is_wrong_state(self) -> None:
+        self.start()
+        out = self.session.receive(frame(op="answer", call="c1", sdp=ANSWER))
+        self.assertEqual(sent(out)[0]["code"], "wrong-state")
+        self.assertIn("only an incoming call is answered by the client", sent(out)[0]["reason"])
         self.assertEqual(self.session.state, State.CALLING)
 
     def test_client_error_frame_is_ignored(self) -> None:

@@ -1,5 +1,6 @@
 // minisip lite: call a number of the SIP domain from the browser over MCCP (docs/mccp.md).
-// lite.html?server=HOST[:PORT]&clr=100&pwd=100&cld=101 calls at once; without them a form asks.
+// lite.html?server=HOST[:PORT]&clr=100&pwd=100&cld=101 calls at once; without cld the page logs in as
+// clr and waits for its calls (they ring here and on its phones alike); without the others a form asks.
 // Plain script, no build step, nothing loaded from elsewhere.
 "use strict";
 
@@ -17,10 +18,13 @@
     phone: $("phone"), who: $("who"), status: $("status"), timer: $("timer"), notice: $("notice"),
     pad: $("pad"), sent: $("sent"), mute: $("mute"), hangup: $("hangup"), again: $("again"),
     change: $("change"), accept: $("accept"), acceptLink: $("accept-link"), remote: $("remote"),
+    wait: $("wait"), line: $("line"), answer: $("answer"), decline: $("decline"), stop: $("stop"),
   };
 
   let params = null;   // {server, clr, pwd, cld} of the current or last call
   let call = null;     // the current call, or null
+  let line = null;     // the connection logged in and waiting for calls, or null
+  let retryDelay = 1000; // after a lost line, the next login attempt waits this long (doubling to 30 s)
 
   // --- the address of the server ---
 
@@ -91,6 +95,8 @@
     ui.mute.hidden = !active;
     ui.again.hidden = active;
     ui.change.hidden = active;
+    ui.answer.hidden = true;
+    ui.decline.hidden = true;
     if (active) {
       ui.pad.hidden = true;
       ui.sent.textContent = "";
@@ -255,7 +261,11 @@
         startTimer();
       } else if (m.op === "hangup") {
         c.state = "ended";
-        end(describe(m.status, m.reason, c.answered));
+        if (c.incoming && !c.answered) {
+          end("Missed call from " + c.from + (m.status && m.status !== 487 ? " (" + m.status + ")" : ""));
+        } else {
+          end(describe(m.status, m.reason, c.answered));
+        }
         close(c, 1000);
       }
     } catch (e) {
@@ -293,6 +303,7 @@
   }
 
   function close(c, code) {
+    if (c.incoming) return; // the waiting line's connection outlives its calls
     if (c.ws && c.ws.readyState <= WebSocket.OPEN) {
       try {
         c.ws.close(code);
@@ -303,6 +314,7 @@
   }
 
   function end(text, unreachable) {
+    stopRinging();
     const c = call;
     if (c) {
       c.ended = true;
@@ -318,6 +330,249 @@
     // A page served by that very server has accepted its certificate already; elsewhere it may not have.
     const servedByIt = c && location.protocol === "https:" && location.host === c.address;
     ui.accept.hidden = !unreachable || !!servedByIt;
+    if (line) {
+      ui.again.hidden = true;
+      ui.change.hidden = true;
+    }
+    showLine();
+  }
+
+  // --- waiting for calls: logged in as the extension, the page rings like its phones ---
+
+  function showLine() {
+    ui.line.hidden = !line;
+    ui.line.textContent = !line ? "" : line.state === "waiting" ? "Waiting for calls as " + line.user
+      : line.state === "reconnecting" ? "Reconnecting as " + line.user + "\u2026"
+        : "Logging in as " + line.user + "\u2026";
+    ui.stop.hidden = !line || !!(call && !call.ended);
+  }
+
+  function wait(p) {
+    const address = hostPort(p.server);
+    params = p;
+    notice("");
+    stopLine();
+    if (!address) {
+      showForm("Not a server address: " + p.server);
+      return;
+    }
+    ui.acceptLink.href = "https://" + address + "/";
+    const l = { address: address, user: p.clr, ws: null, state: "login" };
+    line = l;
+    call = null;
+    showInCall(false);
+    ui.again.hidden = true;
+    ui.change.hidden = true;
+    ui.accept.hidden = true;
+    ui.timer.hidden = true;
+    ui.who.textContent = "";
+    setStatus("Connecting\u2026");
+    showLine();
+    l.ws = new WebSocket("wss://" + address + "/mccp", SUBPROTOCOL);
+    l.ws.onopen = () => {
+      if (line !== l) return;
+      if (l.ws.protocol !== SUBPROTOCOL) {
+        endLine("The server does not speak " + SUBPROTOCOL);
+        return;
+      }
+      l.ws.send(JSON.stringify({ op: "login", user: p.clr, password: p.pwd }));
+    };
+    l.ws.onmessage = (event) => { if (line === l) onLineMessage(l, event.data); };
+    l.ws.onclose = (event) => {
+      if (line !== l) return;
+      if (l.state === "waiting") {
+        // Logged in before (the server restarted, the network dropped): log in again, backing off.
+        if (call && call.incoming && !call.ended) end("Connection lost");
+        l.state = "reconnecting";
+        setStatus("Connection lost: reconnecting\u2026", "ended");
+        showLine();
+        const delay = retryDelay;
+        retryDelay = Math.min(2 * retryDelay, 30000);
+        l.retry = setTimeout(() => { if (line === l) wait(params); }, delay);
+        return;
+      }
+      const unreachable = l.state === "login" && !event.wasClean;
+      endLine(unreachable ? "Cannot reach the server at " + address : "Connection lost", unreachable);
+    };
+  }
+
+  function onLineMessage(l, data) {
+    let m;
+    try {
+      m = JSON.parse(data);
+    } catch (e) {
+      return;
+    }
+    if (!m || typeof m !== "object") return;
+    const c = call && call.incoming && !call.ended ? call : null;
+    if (m.op === "registered") {
+      l.state = "waiting";
+      retryDelay = 1000;
+      if (!c) setStatus("Waiting for calls");
+      showLine();
+    } else if (m.op === "error" && l.state === "login") {
+      endLine(m.code === "refused" ? "Refused: wrong number or password" : "Refused: " + (m.reason || m.code));
+    } else if (m.op === "incoming") {
+      ring(l, m);
+    } else if (c && (m.op === "error" || m.call === c.id)) {
+      onMessage(c, data);
+    }
+  }
+
+  // A ring tone made here (no sound file to load): 440 + 480 Hz, 2 s on, 4 s off, for up to 3 minutes.
+  let ringer = null;
+
+  function startRinging() {
+    stopRinging();
+    try {
+      const Context = window.AudioContext || window.webkitAudioContext;
+      if (!Context) return;
+      const ctx = new Context();
+      const gain = ctx.createGain();
+      gain.gain.value = 0;
+      gain.connect(ctx.destination);
+      [440, 480].forEach((f) => {
+        const osc = ctx.createOscillator();
+        osc.frequency.value = f;
+        osc.connect(gain);
+        osc.start();
+      });
+      for (let i = 0, t = ctx.currentTime; i < 30; i++) {
+        gain.gain.setValueAtTime(0.08, t + 6 * i);
+        gain.gain.setValueAtTime(0, t + 6 * i + 2);
+      }
+      ringer = ctx;
+    } catch (e) {
+      ringer = null; // no audio output, or the browser refused it without a click: the page still shows the call
+    }
+  }
+
+  function stopRinging() {
+    const ctx = ringer;
+    ringer = null;
+    if (ctx) ctx.close().catch(() => {});
+  }
+
+  function ring(l, m) {
+    const c = {
+      id: m.call, address: l.address, ws: l.ws, pc: null, stream: null, state: "incoming",
+      answered: false, ended: false, incoming: true, offer: m.sdp,
+      from: m.name ? m.name + " (" + m.caller + ")" : m.caller,
+    };
+    call = c;
+    notice("");
+    ui.timer.hidden = true;
+    showInCall(true);
+    ui.hangup.hidden = true;
+    ui.mute.hidden = true;
+    ui.answer.hidden = false;
+    ui.decline.hidden = false;
+    ui.who.textContent = "From " + c.from;
+    setStatus("Incoming call\u2026", "ringing");
+    showLine();
+    startRinging();
+  }
+
+  async function answerCall() {
+    const c = call;
+    if (!c || !c.incoming || c.state !== "incoming") return;
+    c.state = "answering";
+    stopRinging();
+    ui.answer.hidden = true;
+    ui.decline.hidden = true;
+    ui.hangup.hidden = false;
+    setStatus("Connecting\u2026");
+    try {
+      c.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+    } catch (e) {
+      if (c.ended) return;
+      send(c, { op: "hangup", call: c.id, status: 480, reason: "no microphone" });
+      end("No microphone: " + (e && e.message ? e.message : e));
+      return;
+    }
+    if (c.ended) return;
+    // The offer comes from a SIP phone through the relay: one audio stream and no BUNDLE group, which
+    // max-bundle would refuse; rtcp-mux is always offered.
+    c.pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "balanced", rtcpMuxPolicy: "require" });
+    c.pc.ontrack = (event) => {
+      ui.remote.srcObject = event.streams[0] || new MediaStream([event.track]);
+    };
+    c.pc.onconnectionstatechange = () => {
+      if (call === c && c.pc.connectionState === "failed") hangUp("Media connection failed", "media failed");
+    };
+    if (!c.offer) {
+      // The caller made no offer (SIP late offer): our answer carries our offer, the server's answer follows.
+      try {
+        c.stream.getAudioTracks().forEach((track) => c.pc.addTrack(track, c.stream));
+        await c.pc.setLocalDescription(await c.pc.createOffer({ offerToReceiveAudio: true }));
+        await gathered(c.pc);
+      } catch (e) {
+        if (c.ended) return;
+        send(c, { op: "hangup", call: c.id, status: 488, reason: "media setup failed" });
+        end("Media setup failed: " + (e && e.message ? e.message : e));
+        return;
+      }
+      if (c.ended) return;
+      ui.mute.hidden = false;
+      send(c, { op: "answer", call: c.id, sdp: c.pc.localDescription.sdp });
+      return; // "answer" from the server completes it (onMessage)
+    }
+    try {
+      await c.pc.setRemoteDescription({ type: "offer", sdp: c.offer });
+      // the offer made an audio transceiver: our microphone is what it sends
+      const track = c.stream.getAudioTracks()[0];
+      const transceiver = c.pc.getTransceivers().find((t) => t.receiver.track && t.receiver.track.kind === "audio");
+      if (transceiver && track) {
+        await transceiver.sender.replaceTrack(track);
+        transceiver.sender.setStreams && transceiver.sender.setStreams(c.stream);
+        transceiver.direction = "sendrecv";
+      } else if (track) {
+        c.pc.addTrack(track, c.stream);
+      }
+      await c.pc.setLocalDescription(await c.pc.createAnswer());
+      await gathered(c.pc);
+    } catch (e) {
+      if (c.ended) return;
+      send(c, { op: "hangup", call: c.id, status: 488, reason: "media setup failed" });
+      end("Media setup failed: " + (e && e.message ? e.message : e));
+      return;
+    }
+    if (c.ended) return;
+    send(c, { op: "answer", call: c.id, sdp: c.pc.localDescription.sdp });
+    c.state = "connected";
+    c.answered = true;
+    setStatus("Connected", "connected");
+    ui.pad.hidden = false;
+    ui.mute.hidden = false;
+    startTimer();
+  }
+
+  function declineCall() {
+    const c = call;
+    if (!c || !c.incoming || c.ended || c.state !== "incoming") return;
+    send(c, { op: "hangup", call: c.id, status: 603, reason: "declined" });
+    end("Declined the call from " + c.from);
+  }
+
+  function stopLine() {
+    const l = line;
+    line = null;
+    if (l && l.retry) clearTimeout(l.retry);
+    if (l && l.ws && l.ws.readyState <= WebSocket.OPEN) {
+      try {
+        l.ws.close(1000);
+      } catch (e) {
+        // already closing
+      }
+    }
+  }
+
+  // The waiting line is over (refused, lost, or the user stopped): its call, if any, ends with it.
+  function endLine(text, unreachable) {
+    stopLine();
+    if (call && call.incoming && !call.ended) call.ended = true;
+    end(text, unreachable);
+    ui.again.textContent = "Wait again";
   }
 
   // --- DTMF and mute ---
@@ -359,7 +614,31 @@
   });
   ui.hangup.addEventListener("click", () => hangUp());
   ui.mute.addEventListener("click", toggleMute);
-  ui.again.addEventListener("click", () => { if (params) startCall(params); });
+  ui.again.addEventListener("click", () => {
+    if (params && params.waiting) wait(params);
+    else if (params) startCall(params);
+  });
+  ui.wait.addEventListener("click", () => {
+    const p = {
+      server: ui.server.value.trim(), clr: ui.clr.value.trim(), pwd: ui.pwd.value, cld: ui.cld.value.trim(),
+      waiting: true,
+    };
+    if (!hostPort(p.server)) {
+      notice("Not a server address: " + p.server);
+      ui.server.focus();
+      return;
+    }
+    if (!p.clr) {
+      notice("Your number is needed to wait for its calls");
+      ui.clr.focus();
+      return;
+    }
+    save(p);
+    wait(p);
+  });
+  ui.answer.addEventListener("click", answerCall);
+  ui.decline.addEventListener("click", declineCall);
+  ui.stop.addEventListener("click", () => endLine("Stopped waiting for calls"));
   ui.change.addEventListener("click", () => showForm());
   ui.pad.addEventListener("click", (event) => {
     const digit = event.target && event.target.getAttribute && event.target.getAttribute("data-digit");
@@ -375,6 +654,7 @@
       send(c, { op: "hangup", call: c.id, reason: "page closed" });
       close(c, 1001);
     }
+    stopLine();
   });
 
   // Start: with the parameters, call at once (and take the password out of the address bar).
@@ -389,6 +669,8 @@
   // pwd must be given (it may be empty: pwd=); without it the form asks for it.
   if ((given.server || defaultServer()) && given.clr && given.cld && hasPassword) {
     startCall({ server: given.server || defaultServer(), clr: given.clr, pwd: given.pwd, cld: given.cld });
+  } else if ((given.server || defaultServer()) && given.clr && hasPassword) {
+    wait({ server: given.server || defaultServer(), clr: given.clr, pwd: given.pwd, cld: "", waiting: true });
   } else {
     params = given.server || given.clr || given.cld ? given : null;
     showForm();
