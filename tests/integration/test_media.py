@@ -265,6 +265,12 @@ class BaresipPairTests(BaresipBase):
     def test_dtls_to_sdes(self) -> None:
         self.pair("dtls", "sdes")
 
+    def test_sdes_to_dtls(self) -> None:
+        self.pair("sdes", "dtls", {"101": "dtls"})
+
+    def test_dtls_to_dtls(self) -> None:
+        self.pair("dtls", "dtls", {"101": "dtls"})
+
     def test_rtcp_relayed_sdes_to_plain(self) -> None:
         """RTCP crosses the relay both ways and is re-protected: the SDES phone's SRTCP reaches the plain
         phone decrypted, the plain phone's RTCP reaches the SDES phone as SRTCP it accepts."""
