@@ -288,7 +288,7 @@ def raw_echo_main() -> None:
                 sys.stdout.flush()
 
 
-def serve_main(mode: str, port_range: str, coalesce: float = 0.0) -> None:
+def serve_main(mode: str, port_range: str, coalesce: float = 0.0, profile: str | None = None) -> None:
     """minisip's MediaRelay (mode relay) or a Twisted UDP echo (mode echo), driven by JSON lines on stdin.
 
     Every Python server runs with the garbage-collector settings of minisip's server (minisip/app.py):
@@ -397,7 +397,14 @@ def serve_main(mode: str, port_range: str, coalesce: float = 0.0) -> None:
                 reactor.stop()
 
     stdio.StandardIO(Control())
-    reactor.run()
+    if not profile:
+        reactor.run()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.runcall(reactor.run)
+    profiler.dump_stats(profile)
 
 
 # -- orchestration -----------------------------------------------------------------------------------
@@ -587,8 +594,9 @@ class PythonServer(Server):
     def __init__(self, name: str, mode: str, args: argparse.Namespace, tmp: Path) -> None:
         self.name = name
         self.mode = mode
+        profile = ["--profile", args.profile_relay] if args.profile_relay and mode == "relay" else []
         self.child = Child([sys.executable, __file__, "serve", "--mode", mode, "--ports", args.minisip_ports,
-                            "--coalesce", str(args.coalesce)],
+                            "--coalesce", str(args.coalesce), *profile],
                            tmp / f"{mode}.log", args.nice)
         self.pid = self.child.pid
         self.counters: list[dict[str, Any]] = []
@@ -850,6 +858,7 @@ def main() -> int:
     s.add_argument("--mode", choices=["relay", "echo", "rawecho"], default="relay")
     s.add_argument("--ports", default="30000-39999")
     s.add_argument("--coalesce", type=float, default=0.0)
+    s.add_argument("--profile")
     parser.add_argument("--modes", default="plain,srtp,dtls",
                         help="plain (RTP), srtp (SDES-SRTP on both legs), dtls (handshakes/s); comma-separated")
     parser.add_argument("--srtp", action="store_true", help="only the SDES-SRTP calls (--modes srtp)")
@@ -876,6 +885,8 @@ def main() -> int:
                         help="MediaRelay(coalesce=...): seconds the relay's shared reader batches wake-ups under load")
     parser.add_argument("--nice", type=int, default=0,
                         help="niceness of the generator and every server (e.g. -10 as root on a shared machine)")
+    parser.add_argument("--profile-relay", metavar="FILE",
+                        help="run minisip's relay process under cProfile and write its stats to FILE at the end")
     parser.add_argument("--quick", action="store_true", help="3 s steps, coarse ladder")
     parser.add_argument("--json", help="write all results to this file")
     args = parser.parse_args()
@@ -883,7 +894,7 @@ def main() -> int:
         generate_main(args.sockets)
         return 0
     if args.role == "serve":
-        serve_main(args.mode, args.ports, args.coalesce)
+        serve_main(args.mode, args.ports, args.coalesce, args.profile)
         return 0
     if args.quick:
         args.duration, args.ladder = 3.0, "200,400,800,1200"
@@ -985,6 +996,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             print(f"  server CPU per packet at {args.cpu_calls} calls: "
                   + ", ".join(f"{labels[k]} {v:.1f} us (user {split[k][0]:.1f} + kernel {split[k][1]:.1f})"
                               for k, v in cpu.items()))
+            behind = [k for k, r in part.get("cpu", {}).items() if r["loss"] > 0.01]
+            if behind:
+                print(f"  (fell behind at {args.cpu_calls} calls, loss > 1%: {', '.join(labels[k] for k in behind)}; "
+                      f"its CPU per packet is understated: the backlog is worked off after the step)")
             gen = {name: 100 * r["generator_cpu"] / r["elapsed"] for name, r in part.get("cpu", {}).items()}
             print("  generator CPU meanwhile: " + ", ".join(f"{labels[k]} {v:.0f}% core" for k, v in gen.items()))
             for name in ("minisip", "rtpengine"):
