@@ -1,24 +1,32 @@
-"""Relayed G.711 calls: minisip's MediaRelay vs rtpengine's userspace daemon, with Python UDP echoes.
+"""Relayed G.711 calls and DTLS-SRTP handshakes: minisip's MediaRelay vs rtpengine's userspace daemon.
 
 One traffic generator (bench/rtpgen.c, built with gcc at start; ``--generator python`` for the slower
-Python one) sends 172-byte RTP packets every 20 ms both ways for N concurrent calls on 127.0.0.1 and
-measures loss and added jitter: the p99 of one-way delay above the run's minimum, less the same figure
-for a few streams that go generator to generator (the generator's and the OS's own share).
+Python one, plain RTP only) sends 172-byte RTP packets every 20 ms both ways for N concurrent calls on
+127.0.0.1 and measures loss and added jitter: the p99 of one-way delay above the run's minimum, less
+the same figure for a few streams that go generator to generator (the generator's and the OS's own share).
 
-1. CPU per packet, every server once at ``--cpu-calls`` (300) calls: a Twisted UDP echo, a raw epoll
-   Python echo, minisip's relay (in its own process, ``serve`` role) and rtpengine (``--table=-1``,
-   kernel forwarding off, ``--num-threads=1``, driven over ng: offer/answer/delete per call).
-2. The ladder: minisip and rtpengine interleaved at each step (the machine's noise falls on both), calls
-   raised until loss > 0.01% or added jitter p99 > 5 ms (a failing step is retried once, then one
-   bisection step); a step where the generator itself fell behind is reported as GENERATOR-LIMITED.
+Three parts in one run (``--modes plain,srtp,dtls``, the default; ``--srtp`` or ``--dtls`` for one):
 
-    python3 bench/media_bench.py                     # about 2-5 minutes
+1. plain RTP, then 2. SDES-SRTP (RTP/SAVP, AES_CM_128_HMAC_SHA1_80 on both legs: the relay unprotects
+   with one leg's key and protects with the other's; the generator does the SRTP of the phones), each:
+   a. CPU per packet, every server once at ``--cpu-calls`` (300) calls: a Twisted UDP echo, a raw epoll
+      Python echo, minisip's relay (in its own process, ``serve`` role) and rtpengine (``--table=-1``,
+      kernel forwarding off, ``--num-threads=1``, driven over ng: offer/answer/delete per call);
+   b. the ladder: minisip and rtpengine interleaved at each step (the machine's noise falls on both),
+      calls raised until loss > 0.01% or added jitter p99 > 5 ms (a failing step is retried once, then
+      one bisection step); a step where the generator itself fell behind is GENERATOR-LIMITED.
+3. DTLS-SRTP handshakes per second over UDP: one client (bench/dtls_srtp_client.py, minisip's
+   DtlsTransform as client) against minisip's relay endpoints and rtpengine's, each as DTLS server.
+
+    python3 bench/media_bench.py                     # about 6-10 minutes
     python3 bench/media_bench.py --nice -10          # as root on a shared machine: our processes first
-    python3 bench/media_bench.py --servers minisip --ladder 200,400 --duration 4 --json /tmp/media.json
+    python3 bench/media_bench.py --srtp --servers minisip,rtpengine --ladder 100,200,300 --json /tmp/m.json
+    python3 bench/media_bench.py --dtls --dtls-handshakes 2000
 
 Every line shows the other processes' CPU during the step ("others"): on a shared 2-core machine the
-figures mean little when it is near 1 core. Processes: the generator, the Python servers and rtpengine
-are started here, each in its own session, and each is ended by its PID.
+figures mean little when it is near 1 core. Port ranges and rtpengine's ng port are chosen at run time.
+Processes: the generator, the Python servers, the DTLS client and rtpengine are started here, each in
+its own session, and each is ended by its PID.
 """
 
 from __future__ import annotations
