@@ -941,7 +941,7 @@ def main() -> int:
                 assert bench is not None
                 srtp = mode == "srtp"
                 if srtp and not bench.generator_srtp:
-                    results["srtp_error"] = "the generator has no SRTP (its build needs gcc and Debian libssl-dev)"
+                    results["srtp_error"] = "the generator has no SRTP (the Python one has none; rtpgen.c needs gcc and Debian libssl-dev)"
                     print(f"srtp: {results['srtp_error']}", flush=True)
                     continue
                 bench.srtp = srtp
