@@ -1,24 +1,32 @@
-"""Relayed G.711 calls: minisip's MediaRelay vs rtpengine's userspace daemon, with Python UDP echoes.
+"""Relayed G.711 calls and DTLS-SRTP handshakes: minisip's MediaRelay vs rtpengine's userspace daemon.
 
 One traffic generator (bench/rtpgen.c, built with gcc at start; ``--generator python`` for the slower
-Python one) sends 172-byte RTP packets every 20 ms both ways for N concurrent calls on 127.0.0.1 and
-measures loss and added jitter: the p99 of one-way delay above the run's minimum, less the same figure
-for a few streams that go generator to generator (the generator's and the OS's own share).
+Python one, plain RTP only) sends 172-byte RTP packets every 20 ms both ways for N concurrent calls on
+127.0.0.1 and measures loss and added jitter: the p99 of one-way delay above the run's minimum, less
+the same figure for a few streams that go generator to generator (the generator's and the OS's own share).
 
-1. CPU per packet, every server once at ``--cpu-calls`` (300) calls: a Twisted UDP echo, a raw epoll
-   Python echo, minisip's relay (in its own process, ``serve`` role) and rtpengine (``--table=-1``,
-   kernel forwarding off, ``--num-threads=1``, driven over ng: offer/answer/delete per call).
-2. The ladder: minisip and rtpengine interleaved at each step (the machine's noise falls on both), calls
-   raised until loss > 0.01% or added jitter p99 > 5 ms (a failing step is retried once, then one
-   bisection step); a step where the generator itself fell behind is reported as GENERATOR-LIMITED.
+Three parts in one run (``--modes plain,srtp,dtls``, the default; ``--srtp`` or ``--dtls`` for one):
 
-    python3 bench/media_bench.py                     # about 2-5 minutes
+1. plain RTP, then 2. SDES-SRTP (RTP/SAVP, AES_CM_128_HMAC_SHA1_80 on both legs: the relay unprotects
+   with one leg's key and protects with the other's; the generator does the SRTP of the phones), each:
+   a. CPU per packet, every server once at ``--cpu-calls`` (300) calls: a Twisted UDP echo, a raw epoll
+      Python echo, minisip's relay (in its own process, ``serve`` role) and rtpengine (``--table=-1``,
+      kernel forwarding off, ``--num-threads=1``, driven over ng: offer/answer/delete per call);
+   b. the ladder: minisip and rtpengine interleaved at each step (the machine's noise falls on both),
+      calls raised until loss > 0.01% or added jitter p99 > 5 ms (a failing step is retried once, then
+      one bisection step); a step where the generator itself fell behind is GENERATOR-LIMITED.
+3. DTLS-SRTP handshakes per second over UDP: one client (bench/dtls_srtp_client.py, minisip's
+   DtlsTransform as client) against minisip's relay endpoints and rtpengine's, each as DTLS server.
+
+    python3 bench/media_bench.py                     # about 6-10 minutes
     python3 bench/media_bench.py --nice -10          # as root on a shared machine: our processes first
-    python3 bench/media_bench.py --servers minisip --ladder 200,400 --duration 4 --json /tmp/media.json
+    python3 bench/media_bench.py --srtp --servers minisip,rtpengine --ladder 100,200,300 --json /tmp/m.json
+    python3 bench/media_bench.py --dtls --dtls-handshakes 2000
 
 Every line shows the other processes' CPU during the step ("others"): on a shared 2-core machine the
-figures mean little when it is near 1 core. Processes: the generator, the Python servers and rtpengine
-are started here, each in its own session, and each is ended by its PID.
+figures mean little when it is near 1 core. Port ranges and rtpengine's ng port are chosen at run time.
+Processes: the generator, the Python servers, the DTLS client and rtpengine are started here, each in
+its own session, and each is ended by its PID.
 """
 
 from __future__ import annotations
@@ -288,7 +296,7 @@ def raw_echo_main() -> None:
                 sys.stdout.flush()
 
 
-def serve_main(mode: str, port_range: str, coalesce: float = 0.0) -> None:
+def serve_main(mode: str, port_range: str, coalesce: float = 0.0, profile: str | None = None) -> None:
     """minisip's MediaRelay (mode relay) or a Twisted UDP echo (mode echo), driven by JSON lines on stdin.
 
     Every Python server runs with the garbage-collector settings of minisip's server (minisip/app.py):
@@ -311,7 +319,9 @@ def serve_main(mode: str, port_range: str, coalesce: float = 0.0) -> None:
     from twisted.internet.protocol import DatagramProtocol
     from twisted.protocols.basic import LineReceiver
 
+    from minisip.media.dtls import DtlsTransform, local_certificate
     from minisip.media.relay import MediaRelay
+    from minisip.media.srtp import AES_CM_128_HMAC_SHA1_80, SdesTransform
 
     low, high = (int(x) for x in port_range.split("-"))
     relay = MediaRelay(reactor, HOST, (low, high), timeout=0, coalesce=coalesce)
@@ -324,12 +334,14 @@ def serve_main(mode: str, port_range: str, coalesce: float = 0.0) -> None:
 
     class Control(LineReceiver):
         delimiter = b"\n"
+        MAX_LENGTH = 1 << 26  # a setup with SRTP keys for 1,000 calls is 250 KB
 
         def lineReceived(self, line: bytes) -> None:
             command = json.loads(line)
             op = command["op"]
             if op == "setup":
                 ports = []
+                keys = command.get("srtp")
                 for i, (a_port, b_port) in enumerate(command["calls"]):
                     if mode == "echo":
                         pair = [reactor.listenUDP(0, Echo(), interface=HOST) for _ in range(2)]
@@ -341,14 +353,40 @@ def serve_main(mode: str, port_range: str, coalesce: float = 0.0) -> None:
                     b = relay.open_endpoint(call_id, "b")
                     a.set_remote((HOST, a_port))
                     b.set_remote((HOST, b_port))
+                    if keys:
+                        # The generator's keys: side a sends with a_tx and receives with a_rx, so the relay's
+                        # leg a unprotects with a_tx and protects with a_rx; four keys, all different.
+                        a_tx, a_rx, b_tx, b_rx = (bytes.fromhex(k) for k in keys[i])
+                        a.set_transform(SdesTransform(a_rx, a_tx, AES_CM_128_HMAC_SHA1_80))
+                        b.set_transform(SdesTransform(b_rx, b_tx, AES_CM_128_HMAC_SHA1_80))
                     relay.bridge(a, b)
                     ports.append([a.local[1], b.local[1]])
                 self.reply({"ports": ports})
+            elif op == "dtls_setup":
+                # Leg a plain, leg b DTLS-SRTP with the relay as DTLS server (the answer said
+                # a=setup:active), expecting the client's certificate; the process's own certificate.
+                certificate = local_certificate()
+                client = tuple(command["fingerprint"])
+                ports = []
+                for i in range(command["calls"]):
+                    call_id = f"dtls-{i}"
+                    a = relay.open_endpoint(call_id, "a")
+                    b = relay.open_endpoint(call_id, "b")
+                    a.set_remote((HOST, 9))
+                    b.set_transform(DtlsTransform("server", client, reactor, certificate))
+                    relay.bridge(a, b)
+                    ports.append(b.local[1])
+                self.reply({"ports": ports, "fingerprint": ["sha-256", certificate.fingerprint]})
             elif op == "teardown":
-                totals: dict[str, int] = {}
+                totals: dict[str, int] = {"dtls_ready": 0, "dtls_failed": 0}
                 for call_id in list(relay._calls):
+                    for endpoint in relay.endpoints(call_id):
+                        if isinstance(endpoint.transform, DtlsTransform):
+                            totals["dtls_ready"] += endpoint.transform.ready()
+                            totals["dtls_failed"] += endpoint.transform.state == "failed"
                     for stats in relay.close_call(call_id):
                         for key in ("packets_in", "packets_out", "dropped_spoofed", "dropped_malformed",
+                                    "dropped_unprotect", "srtp_auth_failures", "srtp_replay_failures",
                                     "send_errors", "errors", "lost"):
                             totals[key] = totals.get(key, 0) + stats[key]
                 for port in echo_ports:
@@ -367,7 +405,14 @@ def serve_main(mode: str, port_range: str, coalesce: float = 0.0) -> None:
                 reactor.stop()
 
     stdio.StandardIO(Control())
-    reactor.run()
+    if not profile:
+        reactor.run()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.runcall(reactor.run)
+    profiler.dump_stats(profile)
 
 
 # -- orchestration -----------------------------------------------------------------------------------
@@ -453,18 +498,25 @@ def fmt_step(name: str, n: int, r: dict[str, Any]) -> str:
             f"added jitter p99 {r['jitter_p99_ms']:5.2f} ms (raw {r['raw_jitter_p99_ms']:5.2f})  server {r['cpu_us_per_packet']:5.1f} us/pkt "
             f"({100 * r['server_cpu_share']:3.0f}% core)  gen late p99 {r['send_late_p99_ms']:5.2f} ms "
             f"gen {100 * r['generator_cpu'] / r['elapsed']:3.0f}% core  others {r['other_processes_cores']:.1f} cores  "
-            f"{'ok' if step_ok(r) else 'GENERATOR-LIMITED' if generator_limited(r) else 'FAIL'}")
+            f"{'ok' if step_ok(r) else 'GENERATOR-LIMITED' if generator_limited(r) else 'FAIL'}"
+            + (f"  srtp failures at the generator {r['srtp_failures']}" if r.get("srtp_failures") else ""))
 
 
 class CGenerator(Child):
     """bench/rtpgen.c, built with gcc into the temporary directory: the same measurements as the Python
-    Generator at a fraction of its CPU, so that the server under test gets the machine."""
+    Generator at a fraction of its CPU, so that the server under test gets the machine; built with
+    OpenSSL's libcrypto (Debian libssl-dev) it also protects and unprotects SDES-SRTP."""
 
     def ask(self, obj: Any, timeout: float) -> Any:
         if obj.get("op") != "run":
             return super().ask(obj, timeout)
-        lines = [f"run {obj['duration']} {obj['warmup']} {int(obj['echo'])} {obj['direct']} {len(obj['calls'])}"]
-        lines += [f"{a} {b}" for a, b in obj["calls"]]
+        keys = obj.get("keys")
+        lines = [f"run {obj['duration']} {obj['warmup']} {int(obj['echo'])} {obj['direct']} {len(obj['calls'])} "
+                 f"{int(bool(keys))}"]
+        if keys:
+            lines += [f"{a} {b} {' '.join(k)}" for (a, b), k in zip(obj["calls"], keys)]
+        else:
+            lines += [f"{a} {b}" for a, b in obj["calls"]]
         assert self.proc.stdin is not None
         self.proc.stdin.write(("\n".join(lines) + "\n").encode())
         self.proc.stdin.flush()
@@ -477,27 +529,67 @@ class CGenerator(Child):
 
 
 def build_c_generator(tmp: Path) -> Path | None:
-    """gcc -O2 bench/rtpgen.c; None when there is no working C compiler."""
+    """gcc -O2 bench/rtpgen.c, with SRTP through OpenSSL's libcrypto when its headers are there (Debian
+    libssl-dev); None when there is no working C compiler."""
     binary = tmp / "rtpgen"
+    source = str(BENCH_DIR / "rtpgen.c")
+    attempts = [["-DWITH_SRTP", "-o", str(binary), source, "-lcrypto"], ["-o", str(binary), source]]
+    for extra in attempts:
+        try:
+            subprocess.run(["gcc", "-O2", *extra], check=True, capture_output=True, timeout=60)
+            if "-DWITH_SRTP" not in extra:
+                print("note: bench/rtpgen.c built without OpenSSL (Debian libssl-dev): no SRTP mode", flush=True)
+            return binary
+        except (OSError, subprocess.SubprocessError) as e:
+            error = e
+    print(f"note: cannot build bench/rtpgen.c ({error}); using the Python generator", flush=True)
+    return None
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that nothing is bound to right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def pick_port_ranges(count: int, size: int = 6000) -> list[str]:
+    """``count`` disjoint random port ranges below the kernel's ephemeral range (where the generator's and
+    the client's sockets are), chosen at run time: another benchmark may run a relay at the same time; a
+    port that is taken anyway is skipped by both relays' port pools. 6,000 ports: 1,200 calls take two
+    legs of an RTP and an RTCP port each."""
+    import random
+
+    low = 10000
     try:
-        subprocess.run(["gcc", "-O2", "-o", str(binary), str(BENCH_DIR / "rtpgen.c")], check=True,
-                       capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as e:
-        print(f"note: cannot build bench/rtpgen.c ({e}); using the Python generator", flush=True)
-        return None
-    return binary
+        high = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) - 1
+    except (OSError, ValueError, IndexError):
+        high = 32767
+    blocks = list(range(low, high - size + 1, size))
+    chosen = random.sample(blocks, count)
+    return [f"{start}-{start + size - 1}" for start in chosen]
+
+
+def new_keys() -> list[str]:
+    """Four master key+salt (30 bytes, hex) for one SRTP call: a sends, a receives, b sends, b receives."""
+    return [os.urandom(30).hex() for _ in range(4)]
 
 
 class Server:
-    """A server under test: set up N relayed calls (returns the ports the generator sends to), tear down."""
+    """A server under test: set up N relayed calls (returns the ports the generator sends to and, with
+    SRTP, the keys the generator uses), tear down; DTLS endpoints for the handshake phase."""
 
     name = ""
     pid = 0
 
-    def setup(self, calls: list[tuple[int, int]]) -> list[list[int]]:
+    def setup(self, calls: list[tuple[int, int]], srtp: bool) -> tuple[list[list[int]], list[list[str]] | None]:
         raise NotImplementedError
 
     def teardown(self) -> None:
+        raise NotImplementedError
+
+    def dtls_setup(self, n: int, client_fingerprint: tuple[str, str]) -> list[list[Any]]:
+        """``n`` calls whose leg b is a DTLS-SRTP server expecting the client: [[port, hash, fingerprint]]."""
         raise NotImplementedError
 
     def stop(self) -> None:
@@ -509,14 +601,28 @@ class PythonServer(Server):
 
     def __init__(self, name: str, mode: str, args: argparse.Namespace, tmp: Path) -> None:
         self.name = name
+        self.mode = mode
+        profile = ["--profile", args.profile_relay] if args.profile_relay and mode == "relay" else []
         self.child = Child([sys.executable, __file__, "serve", "--mode", mode, "--ports", args.minisip_ports,
-                            "--coalesce", str(args.coalesce)],
+                            "--coalesce", str(args.coalesce), *profile],
                            tmp / f"{mode}.log", args.nice)
         self.pid = self.child.pid
         self.counters: list[dict[str, Any]] = []
 
-    def setup(self, calls: list[tuple[int, int]]) -> list[list[int]]:
-        return self.child.ask({"op": "setup", "calls": calls}, 60)["ports"]  # type: ignore[no-any-return]
+    def setup(self, calls: list[tuple[int, int]], srtp: bool) -> tuple[list[list[int]], list[list[str]] | None]:
+        keys = [new_keys() for _ in calls] if srtp else None
+        command: dict[str, Any] = {"op": "setup", "calls": calls}
+        if keys and self.mode == "relay":
+            command["srtp"] = keys
+        ports = self.child.ask(command, 60)["ports"]
+        if keys and self.mode != "relay":
+            # An echo sends each side its own packets back: each side receives with its sending key.
+            keys = [[a_tx, a_tx, b_tx, b_tx] for a_tx, _, b_tx, _ in keys]
+        return ports, keys
+
+    def dtls_setup(self, n: int, client_fingerprint: tuple[str, str]) -> list[list[Any]]:
+        reply = self.child.ask({"op": "dtls_setup", "calls": n, "fingerprint": list(client_fingerprint)}, 120)
+        return [[port, *reply["fingerprint"]] for port in reply["ports"]]
 
     def teardown(self) -> None:
         self.counters.append(self.child.ask({"op": "teardown"}, 60))
@@ -526,9 +632,10 @@ class PythonServer(Server):
 
 
 class RtpengineServer(Server):
-    """rtpengine's userspace daemon driven over ng (offer/answer/delete per call)."""
+    """rtpengine's userspace daemon driven over ng (offer/answer/delete per call); with ``recrypt`` it is
+    started so that it decrypts and re-encrypts SDES-to-SDES calls (rtpengine.RECRYPT_OPTIONS)."""
 
-    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+    def __init__(self, args: argparse.Namespace, tmp: Path, recrypt: bool = False) -> None:
         import rtpengine
 
         self.name = "rtpengine"
@@ -537,9 +644,11 @@ class RtpengineServer(Server):
             raise RuntimeError(f"{rtpengine.RTPENGINE} not found (Debian 12: apt-get install rtpengine-daemon)")
         low, high = (int(x) for x in args.rtpengine_ports.split("-"))
         log = tmp / "rtpengine.log"
-        self.proc = rtpengine.start(args.ng_port, low, high, log, args.rtpengine_threads, niceness(args.nice))
+        ng_port = args.ng_port or free_udp_port()
+        self.proc = rtpengine.start(ng_port, low, high, log, args.rtpengine_threads, niceness(args.nice),
+                                    rtpengine.RECRYPT_OPTIONS if recrypt else None)
         self.pid = self.proc.pid
-        self.ng = rtpengine.NgClient(HOST, args.ng_port)
+        self.ng = rtpengine.NgClient(HOST, ng_port)
         self.ids: list[str] = []
         self.n = 0
         deadline = time.monotonic() + 10
@@ -550,11 +659,27 @@ class RtpengineServer(Server):
                 raise RuntimeError(f"rtpengine did not answer an ng ping (exit code {self.proc.poll()}): {tail}")
             time.sleep(0.2)
 
-    def setup(self, calls: list[tuple[int, int]]) -> list[list[int]]:
+    def setup(self, calls: list[tuple[int, int]], srtp: bool) -> tuple[list[list[int]], list[list[str]] | None]:
         self.n += 1
         self.ids = [f"bench-{self.n}-{i}" for i in range(len(calls))]
-        return [list(self.rtpengine.relay_call(self.ng, call_id, (HOST, a), (HOST, b)))
-                for call_id, (a, b) in zip(self.ids, calls)]
+        if not srtp:
+            return [list(self.rtpengine.relay_call(self.ng, call_id, (HOST, a), (HOST, b)))
+                    for call_id, (a, b) in zip(self.ids, calls)], None
+        ports, keys = [], []
+        for call_id, (a, b) in zip(self.ids, calls):
+            pair, call_keys = self.rtpengine.relay_call_sdes(self.ng, call_id, (HOST, a), (HOST, b))
+            ports.append(list(pair))
+            keys.append([k.hex() for k in call_keys])
+        return ports, keys
+
+    def dtls_setup(self, n: int, client_fingerprint: tuple[str, str]) -> list[list[Any]]:
+        self.n += 1
+        self.ids = [f"dtls-{self.n}-{i}" for i in range(n)]
+        targets = []
+        for call_id in self.ids:
+            port, fingerprint = self.rtpengine.dtls_call(self.ng, call_id, (HOST, 9), (HOST, 9), client_fingerprint)
+            targets.append([port, *fingerprint])
+        return targets
 
     def teardown(self) -> None:
         for call_id in self.ids:
@@ -566,10 +691,27 @@ class RtpengineServer(Server):
         self.rtpengine.stop(self.proc)
 
 
+def start_servers(names: list[str], args: argparse.Namespace, tmp: Path, srtp: bool,
+                  results: dict[str, Any]) -> list[Server]:
+    """The servers of one mode, in a fixed order; an rtpengine that cannot start is reported, not fatal."""
+    started: list[Server] = []
+    for name, mode in (("echo", "echo"), ("rawecho", "rawecho"), ("minisip", "relay")):
+        if name in names:
+            started.append(PythonServer(name, mode, args, tmp))
+    if "rtpengine" in names:
+        try:
+            started.append(RtpengineServer(args, tmp, recrypt=srtp))
+        except RuntimeError as e:
+            results["rtpengine_error"] = str(e)
+            print(f"rtpengine: {e}", flush=True)
+    return started
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.args = args
         self.tmp = tmp
+        self.srtp = False
         binary = build_c_generator(tmp) if args.generator == "c" else None
         self.generator_kind = "c" if binary else "python"
         if binary:
@@ -578,16 +720,21 @@ class Bench:
             self.gen = Child([sys.executable, __file__, "generate", "--sockets", str(args.sockets)],
                              tmp / "generator.log", args.nice)
         self.gen_ports = self.gen.read(20)
+        self.generator_srtp = bool(self.gen_ports.get("srtp"))
 
     def addresses(self, n: int) -> list[tuple[int, int]]:
         count = len(self.gen_ports["a"])
         return [(self.gen_ports["a"][i % count], self.gen_ports["b"][i % count]) for i in range(n)]
 
-    def measure(self, name: str, server_pid: int, targets: list[list[int]]) -> dict[str, Any]:
+    def measure(self, name: str, server_pid: int, targets: list[list[int]],
+                keys: list[list[str]] | None) -> dict[str, Any]:
         args = self.args
         t0, (user0, sys0), (busy0, total0) = time.monotonic(), cpu_split(server_pid), machine_ticks()
-        result = self.gen.ask({"op": "run", "calls": targets, "duration": args.duration, "warmup": args.warmup,
-                               "echo": name.endswith("echo"), "direct": args.direct}, args.duration + args.warmup + 60)
+        command: dict[str, Any] = {"op": "run", "calls": targets, "duration": args.duration, "warmup": args.warmup,
+                                   "echo": name.endswith("echo"), "direct": args.direct}
+        if keys:
+            command["keys"] = keys
+        result = self.gen.ask(command, args.duration + args.warmup + 60)
         user1, sys1 = cpu_split(server_pid)
         elapsed, cpu = time.monotonic() - t0, user1 - user0 + sys1 - sys0
         packets = max(1, result["sent"])
@@ -604,11 +751,18 @@ class Bench:
         return result
 
     def step(self, server: Server, n: int) -> dict[str, Any]:
-        targets = server.setup(self.addresses(n))
+        targets, keys = server.setup(self.addresses(n), self.srtp)
         try:
-            return self.measure(server.name, server.pid, targets)
+            result = self.measure(server.name, server.pid, targets, keys)
         finally:
             server.teardown()
+        if isinstance(server, PythonServer) and server.mode == "relay" and server.counters:
+            result["relay_counters"] = server.counters[-1]
+            dropped = {k: v for k, v in server.counters[-1].items()
+                       if v and k.startswith(("dropped", "srtp_", "errors", "send_errors"))}
+            if dropped:
+                print(f"          relay counters: {dropped}", flush=True)
+        return result
 
     def cpu_phase(self, servers: list[Server]) -> dict[str, dict[str, Any]]:
         """Every server once at the same load, one after the other: CPU per packet side by side."""
@@ -618,7 +772,7 @@ class Bench:
         """Raise the calls step by step, the servers interleaved at each step (so the shared machine's
         noise falls on all of them alike); a server leaves the ladder at its first failing step."""
         state = {s.name: {"best": 0, "failed": None, "generator_limited": False, "steps": {}} for s in servers}
-        for n in self.args.ladder:
+        for n in self.args.srtp_ladder if self.srtp else self.args.ladder:
             active = [s for s in servers if state[s.name]["failed"] is None and not state[s.name]["generator_limited"]]
             if not active:
                 break
@@ -659,6 +813,50 @@ class Bench:
         self.gen.stop()
 
 
+def dtls_phase(args: argparse.Namespace, tmp: Path, servers: list[Server]) -> dict[str, Any]:
+    """DTLS-SRTP handshakes per second: the same client (dtls_srtp_client.py) against each server's
+    DTLS endpoints over UDP, servers interleaved, ``--dtls-rounds`` rounds; the endpoints are set up
+    before the clock starts (offer/answer is not part of the figure)."""
+    client = Child([sys.executable, str(BENCH_DIR / "dtls_srtp_client.py")], tmp / "dtls-client.log",
+                   args.nice)
+    out: dict[str, Any] = {server.name: [] for server in servers}
+    try:
+        fingerprint = tuple(client.read(30)["fingerprint"])
+        for round_number in range(args.dtls_rounds):
+            for server in servers:
+                targets = server.dtls_setup(args.dtls_handshakes, fingerprint)  # type: ignore[arg-type]
+                try:
+                    t0, (user0, sys0), (busy0, total0) = time.monotonic(), cpu_split(server.pid), machine_ticks()
+                    result = client.ask({"op": "run", "targets": targets, "concurrency": args.dtls_concurrency,
+                                         "timeout": 10}, 60 + args.dtls_handshakes / 10)
+                    user1, sys1 = cpu_split(server.pid)
+                    busy1, total1 = machine_ticks()
+                    elapsed = time.monotonic() - t0
+                finally:
+                    server.teardown()
+                cpu = user1 - user0 + sys1 - sys0
+                machine = (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
+                result.update(server_cpu=cpu, elapsed=elapsed,
+                              per_second=result["done"] / result["wall"] if result["wall"] else 0.0,
+                              per_server_cpu_second=result["done"] / cpu if cpu else float("inf"),
+                              server_ms=1000 * cpu / max(1, result["done"]),
+                              other_processes_cores=max(0.0, machine - (cpu + result["client_cpu"]) / elapsed))
+                if isinstance(server, PythonServer) and server.counters:
+                    result["server_ready"] = server.counters[-1].get("dtls_ready")
+                out[server.name].append(result)
+                print(f"dtls {server.name:9} round {round_number + 1}: {result['done']}/{len(targets)} handshakes "
+                      f"in {result['wall']:.2f} s = {result['per_second']:.0f}/s "
+                      f"(client {100 * result['client_cpu'] / result['wall']:.0f}% core, "
+                      f"server {100 * cpu / elapsed:.0f}% core = {result['server_ms']:.2f} ms each, "
+                      f"{result['per_server_cpu_second']:.0f}/s per server core); "
+                      f"p50 {result['latency_p50_ms']:.1f} ms p99 {result['latency_p99_ms']:.1f} ms; "
+                      f"failed {result['failed']} {result['failures'] or ''}; "
+                      f"others {result['other_processes_cores']:.1f} cores", flush=True)
+    finally:
+        client.stop()
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="role")
@@ -668,8 +866,15 @@ def main() -> int:
     s.add_argument("--mode", choices=["relay", "echo", "rawecho"], default="relay")
     s.add_argument("--ports", default="30000-39999")
     s.add_argument("--coalesce", type=float, default=0.0)
+    s.add_argument("--profile")
+    parser.add_argument("--modes", default="plain,srtp,dtls",
+                        help="plain (RTP), srtp (SDES-SRTP on both legs), dtls (handshakes/s); comma-separated")
+    parser.add_argument("--srtp", action="store_true", help="only the SDES-SRTP calls (--modes srtp)")
+    parser.add_argument("--dtls", action="store_true", help="only the DTLS handshakes (--modes dtls)")
     parser.add_argument("--servers", default="echo,rawecho,minisip,rtpengine")
     parser.add_argument("--ladder", default="100,200,300,400,500,600,800,1000,1200")
+    parser.add_argument("--srtp-ladder", default="50,100,150,200,250,300,400,500,600",
+                        help="the ladder of the SRTP part (finer: SRTP costs a relay about twice as much)")
     parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per step")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--retry", type=int, default=1, help="run a failing step once more (0: never)")
@@ -677,16 +882,21 @@ def main() -> int:
     parser.add_argument("--direct", type=int, default=10, help="calibration streams generator-to-generator")
     parser.add_argument("--cpu-calls", type=int, default=300, help="calls for the side-by-side CPU per packet")
     parser.add_argument("--sockets", type=int, default=64, help="generator sockets per side")
-    parser.add_argument("--minisip-ports", default="30000-39999")
-    parser.add_argument("--rtpengine-ports", default="40000-49999")
+    parser.add_argument("--minisip-ports", default="auto", help="the relay's port range (auto: chosen at run time)")
+    parser.add_argument("--rtpengine-ports", default="auto", help="rtpengine's port range (auto: chosen at run time)")
     parser.add_argument("--rtpengine-threads", type=int, default=1)
-    parser.add_argument("--ng-port", type=int, default=22222)
+    parser.add_argument("--ng-port", type=int, default=0, help="rtpengine's ng port (0: a free one at run time)")
+    parser.add_argument("--dtls-handshakes", type=int, default=1000, help="handshakes per server and round")
+    parser.add_argument("--dtls-concurrency", type=int, default=16, help="handshakes in flight at once")
+    parser.add_argument("--dtls-rounds", type=int, default=2)
     parser.add_argument("--generator", choices=["c", "python"], default="c",
                         help="traffic generator: bench/rtpgen.c built with gcc (default; falls back to python)")
     parser.add_argument("--coalesce", type=float, default=0.0,
                         help="MediaRelay(coalesce=...): seconds the relay's shared reader batches wake-ups under load")
     parser.add_argument("--nice", type=int, default=0,
                         help="niceness of the generator and every server (e.g. -10 as root on a shared machine)")
+    parser.add_argument("--profile-relay", metavar="FILE",
+                        help="run minisip's relay process under cProfile and write its stats to FILE at the end")
     parser.add_argument("--quick", action="store_true", help="3 s steps, coarse ladder")
     parser.add_argument("--json", help="write all results to this file")
     args = parser.parse_args()
@@ -694,38 +904,64 @@ def main() -> int:
         generate_main(args.sockets)
         return 0
     if args.role == "serve":
-        serve_main(args.mode, args.ports, args.coalesce)
+        serve_main(args.mode, args.ports, args.coalesce, args.profile)
         return 0
     if args.quick:
-        args.duration, args.ladder = 3.0, "200,400,800,1200"
+        args.duration, args.ladder, args.srtp_ladder = 3.0, "200,400,800,1200", "100,200,300,600"
+        args.dtls_handshakes = min(args.dtls_handshakes, 300)
     args.ladder = [int(x) for x in args.ladder.split(",")]
-    servers = args.servers.split(",")
+    args.srtp_ladder = [int(x) for x in args.srtp_ladder.split(",")]
+    modes = ["srtp"] if args.srtp else ["dtls"] if args.dtls else args.modes.split(",")
+    if args.srtp and args.dtls:
+        modes = ["srtp", "dtls"]
+    auto = pick_port_ranges(2)
+    if args.minisip_ports == "auto":
+        args.minisip_ports = auto[0]
+    if args.rtpengine_ports == "auto":
+        args.rtpengine_ports = auto[1]
+    print(f"ports: minisip relay {args.minisip_ports}, rtpengine {args.rtpengine_ports}", flush=True)
+    names = args.servers.split(",")
     raise_fd_limit()
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"modes": modes, "minisip_ports": args.minisip_ports,
+                               "rtpengine_ports": args.rtpengine_ports, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     with tempfile.TemporaryDirectory(prefix="media-bench-") as tmp:
-        bench = Bench(args, Path(tmp))
-        started: list[Server] = []
+        bench = None if modes == ["dtls"] else Bench(args, Path(tmp))
         try:
-            for name, mode in (("echo", "echo"), ("rawecho", "rawecho"), ("minisip", "relay")):
-                if name in servers:
-                    started.append(PythonServer(name, mode, args, Path(tmp)))
-            if "rtpengine" in servers:
+            for mode in modes:
+                if mode == "dtls":
+                    print("\n== DTLS-SRTP handshakes over UDP", flush=True)
+                    servers = start_servers([n for n in names if n in ("minisip", "rtpengine")], args, Path(tmp),
+                                            False, results)
+                    try:
+                        results["dtls"] = dtls_phase(args, Path(tmp), servers)
+                    finally:
+                        for server in servers:
+                            server.stop()
+                    continue
+                assert bench is not None
+                srtp = mode == "srtp"
+                if srtp and not bench.generator_srtp:
+                    results["srtp_error"] = "the generator has no SRTP (the Python one has none; rtpgen.c needs gcc and Debian libssl-dev)"
+                    print(f"srtp: {results['srtp_error']}", flush=True)
+                    continue
+                bench.srtp = srtp
+                print(f"\n== {'SDES-SRTP (AES_CM_128_HMAC_SHA1_80 both legs)' if srtp else 'plain RTP'} calls; "
+                      f"generator: {bench.generator_kind}; CPU per packet at {args.cpu_calls} calls, then the ladder",
+                      flush=True)
+                servers = start_servers(names, args, Path(tmp), srtp, results)
                 try:
-                    started.append(RtpengineServer(args, Path(tmp)))
-                except RuntimeError as e:
-                    results["rtpengine_error"] = str(e)
-                    print(f"rtpengine: {e}", flush=True)
-            print(f"generator: {bench.generator_kind}; CPU per packet at {args.cpu_calls} calls, then the ladder",
-                  flush=True)
-            results["cpu"] = bench.cpu_phase(started)
-            echoes = [s for s in started if s.name.endswith("echo")]
-            for server in echoes:
-                server.stop()
-            results["ladder"] = bench.ladders([s for s in started if s not in echoes])
+                    part: dict[str, Any] = {"cpu": bench.cpu_phase(servers)}
+                    echoes = [s for s in servers if s.name.endswith("echo")]
+                    for server in echoes:
+                        server.stop()
+                    part["ladder"] = bench.ladders([s for s in servers if s not in echoes])
+                    results[mode] = part
+                finally:
+                    for server in servers:
+                        server.stop()
         finally:
-            for server in started:
-                server.stop()
-            bench.close()
+            if bench is not None:
+                bench.close()
     report(results, args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
@@ -733,44 +969,80 @@ def main() -> int:
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> None:
-    print("\nresult (loss <= 0.01% and added jitter p99 <= 5 ms; loopback, 172-byte RTP every 20 ms both ways)")
-    ladder = results.get("ladder", {})
-    mini = ladder.get("minisip")
-    engine = ladder.get("rtpengine")
-
-    def figure(r: dict[str, Any] | None) -> str:
-        if r is None:
-            return "not run"
-        note = " (ladder top, not a limit)" if r["limited_by_ladder"] else ""
-        if r.get("generator_limited"):
-            note = " (at least: the next step was limited by the generator/machine, not the server)"
-        return f"{r['best']} calls{note}"
-
-    print(f"  minisip MediaRelay, one process:   {figure(mini)}")
-    if "rtpengine_error" in results:
-        print(f"  rtpengine: ERROR {results['rtpengine_error']}")
-    else:
-        print(f"  rtpengine userspace, {args.rtpengine_threads} thread(s): {figure(engine)}")
-    if mini and engine and engine["best"]:
-        print(f"  ratio minisip/rtpengine: {mini['best'] / engine['best']:.2f}")
-    cpu = {name: r["cpu_us_per_packet"] for name, r in results.get("cpu", {}).items()}
     labels = {"echo": "Twisted UDP echo", "rawecho": "raw epoll Python echo", "minisip": "minisip relay",
               "rtpengine": "rtpengine"}
-    if cpu:
-        split = {name: (r["user_us_per_packet"], r["kernel_us_per_packet"])
-                 for name, r in results.get("cpu", {}).items()}
-        print(f"  server CPU per packet at {args.cpu_calls} calls: "
-              + ", ".join(f"{labels[k]} {v:.1f} us (user {split[k][0]:.1f} + kernel {split[k][1]:.1f})"
-                          for k, v in cpu.items()))
-        for name in ("minisip", "rtpengine"):
-            if name in cpu:
-                print(f"  {labels[name]}: one core would carry about {1e6 / (100 * cpu[name]):.0f} calls "
-                      f"(1 s / (100 packets/s x {cpu[name]:.1f} us))")
-    for base in ("echo", "rawecho"):
-        if "minisip" in cpu and base in cpu:
-            print(f"  minisip relay / {labels[base]}: x{cpu['minisip'] / cpu[base]:.2f} per packet (target <= 2)")
-    if "minisip" in cpu and "rtpengine" in cpu:
-        print(f"  minisip relay / rtpengine: x{cpu['minisip'] / cpu['rtpengine']:.2f} per packet")
+    for mode in ("plain", "srtp"):
+        part = results.get(mode)
+        if part is None:
+            if mode == "srtp" and "srtp_error" in results:
+                print(f"\nSDES-SRTP calls: ERROR {results['srtp_error']}")
+            continue
+        what = ("SDES-SRTP calls, AES_CM_128_HMAC_SHA1_80 on both legs, unprotected and re-protected by the relay"
+                if mode == "srtp" else "plain RTP calls")
+        print(f"\nresult, {what} (loss <= 0.01% and added jitter p99 <= 5 ms; loopback, "
+              f"172-byte RTP{' + 10-byte SRTP tag' if mode == 'srtp' else ''} every 20 ms both ways)")
+        ladder = part.get("ladder", {})
+        mini = ladder.get("minisip")
+        engine = ladder.get("rtpengine")
+
+        def figure(r: dict[str, Any] | None) -> str:
+            if r is None:
+                return "not run"
+            note = " (ladder top, not a limit)" if r["limited_by_ladder"] else ""
+            if r.get("generator_limited"):
+                note = " (at least: the next step was limited by the generator/machine, not the server)"
+            return f"{r['best']} calls{note}"
+
+        print(f"  minisip MediaRelay, one process:   {figure(mini)}")
+        if "rtpengine_error" in results:
+            print(f"  rtpengine: ERROR {results['rtpengine_error']}")
+        else:
+            print(f"  rtpengine userspace, {args.rtpengine_threads} thread(s): {figure(engine)}")
+        if mini and engine and engine["best"]:
+            print(f"  ratio minisip/rtpengine: {mini['best'] / engine['best']:.2f}")
+        cpu = {name: r["cpu_us_per_packet"] for name, r in part.get("cpu", {}).items()}
+        if cpu:
+            split = {name: (r["user_us_per_packet"], r["kernel_us_per_packet"])
+                     for name, r in part.get("cpu", {}).items()}
+            print(f"  server CPU per packet at {args.cpu_calls} calls: "
+                  + ", ".join(f"{labels[k]} {v:.1f} us (user {split[k][0]:.1f} + kernel {split[k][1]:.1f})"
+                              for k, v in cpu.items()))
+            behind = [k for k, r in part.get("cpu", {}).items() if r["loss"] > 0.01]
+            if behind:
+                print(f"  (fell behind at {args.cpu_calls} calls, loss > 1%: {', '.join(labels[k] for k in behind)}; "
+                      f"its CPU per packet is understated: the backlog is worked off after the step)")
+            gen = {name: 100 * r["generator_cpu"] / r["elapsed"] for name, r in part.get("cpu", {}).items()}
+            print("  generator CPU meanwhile: " + ", ".join(f"{labels[k]} {v:.0f}% core" for k, v in gen.items()))
+            for name in ("minisip", "rtpengine"):
+                if name in cpu:
+                    print(f"  {labels[name]}: one core would carry about {1e6 / (100 * cpu[name]):.0f} calls "
+                          f"(1 s / (100 packets/s x {cpu[name]:.1f} us))")
+        for base in ("echo", "rawecho"):
+            if "minisip" in cpu and base in cpu:
+                target = " (target <= 2)" if mode == "plain" else ""
+                print(f"  minisip relay / {labels[base]}: x{cpu['minisip'] / cpu[base]:.2f} per packet{target}")
+        if "minisip" in cpu and "rtpengine" in cpu:
+            print(f"  minisip relay / rtpengine: x{cpu['minisip'] / cpu['rtpengine']:.2f} per packet")
+    dtls = results.get("dtls")
+    if dtls:
+        print(f"\nresult, DTLS-SRTP handshakes over UDP (server role, ECDSA P-256 certificates, one client process, "
+              f"{args.dtls_concurrency} in flight; best of {args.dtls_rounds} rounds)")
+        best: dict[str, dict[str, Any]] = {}
+        for name, rounds in dtls.items():
+            if rounds:
+                best[name] = max(rounds, key=lambda r: r["per_second"])
+                cpu_best = max(r["per_server_cpu_second"] for r in rounds)
+                failed = sum(r["failed"] for r in rounds)
+                print(f"  {labels.get(name, name)}: {best[name]['per_second']:.0f} handshakes/s "
+                      f"({cpu_best:.0f}/s per server core, {min(r['server_ms'] for r in rounds):.2f} ms of server CPU "
+                      f"each; {failed} failed)")
+        if "minisip" in best and "rtpengine" in best and best["rtpengine"]["per_second"]:
+            ratio = best["minisip"]["per_second"] / best["rtpengine"]["per_second"]
+            cpu_ratio = (max(r["per_server_cpu_second"] for r in dtls["minisip"])
+                         / max(r["per_server_cpu_second"] for r in dtls["rtpengine"]))
+            print(f"  ratio minisip/rtpengine: {ratio:.2f} handshakes/s, {cpu_ratio:.2f} per server core "
+                  f"(the Python client takes a core of its own: the wall figure is bounded by it)")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,6 +6,7 @@ offer/answer carry SDP in and rewritten SDP out, delete ends the call.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -115,10 +116,25 @@ class NgClient:
         self.sock.close()
 
 
-def sdp(host: str, port: int) -> str:
-    """A plain PCMU offer/answer for one audio stream at host:port."""
+def sdp(host: str, port: int, proto: str = "RTP/AVP", extra: str = "") -> str:
+    """A PCMU offer/answer for one audio stream at host:port (``extra``: more a= lines, CRLF-ended)."""
     return (f"v=0\r\no=- 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
-            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
+            f"m=audio {port} {proto} 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n{extra}")
+
+
+def crypto_keys(text: str) -> dict[int, tuple[str, bytes]]:
+    """The a=crypto lines of an SDP: tag -> (suite, master key+salt)."""
+    found = {}
+    for tag, suite, inline in re.findall(r"^a=crypto:(\d+) (\S+) inline:([A-Za-z0-9+/=]+)", text, re.M):
+        found[int(tag)] = (suite, base64.b64decode(inline + "=" * (-len(inline) % 4)))
+    return found
+
+
+def sdp_fingerprint(text: str) -> tuple[str, str]:
+    match = re.search(r"^a=fingerprint:(\S+) (\S+)", text, re.M)
+    if not match:
+        raise NgError(f"no a=fingerprint in rtpengine's SDP: {text!r}")
+    return match.group(1), match.group(2)
 
 
 def sdp_port(text: str) -> int:
@@ -136,16 +152,69 @@ def relay_call(ng: NgClient, call_id: str, a: tuple[str, int], b: tuple[str, int
     return sdp_port(answer["sdp"]), sdp_port(offer["sdp"])
 
 
+SUITE = "AES_CM_128_HMAC_SHA1_80"
+# Options that make rtpengine 10.5 decrypt and re-encrypt SDES-to-SDES calls (see relay_call_sdes): DTMF
+# logging to a UDP address where nothing listens (nothing is sent: the bench's calls carry no DTMF).
+RECRYPT_OPTIONS = ["--dtmf-log-dest=127.0.0.1:9"]
+
+
+def relay_call_sdes(ng: NgClient, call_id: str, a: tuple[str, int], b: tuple[str, int]
+                    ) -> tuple[tuple[int, int], tuple[bytes, bytes, bytes, bytes]]:
+    """An SDES-SRTP call (RTP/SAVP, AES_CM_128_HMAC_SHA1_80 on both legs) through rtpengine.
+
+    rtpengine 10.5 copies the offerer's key into its offer and the answerer's key into its answer when
+    both legs use the same suite, and then passes packets through without any crypto ("SRTP
+    passthrough"; newer versions have a ``recrypt`` flag, 10.5 has not and picks keys of its own only
+    for a suite the offerer did not offer). Started with ``RECRYPT_OPTIONS`` (DTMF logging on),
+    ``__determine_handler`` sets ``must_recrypt`` for every stream: it unprotects each packet with one
+    leg's key and protects it again for the other leg, as minisip does, with the same keys on both legs.
+    Returns the ports (a sends to, b sends to) and the keys (a sends with, a receives with, b sends
+    with, b receives with).
+    """
+    a80, b80 = os.urandom(30), os.urandom(30)
+
+    def line(tag: int, key: bytes) -> str:
+        return f"a=crypto:{tag} {SUITE} inline:{base64.b64encode(key).decode()}\r\n"
+
+    offer = ng.command(command="offer", **{"call-id": call_id, "from-tag": "a", "ICE": "remove", "DTLS": "off",
+                                           "sdp": sdp(*a, "RTP/SAVP", line(1, a80))})
+    offered = crypto_keys(offer["sdp"])
+    tag = next((t for t, (suite, _) in sorted(offered.items()) if suite == SUITE), None)
+    if tag is None:
+        raise NgError(f"rtpengine offered no {SUITE}: {offer['sdp']!r}")
+    answer = ng.command(command="answer", **{"call-id": call_id, "from-tag": "a", "to-tag": "b", "ICE": "remove",
+                                             "sdp": sdp(*b, "RTP/SAVP", line(tag, b80))})
+    answered = list(crypto_keys(answer["sdp"]).values())
+    if len(answered) != 1 or answered[0][0] != SUITE:
+        raise NgError(f"rtpengine answered other than one {SUITE}: {answer['sdp']!r}")
+    return (sdp_port(answer["sdp"]), sdp_port(offer["sdp"])), (a80, answered[0][1], b80, offered[tag][1])
+
+
+def dtls_call(ng: NgClient, call_id: str, a: tuple[str, int], b: tuple[str, int],
+              client_fingerprint: tuple[str, str]) -> tuple[int, tuple[str, str]]:
+    """A call from a plain RTP side a to a DTLS-SRTP side b (UDP/TLS/RTP/SAVP) whose answer says
+    ``a=setup:active``: rtpengine is the DTLS server of leg b and waits for the ClientHello. Returns the
+    port b's DTLS client talks to and rtpengine's fingerprint (hash name, value)."""
+    offer = ng.command(command="offer", **{
+        "call-id": call_id, "from-tag": "a", "ICE": "remove", "transport-protocol": "UDP/TLS/RTP/SAVP",
+        "SDES": ["off"], "sdp": sdp(*a)})
+    fingerprint = sdp_fingerprint(offer["sdp"])
+    extra = f"a=setup:active\r\na=fingerprint:{client_fingerprint[0]} {client_fingerprint[1]}\r\n"
+    ng.command(command="answer", **{"call-id": call_id, "from-tag": "a", "to-tag": "b", "ICE": "remove",
+                                    "sdp": sdp(*b, "UDP/TLS/RTP/SAVP", extra)})
+    return sdp_port(offer["sdp"]), fingerprint
+
+
 def delete_call(ng: NgClient, call_id: str) -> None:
     ng.command(command="delete", **{"call-id": call_id, "from-tag": "a", "delete-delay": 0})
 
 
 def start(ng_port: int, port_min: int, port_max: int, log_path: Path, threads: int = 1,
-          preexec_fn: Any = None) -> subprocess.Popen[bytes]:
+          preexec_fn: Any = None, extra: list[str] | None = None) -> subprocess.Popen[bytes]:
     """Start the userspace daemon (kernel forwarding off: --table=-1), in the foreground, logging to a file."""
     argv = [RTPENGINE, "--foreground", "--table=-1", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{ng_port}",
             f"--port-min={port_min}", f"--port-max={port_max}", "--log-stderr", "--config-file=none",
-            f"--num-threads={threads}", "--delete-delay=0", "--log-level=4"]
+            f"--num-threads={threads}", "--delete-delay=0", "--log-level=4", *(extra or [])]
     log = open(log_path, "ab")
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -5,8 +5,16 @@
  * in both directions, spread over 20 phases of 1 ms; every packet carries its call, direction, sequence
  * and send time (CLOCK_MONOTONIC ns); loss and one-way delay are measured on receipt.
  *
- * stdin:  "run DURATION WARMUP ECHO DIRECT N" then N lines "PORT_A PORT_B", or "quit".
- * stdout: first "{"a": [...], "b": [...]}" (the sockets' ports), then one JSON line per run.
+ * SDES-SRTP (RFC 3711 AES_CM_128_HMAC_SHA1_80 with OpenSSL's libcrypto, built with -DWITH_SRTP -lcrypto;
+ * Debian 12's libsrtp2 uses NSS and costs about 6 us per packet, OpenSSL's AES-NI well under 1): every
+ * call has four master keys+salts (30 bytes, hex): what side a sends with, what side a receives with,
+ * the same for side b; packets are protected before sendto and authenticated and decrypted on receipt
+ * (a failure counts as srtp_failures and the packet as lost; no replay check, the servers do theirs).
+ * The direct calibration streams stay plain.
+ *
+ * stdin:  "run DURATION WARMUP ECHO DIRECT N [SRTP]" then N lines "PORT_A PORT_B [A_TX A_RX B_TX B_RX]",
+ *         or "quit".
+ * stdout: first "{"a": [...], "b": [...], "srtp": 0|1}" (the sockets' ports), then one JSON line per run.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -22,10 +30,20 @@
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef WITH_SRTP
+#define OPENSSL_API_COMPAT 0x10100000L
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#define HAVE_SRTP 1
+#else
+#define HAVE_SRTP 0
+#endif
 
 #define PACKET 172
 #define SLOTS 20
 #define PERIOD_NS 20000000LL
+#define KEY_SALT 30
+#define SRTP_TAG 10
 
 typedef struct {
     int fd;
@@ -33,7 +51,136 @@ typedef struct {
     uint32_t call, ssrc;
     uint8_t dir;
     uint8_t buf[PACKET];
+    void *tx;  /* srtp_ctx_t of the sending side, or NULL (plain) */
 } stream_t;
+
+/* One direction's SRTP crypto context (one SSRC per context in this generator). */
+typedef struct {
+#ifdef WITH_SRTP
+    EVP_CIPHER_CTX *aes;
+    HMAC_CTX *hmac;
+#endif
+    uint8_t salt[14];
+    uint32_t roc;
+    uint16_t s_l;
+    int seen;
+} srtp_ctx_t;
+
+/* Per call with SRTP: contexts [a_tx, a_rx, b_tx, b_rx]. */
+static srtp_ctx_t *sessions;
+static int nsessions_calls;
+
+#ifdef WITH_SRTP
+/* RFC 3711 4.3: AES-CM PRF of the master key over (master salt XOR label << 48), index 0 (kdr 0). */
+static void derive(const uint8_t *master, uint8_t label, uint8_t *out, int len) {
+    uint8_t iv[16] = {0}, zeros[32] = {0};
+    memcpy(iv, master + 16, 14);
+    iv[7] ^= label;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n;
+    EVP_EncryptInit_ex(c, EVP_aes_128_ctr(), NULL, master, iv);
+    EVP_EncryptUpdate(c, out, &n, zeros, len);
+    EVP_CIPHER_CTX_free(c);
+}
+
+static void new_session(srtp_ctx_t *ctx, const uint8_t *master) {
+    uint8_t key[16], auth[20];
+    derive(master, 0, key, 16);
+    derive(master, 1, auth, 20);
+    derive(master, 2, ctx->salt, 14);
+    ctx->aes = EVP_CIPHER_CTX_new();
+    EVP_EncryptInit_ex(ctx->aes, EVP_aes_128_ctr(), NULL, key, NULL);
+    ctx->hmac = HMAC_CTX_new();
+    HMAC_Init_ex(ctx->hmac, auth, 20, EVP_sha1(), NULL);
+    ctx->roc = 0;
+    ctx->s_l = 0;
+    ctx->seen = 0;
+}
+
+static void free_session(srtp_ctx_t *ctx) {
+    EVP_CIPHER_CTX_free(ctx->aes);
+    HMAC_CTX_free(ctx->hmac);
+}
+
+static int header_length(const uint8_t *p, int len) {
+    int h = 12 + 4 * (p[0] & 0x0F);
+    if (p[0] & 0x10) {
+        if (len < h + 4) return -1;
+        h += 4 + 4 * (p[h + 2] << 8 | p[h + 3]);
+    }
+    return h <= len ? h : -1;
+}
+
+/* AES-CM over the payload (RFC 3711 4.1.1) and the 80-bit HMAC-SHA1 tag over packet || ROC. */
+static void keystream_xor(srtp_ctx_t *ctx, uint8_t *p, int h, int len, uint32_t roc) {
+    uint8_t iv[16] = {0};
+    memcpy(iv, ctx->salt, 14);
+    for (int i = 0; i < 4; i++) iv[4 + i] ^= p[8 + i];
+    uint8_t idx[6] = {roc >> 24, roc >> 16, roc >> 8, roc, p[2], p[3]};
+    for (int i = 0; i < 6; i++) iv[8 + i] ^= idx[i];
+    int n;
+    EVP_EncryptInit_ex(ctx->aes, NULL, NULL, NULL, iv);
+    EVP_EncryptUpdate(ctx->aes, p + h, &n, p + h, len - h);
+}
+
+static void tag(srtp_ctx_t *ctx, const uint8_t *p, int len, uint32_t roc, uint8_t *out) {
+    uint8_t r[4] = {roc >> 24, roc >> 16, roc >> 8, roc}, md[20];
+    unsigned int n;
+    HMAC_Init_ex(ctx->hmac, NULL, 0, NULL, NULL);
+    HMAC_Update(ctx->hmac, p, len);
+    HMAC_Update(ctx->hmac, r, 4);
+    HMAC_Final(ctx->hmac, md, &n);
+    memcpy(out, md, SRTP_TAG);
+}
+
+static int srtp_protect_packet(srtp_ctx_t *ctx, uint8_t *p, int *len) {
+    int h = header_length(p, *len);
+    if (h < 0) return -1;
+    uint16_t seq = p[2] << 8 | p[3];
+    if (ctx->seen && seq < ctx->s_l && ctx->s_l - seq > 32768) ctx->roc++;
+    ctx->s_l = seq;
+    ctx->seen = 1;
+    keystream_xor(ctx, p, h, *len, ctx->roc);
+    tag(ctx, p, *len, ctx->roc, p + *len);
+    *len += SRTP_TAG;
+    return 0;
+}
+
+static int srtp_unprotect_packet(srtp_ctx_t *ctx, uint8_t *p, int *len) {
+    if (*len < 12 + SRTP_TAG) return -1;
+    int body = *len - SRTP_TAG, h = header_length(p, body);
+    if (h < 0) return -1;
+    uint16_t seq = p[2] << 8 | p[3];
+    uint32_t roc = ctx->roc;  /* RFC 3711 appendix A estimate */
+    if (ctx->seen) {
+        if (ctx->s_l < 32768) {
+            if (seq > ctx->s_l + 32768) roc--;
+        } else if (ctx->s_l - 32768 > seq) {
+            roc++;
+        }
+    }
+    uint8_t expect[SRTP_TAG];
+    tag(ctx, p, body, roc, expect);
+    if (CRYPTO_memcmp(expect, p + body, SRTP_TAG) != 0) return -1;
+    keystream_xor(ctx, p, h, body, roc);
+    if (!ctx->seen || roc > ctx->roc || (roc == ctx->roc && seq > ctx->s_l)) {
+        ctx->roc = roc;
+        ctx->s_l = seq;
+    }
+    ctx->seen = 1;
+    *len = body;
+    return 0;
+}
+#endif
+
+static int hexkey(const char *hex, uint8_t *out) {
+    for (int i = 0; i < KEY_SALT; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1) return -1;
+        out[i] = v;
+    }
+    return 0;
+}
 
 static int nsock;
 static int *fds;       /* side a: fds[0..nsock), side b: fds[nsock..2*nsock) */
@@ -75,8 +222,23 @@ static int port_of(int fd) {
 
 static double pct(int64_t *v, size_t n, double q) { return n ? v[(size_t)(n * q) < n ? (size_t)(n * q) : n - 1] : 0; }
 
-static void run(double duration, double warmup, int echo, int direct, int ncalls, int *ports, int epfd) {
+static void run(double duration, double warmup, int echo, int direct, int ncalls, int *ports, uint8_t *keys, int epfd) {
     int nstreams = 2 * ncalls + direct;
+    uint8_t sbuf[PACKET + SRTP_TAG + 16];
+    sessions = NULL;
+    nsessions_calls = 0;
+#ifdef WITH_SRTP
+    if (keys) {
+        sessions = calloc(4 * (size_t)ncalls, sizeof *sessions);
+        for (int c = 0; c < ncalls; c++)
+            for (int k = 0; k < 4; k++)
+                new_session(&sessions[4 * c + k], keys + (4 * (size_t)c + k) * KEY_SALT);
+        nsessions_calls = ncalls;
+    }
+#else
+    (void)keys;
+#endif
+    (void)sbuf;
     stream_t *streams = calloc(nstreams, sizeof *streams);
     int *slot_count = calloc(SLOTS, sizeof *slot_count);
     stream_t ***slots = calloc(SLOTS, sizeof *slots);
@@ -94,6 +256,7 @@ static void run(double duration, double warmup, int echo, int direct, int ncalls
             st->dir = dir;
             st->ssrc = (call << 1) | dir;
             slot = call % SLOTS;
+            st->tx = sessions ? &sessions[4 * call + 2 * dir] : NULL;
         } else {
             int k = i - 2 * ncalls;
             st->fd = fds[(k + 1) % nsock];
@@ -114,6 +277,7 @@ static void run(double duration, double warmup, int echo, int direct, int ncalls
     int64_t stop_at = measure_from + (int64_t)(duration * 1e9), drain_until = stop_at + 500000000LL;
     int64_t slot_ns = PERIOD_NS / SLOTS, next_slot = start;
     long sent = 0, sent_measured = 0, received = 0, received_measured = 0, misrouted = 0, send_errors = 0;
+    long srtp_failures = 0;
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
@@ -139,7 +303,18 @@ static void run(double duration, double warmup, int echo, int direct, int ncalls
                 put32(b + 17, seq);
                 put32(b + 21, (uint32_t)((uint64_t)t >> 32));
                 put32(b + 25, (uint32_t)t);
-                if (sendto(st->fd, b, PACKET, 0, (struct sockaddr *)&st->to, sizeof st->to) < 0) {
+                int len = PACKET;
+#ifdef WITH_SRTP
+                if (st->tx) {
+                    memcpy(sbuf, b, PACKET);
+                    b = sbuf;
+                    if (srtp_protect_packet(st->tx, b, &len) < 0) {
+                        srtp_failures++;
+                        continue;
+                    }
+                }
+#endif
+                if (sendto(st->fd, b, len, 0, (struct sockaddr *)&st->to, sizeof st->to) < 0) {
                     send_errors++;
                     continue;
                 }
@@ -169,6 +344,19 @@ static void run(double duration, double warmup, int echo, int direct, int ncalls
                 if (len < 0) break;
                 int64_t arrived = now_ns();
                 if (len < 29) { misrouted++; continue; }
+#ifdef WITH_SRTP
+                uint32_t ssrc = get32(rbuf + 8);
+                if (sessions && ssrc < 0xFFFF0000u) {
+                    uint32_t call = ssrc >> 1;
+                    int rlen = (int)len;
+                    if (call >= (uint32_t)nsessions_calls ||
+                        srtp_unprotect_packet(&sessions[4 * call + 2 * fd_side[fd] + 1], rbuf, &rlen) < 0) {
+                        srtp_failures++;
+                        continue;
+                    }
+                    len = rlen;
+                }
+#endif
                 int dir = rbuf[16];
                 int64_t sent_ns = (int64_t)((uint64_t)get32(rbuf + 21) << 32 | get32(rbuf + 25));
                 if (dir != expect) {
@@ -204,15 +392,20 @@ static void run(double duration, double warmup, int echo, int direct, int ncalls
            "\"lost\": %ld, \"loss\": %.8f, \"misrouted\": %ld, \"send_errors\": %ld, \"generator_cpu\": %.4f, "
            "\"delay_min_ms\": %.4f, \"delay_p50_ms\": %.4f, \"jitter_p90_ms\": %.4f, \"jitter_max_ms\": %.4f, "
            "\"raw_jitter_p99_ms\": %.4f, \"direct_jitter_p99_ms\": %.4f, \"jitter_p99_ms\": %.4f, "
-           "\"send_late_p99_ms\": %.4f}\n",
+           "\"send_late_p99_ms\": %.4f, \"srtp\": %d, \"srtp_failures\": %ld}\n",
            ncalls, sent, received, sent_measured, received_measured, lost,
            sent_measured ? (double)lost / sent_measured : 1.0, misrouted, send_errors, cpu, base / 1e6,
            ndelay ? pct(delays, ndelay, 0.5) / 1e6 : 0, ndelay ? (pct(delays, ndelay, 0.9) - base) / 1e6 : 0,
            ndelay ? (delays[ndelay - 1] - base) / 1e6 : 0, raw99, direct99, added,
-           nlate ? pct(late, nlate, 0.99) / 1e6 : 0);
+           nlate ? pct(late, nlate, 0.99) / 1e6 : 0, sessions != NULL, srtp_failures);
     fflush(stdout);
     for (int s = 0; s < SLOTS; s++) free(slots[s]);
     free(slots); free(slot_count); free(streams); free(delays); free(ddelays); free(late);
+#ifdef WITH_SRTP
+    for (int k = 0; sessions && k < 4 * nsessions_calls; k++) free_session(&sessions[k]);
+#endif
+    free(sessions);
+    sessions = NULL;
 }
 
 int main(int argc, char **argv) {
@@ -232,18 +425,30 @@ int main(int argc, char **argv) {
         fd_side[fds[i]] = i >= nsock;
         printf("%s%d", i == nsock ? "], \"b\": [" : (i ? ", " : ""), port_of(fds[i]));
     }
-    printf("]}\n");
+    printf("], \"srtp\": %d}\n", HAVE_SRTP);
     fflush(stdout);
-    char line[256];
+    char line[512];
     while (fgets(line, sizeof line, stdin)) {
         double duration, warmup;
-        int echo, direct, ncalls;
-        if (sscanf(line, "run %lf %lf %d %d %d", &duration, &warmup, &echo, &direct, &ncalls) != 5) break;
+        int echo, direct, ncalls, srtp = 0;
+        if (sscanf(line, "run %lf %lf %d %d %d %d", &duration, &warmup, &echo, &direct, &ncalls, &srtp) < 5) break;
+        if (srtp && !HAVE_SRTP) {
+            fprintf(stderr, "rtpgen: built without SRTP (-DWITH_SRTP -lcrypto)\n");
+            return 1;
+        }
         int *ports = calloc(2 * (size_t)ncalls + 2, sizeof *ports);
-        for (int i = 0; i < ncalls; i++)
-            if (!fgets(line, sizeof line, stdin) || sscanf(line, "%d %d", &ports[2 * i], &ports[2 * i + 1]) != 2) return 1;
-        run(duration, warmup, echo, direct, ncalls, ports, epfd);
+        uint8_t *keys = srtp ? calloc(4 * (size_t)ncalls + 1, KEY_SALT) : NULL;
+        for (int i = 0; i < ncalls; i++) {
+            char k[4][2 * KEY_SALT + 1];
+            if (!fgets(line, sizeof line, stdin)) return 1;
+            int got = sscanf(line, "%d %d %60s %60s %60s %60s", &ports[2 * i], &ports[2 * i + 1], k[0], k[1], k[2], k[3]);
+            if (got < 2 || (srtp && got != 6)) return 1;
+            for (int j = 0; srtp && j < 4; j++)
+                if (hexkey(k[j], keys + (4 * (size_t)i + j) * KEY_SALT) < 0) return 1;
+        }
+        run(duration, warmup, echo, direct, ncalls, ports, keys, epfd);
         free(ports);
+        free(keys);
     }
     return 0;
 }
