@@ -46,6 +46,7 @@ __all__ = [
     "LEAVE_TONE",
     "NUMPY_AVAILABLE",
     "TICK_SECONDS",
+    "codec_state",
     "JitterBuffer",
     "JitterStats",
     "Mixer",
@@ -190,6 +191,13 @@ class _Codec:
     def silent(self) -> bytes:
         return self.silence
 
+    def encode(self, samples: Sequence[int]) -> bytes:
+        """20 ms of 8 kHz samples (int16 range) as a payload."""
+        return g711.encode(self.name, samples)
+
+    def discard(self, payload: bytes) -> None:
+        """A received frame nobody hears (G.711 keeps no state)."""
+
     def alone_frame(self, position: int) -> bytes:
         return self.alone[position % len(self.alone)]
 
@@ -226,6 +234,14 @@ class _G722Codec:
     def silent(self) -> bytes:
         return self._encoder.encode(_SILENT_SAMPLES)
 
+    def encode(self, samples: Sequence[int]) -> bytes:
+        """20 ms of 8 kHz samples (int16 range) as the next payload of this stream."""
+        return self._encoder.encode(samples)
+
+    def discard(self, payload: bytes) -> None:
+        """A received frame nobody hears (a caller entering a PIN): decoded only to keep in step."""
+        self._decoder.decode(payload)
+
     def alone_frame(self, position: int) -> bytes:
         start = (position % (len(ALONE_TONE) // FRAME_SAMPLES)) * FRAME_SAMPLES
         return self._encoder.encode(ALONE_TONE[start:start + FRAME_SAMPLES])
@@ -235,6 +251,15 @@ _SILENT_SAMPLES = (0,) * FRAME_SAMPLES
 _FILL = {G722: 0xFF, **g711.SILENCE}  # what pads a short frame in a jitter buffer
 
 _CODECS = {name: _Codec(name) for name in g711.CODECS}
+
+
+def codec_state(codec: str) -> _Codec | _G722Codec:
+    """A caller's codec before it joins a room: ``encode(samples)`` plays audio to it (a prompt),
+    ``discard(payload)`` takes what it sends meanwhile. Pass it to ``Room.join``: a G.722 stream must
+    go on with the same ADPCM state at both ends (a fresh state against the far end's would leave a
+    lasting offset), so a G.722 caller's state is its own; G.711 keeps none."""
+    name = normalize_codec(codec)
+    return _G722Codec() if name == G722 else _CODECS[name]
 _TRANSCODE = {(a, b): g711.transcode_table(a, b) for a in g711.CODECS for b in g711.CODECS}
 
 
@@ -351,13 +376,14 @@ class Participant:
 
     __slots__ = ("id", "codec", "send", "jitter", "_room", "_codec")
 
-    def __init__(self, room: Room, participant_id: str, codec: str, send: SendFunction, jitter: JitterBuffer) -> None:
+    def __init__(self, room: Room, participant_id: str, codec: str, send: SendFunction, jitter: JitterBuffer,
+                 state: _Codec | _G722Codec | None = None) -> None:
         self.id = participant_id
         self.codec = codec
         self.send = send
         self.jitter = jitter
         self._room: Room | None = room
-        self._codec: _Codec | _G722Codec = _G722Codec() if codec == G722 else _CODECS[codec]
+        self._codec = state if state is not None and state.name == codec else codec_state(codec)
 
     @property
     def room(self) -> Room | None:
@@ -422,21 +448,23 @@ class Room:
     def participant(self, participant_id: str) -> Participant | None:
         return self._participants.get(participant_id)
 
-    def join(self, participant_id: str, codec: str, send: SendFunction) -> Participant:
+    def join(self, participant_id: str, codec: str, send: SendFunction,
+             state: _Codec | _G722Codec | None = None) -> Participant:
         """Add a participant; raises RoomFull, or ValueError for a duplicate id or a codec not mixed.
 
+        ``state``: the caller's ``codec_state`` if audio already went to or came from it (a PIN prompt).
         Those already in the room hear the join tone (and so does the newcomer, as confirmation).
         """
         name = normalize_codec(codec)
         current = self._mixer._rooms.get(self.number)
         if current is not None and current is not self:  # a stale object for an open room: use the open one
-            return current.join(participant_id, name, send)
+            return current.join(participant_id, name, send, state)
         if participant_id in self._participants:
             raise ValueError(f"participant {participant_id!r} is already in room {self.number}")
         if self.full:
             raise RoomFull(f"room {self.number} is full ({self.max_participants} participants)")
         self._mixer._attach(self)
-        participant = Participant(self, participant_id, name, send, self._mixer._jitter_buffer(name))
+        participant = Participant(self, participant_id, name, send, self._mixer._jitter_buffer(name), state)
         self._participants[participant_id] = participant
         self._stateful += participant._codec.stateful
         if len(self._participants) > 1:

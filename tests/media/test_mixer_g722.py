@@ -174,6 +174,32 @@ class G722MixTests(SynchronousTestCase):
         error = self.assertRaises(ValueError, mixer.normalize_codec, "opus")
         self.assertIn("G722", str(error))
 
+    def test_join_continues_a_stream_begun_outside(self) -> None:
+        """A caller's codec state used for a prompt (and fed its audio meanwhile) goes on in the room:
+        both ends of a G.722 stream keep one ADPCM state."""
+        state = mixer.codec_state("g722")
+        encoder, decoder = g722.NarrowbandEncoder(), g722.NarrowbandDecoder()
+        prompt = mixer.JOIN_TONE[:FRAME_SAMPLES]
+        self.assertEqual(state.encode(prompt), encoder.encode(prompt))
+        talker = g722.G722Encoder()
+        early = talker.encode(sine(800.0, 8000, 320, 16000, 0))
+        state.discard(early)
+        decoder.decode(early)
+        room = self.mixer.room("800", tones=False)
+        frames: list[bytes] = []
+        heard: list[bytes] = []
+        wide = room.join("w", G722, frames.append, state)
+        room.join("u", PCMU, heard.append)
+        payloads = [talker.encode(sine(800.0, 8000, 320, 16000, 320 * n)) for n in range(1, 4)]
+        for seq, payload in enumerate(payloads):
+            wide.receive_rtp(payload, seq, 0)
+        self.clock.advance(TICK * 3)
+        silence = [0] * FRAME_SAMPLES
+        self.assertEqual(frames, [encoder.encode(silence) for _ in range(3)])
+        self.assertNotEqual(frames[0], g722.NarrowbandEncoder().encode(silence))   # a fresh state differs
+        self.assertEqual(heard, [g711.encode(PCMU, decoder.decode(p)) for p in payloads])
+        self.assertEqual(mixer.codec_state("pcma").encode(prompt), g711.encode(PCMA, prompt))
+
     def test_leaving_restores_forwarding(self) -> None:
         """Once the G.722 participant leaves, a lone G.711 talker is forwarded byte for byte again."""
         room = self.mixer.room("800", tones=False)
