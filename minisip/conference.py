@@ -158,6 +158,7 @@ class RoomLeg:
         self.digits = TelephoneEventDigits()
         self.media_codec: Any = None      # the caller's codec state (mixer.codec_state), from the offer on
         self.prompt: deque[tuple[int, ...]] = deque()   # 20 ms frames of 8 kHz samples still to play
+        self.lobby_audio: bytes | None = None   # the caller's last frame while entering the PIN
         self.joined_at: float | None = None
         self.left_at: float | None = None
         self.outcome = "no answer"
@@ -189,8 +190,8 @@ class RoomLeg:
                 participant = self.participant
                 if participant is not None:
                     participant.receive_rtp(plain[start:end], (plain[2] << 8) | plain[3], 0)
-                elif self.state == "pin" and self.media_codec is not None:
-                    self.media_codec.discard(plain[start:end])
+                elif self.state == "pin":
+                    self.lobby_audio = plain[start:end][:FRAME_SAMPLES]   # decoded at the lobby tick
             elif pt == self.dtmf_pt and self.pin_entry is not None:
                 timestamp = int.from_bytes(plain[4:8], "big")
                 digit = self.digits.feed(plain[start:end], timestamp)
@@ -541,6 +542,9 @@ class ConferenceRooms:
     def _lobby_tick(self) -> None:
         for leg in list(self._lobby.values()):
             try:
+                heard, leg.lobby_audio = leg.lobby_audio, None
+                if heard is not None:   # at most one frame a tick, however fast the caller sends
+                    leg.media_codec.discard(heard)
                 leg.send_payload(leg.media_codec.encode(leg.prompt.popleft() if leg.prompt else _SILENCE))
             except Exception:
                 log.failure("conference room {room}: prompt to call {id} failed", room=leg.number, id=leg.call.id)

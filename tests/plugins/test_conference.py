@@ -558,8 +558,11 @@ class PinTests(RoomTestCase):
         port = self.ports["100"] = self.early_port(got)
         decoder, encoder = g722.G722Decoder(), g722.G722Encoder()
         heard: list[int] = []
-        for _ in range(50):     # 1 s: the prompt (320 ms), then silence; the caller's audio goes nowhere
+        for n in range(50):     # 1 s: the prompt (320 ms), then silence; the caller's audio goes nowhere
             self.send("100", encoder.encode([0] * 320), pt=9)
+            if n == 5:          # a burst of oversized packets: at most 20 ms of it is decoded a tick
+                for _ in range(20):
+                    self.send("100", bytes(range(256)) * 5, pt=9)
             self.tick()
             heard += [s for p in self.received("100") for s in decoder.decode(p)]
         self.assertEqual(len(heard), 50 * 320)
