@@ -109,17 +109,18 @@ def _run_band(state: list[int], tables: _BandTables, values: Sequence[int], enco
     out: list[int] = []
     append = out.append
     for value in values:
-        det = dets[nb >> 6]
+        step = nb >> 6
+        det = dets[step]
         if encoding:  # SUBTRA, QUANT: the code of the prediction error
             e = value - s
             if e < 0:
                 if e < -32768:
                     e = -32768
-                code = negative[1 + bisect_right(thresholds[nb >> 6], ~e)]
+                code = negative[1 + bisect_right(thresholds[step], ~e)]
             else:
                 if e > 32767:
                     e = 32767
-                code = positive[1 + bisect_right(thresholds[nb >> 6], e)]
+                code = positive[1 + bisect_right(thresholds[step], e)]
             append(code)
         else:  # INVQB, RECONS, LIMIT: the decoder's output from the code
             code = value
@@ -142,18 +143,11 @@ def _run_band(state: list[int], tables: _BandTables, values: Sequence[int], enco
             p0 = 32767
         elif p0 < -32768:
             p0 = -32768
-        # UPPOL2
+        # UPPOL2: the a1 term is sat16(-+4 a1, at most 32767) >> 7, i.e. (-+a1) >> 5 within -256..255
         same1 = (p0 ^ p1) >= 0
-        w = a1 << 2
-        if w > 32767:
-            w = 32767
-        elif w < -32768:
-            w = -32768
-        if same1:
-            w = -w
-            if w > 32767:
-                w = 32767
-        w = (128 if (p0 ^ p2) >= 0 else -128) + (w >> 7) + ((a2 * 32512) >> 15)
+        w = (-a1 if same1 else a1) >> 5
+        w = (128 if (p0 ^ p2) >= 0 else -128) + (255 if w > 255 else -256 if w < -256 else w) \
+            + ((a2 * 32512) >> 15)
         a2 = 12288 if w > 12288 else -12288 if w < -12288 else w
         # UPPOL1
         w = (192 if same1 else -192) + ((a1 * 32640) >> 15)
