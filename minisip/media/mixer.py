@@ -12,9 +12,10 @@ a room, and G.722 costs a pure-Python ADPCM band each way per participant and ti
 The sum is done on whole frames at C speed: a decoded frame is one Python int holding 160 32-bit lanes
 (sample + 32768 each, so lanes never go negative or carry into each other); a room adds its frames
 once, subtracts a participant's own frame, and one saturating table lookup per sample clips and
-encodes. Rooms with one talker forward that talker's frame through a translate table (the same bytes
-the full mix would give). When numpy is importable the sum and the table lookups run on numpy arrays
-instead (same tables, same bytes out); ``Mixer(clock, use_numpy=False)`` forces the pure path.
+encodes. Rooms with one talker and no G.722 participant forward that talker's frame through a translate
+table (the same bytes the full mix would give). When numpy is importable the sum and the table lookups
+run on numpy arrays instead (same tables, same bytes out); ``Mixer(clock, use_numpy=False)`` forces the
+pure path.
 """
 
 from __future__ import annotations
@@ -252,6 +253,8 @@ _FILL = {G722: 0xFF, **g711.SILENCE}  # what pads a short frame in a jitter buff
 
 _CODECS = {name: _Codec(name) for name in g711.CODECS}
 
+_TRANSCODE = {(a, b): g711.transcode_table(a, b) for a in g711.CODECS for b in g711.CODECS}
+
 
 def codec_state(codec: str) -> _Codec | _G722Codec:
     """A caller's codec before it joins a room: ``encode(samples)`` plays audio to it (a prompt),
@@ -260,7 +263,6 @@ def codec_state(codec: str) -> _Codec | _G722Codec:
     lasting offset), so a G.722 caller's state is its own; G.711 keeps none."""
     name = normalize_codec(codec)
     return _G722Codec() if name == G722 else _CODECS[name]
-_TRANSCODE = {(a, b): g711.transcode_table(a, b) for a in g711.CODECS for b in g711.CODECS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,7 +525,7 @@ class Room:
                 source, frame = talking[0]
                 for member in members:
                     if member is source:
-                        self._send(member, member._codec.silence)
+                        self._send(member, member._codec.silent())
                     else:
                         self._send(member, frame.translate(_TRANSCODE[source.codec, member.codec]))
                 return
@@ -547,9 +549,8 @@ class Room:
         for member in members:
             lanes = own.get(member.id)
             codec = member._codec
-            if codec.stateful:
-                payload = codec.encode_lanes(everyone if lanes is None else others - lanes,  # type: ignore[union-attr]
-                                             self._bias_count * _HALF)
+            if isinstance(codec, _G722Codec):
+                payload = codec.encode_lanes(everyone if lanes is None else others - lanes, self._bias_count * _HALF)
             elif lanes is None:
                 payload = shared.get(member.codec)
                 if payload is None:
@@ -577,9 +578,8 @@ class Room:
         for member in members:
             samples = own.get(member.id)
             codec = member._codec
-            if codec.stateful:
-                payload = codec.encode_array(total if samples is None else total - samples,  # type: ignore[union-attr]
-                                             self._bias_count * _HALF)
+            if isinstance(codec, _G722Codec):
+                payload = codec.encode_array(total if samples is None else total - samples, self._bias_count * _HALF)
             elif samples is None:
                 payload = shared.get(member.codec)
                 if payload is None:
