@@ -1,8 +1,10 @@
 """G.722 (64 kbit/s) bit-exact against ffmpeg's codec (itself bit-exact with the ITU-T reference).
 
-The vectors in tests/data/g722/ were made once (ffmpeg 5.1.9, Debian 12), no ffmpeg needed to run the tests::
+The vectors in tests/data/g722/ were made once (ffmpeg 5.1.9, Debian 12; its encoder without trellis search,
+the default); no ffmpeg is needed to run the tests::
 
-    python3 tests/data/g722/make_input.py      # input.s16 (16 kHz s16le) and random.g722
+    cd tests/data/g722
+    python3 make_input.py                      # input.s16 (16 kHz s16le) and random.g722
     ffmpeg -f s16le -ar 16000 -ac 1 -i input.s16 -c:a g722 -f g722 encoded.g722
     ffmpeg -f g722 -i encoded.g722 -f s16le -ac 1 -ar 16000 decoded.s16
     ffmpeg -f g722 -i random.g722 -f s16le -ac 1 -ar 16000 random.s16
