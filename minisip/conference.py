@@ -3,8 +3,9 @@
 A call routed to ``LegDestination('conference', '800')`` gets a ``RoomLeg`` as its B-leg. The media
 policy sees that the leg mixes (``attach_media``): it gives the leg the caller's relay endpoint, which
 hands the leg the caller's RTP decrypted (plain, SDES, DTLS or a browser: all the same here) and sends
-the leg's RTP through the caller's own transform. The leg answers the offer with PCMU or PCMA (whichever
-the caller lists first; G.722 and others are not mixed) and joins the room's ``Mixer`` participant.
+the leg's RTP through the caller's own transform. The leg answers the offer with PCMU, PCMA or G.722
+(whichever the caller lists first; others get 488) and joins the room's ``Mixer`` participant. The mix
+is narrowband: a G.722 caller is heard and hears the room below 4 kHz.
 
 A room with a PIN that the dial string did not carry first plays a prompt in early media (183) and
 collects the PIN by RFC 4733 telephone-events on the stream or SIP INFO (``application/dtmf-relay``,
@@ -31,9 +32,8 @@ from zope.interface import implementer
 
 from minisip.core.call import LegRequest, LegResponse
 from minisip.interfaces import ILeg, ILegFactory
-from minisip.media import g711
 from minisip.media.dtmfpin import PROMPT_TONE, PinEntry, PinOutcome, TelephoneEventDigits, parse_dtmf_relay
-from minisip.media.mixer import TICK_SECONDS, Mixer, RoomFull, tone_frames
+from minisip.media.mixer import CODECS, FRAME_SAMPLES, TICK_SECONDS, Mixer, RoomFull, codec_state
 from minisip.sip.sdp import SDPError, parse_sdp
 
 __all__ = ["DEFAULT_MAX_PARTICIPANTS", "ConferenceRooms", "ParticipantInfo", "RoomInfo", "RoomLeg",
@@ -49,6 +49,7 @@ NO_PIN_REASON = "No PIN Entered"
 PIN_TRIES = 3
 DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
 _HEADER = struct.Struct("!BBHII")
+_SILENCE = (0,) * FRAME_SAMPLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,8 @@ class RoomInfo:
 
 def _choose_codecs(sdp: bytes) -> tuple[str, str, str | None, list[str]] | None:
     """(codec, its payload type, telephone-event payload type, the answer's m= lines) for an offer,
-    or None when it has no G.711 audio stream. Streams other than the first audio one are refused (port 0)."""
+    or None when it has no audio stream in a codec the mixer takes (PCMU, PCMA, G.722 at its RTP clock 8000).
+    The caller's first such codec is chosen; streams other than the first audio one are refused (port 0)."""
     try:
         offer = parse_sdp(sdp)
     except SDPError:
@@ -96,7 +98,7 @@ def _choose_codecs(sdp: bytes) -> tuple[str, str, str | None, list[str]] | None:
         if chosen is None and m.kind == "audio" and m.port != 0:
             pick = None
             for pt in m.formats:
-                for name in g711.CODECS:
+                for name in CODECS:
                     if m.find_format(name, 8000) == pt:
                         pick = (name, pt)
                         break
@@ -147,14 +149,16 @@ class RoomLeg:
         self.description = f"conference room {settings.number}"
         self.state = "init"               # init, pin, offered (late offer, until the ACK), joined, ended
         self.endpoint: Any = None
-        self.codec = g711.PCMU
+        self.codec = "PCMU"
         self.pt = 0
         self.dtmf_pt: int | None = None
         self.answer_lines: list[str] = []
         self.participant: Any = None
         self.pin_entry: PinEntry | None = None
         self.digits = TelephoneEventDigits()
-        self.prompt: deque[bytes] = deque()
+        self.media_codec: Any = None      # the caller's codec state (mixer.codec_state), from the offer on
+        self.prompt: deque[tuple[int, ...]] = deque()   # 20 ms frames of 8 kHz samples still to play
+        self.lobby_audio: bytes | None = None   # the caller's last frame while entering the PIN
         self.joined_at: float | None = None
         self.left_at: float | None = None
         self.outcome = "no answer"
@@ -186,6 +190,8 @@ class RoomLeg:
                 participant = self.participant
                 if participant is not None:
                     participant.receive_rtp(plain[start:end], (plain[2] << 8) | plain[3], 0)
+                elif self.state == "pin":
+                    self.lobby_audio = plain[start:end][:FRAME_SAMPLES]   # decoded at the lobby tick
             elif pt == self.dtmf_pt and self.pin_entry is not None:
                 timestamp = int.from_bytes(plain[4:8], "big")
                 digit = self.digits.feed(plain[start:end], timestamp)
@@ -212,7 +218,7 @@ class RoomLeg:
             return
         chosen = _choose_codecs(sdp)
         if chosen is None:
-            log.info("conference room {room}: call {id} refused: no PCMU or PCMA offered", room=self.number,
+            log.info("conference room {room}: call {id} refused: no PCMU, PCMA or G722 offered", room=self.number,
                      id=self.call.id)
             self._fail(488, "Not Acceptable Here", "no common codec")
             return
@@ -223,6 +229,7 @@ class RoomLeg:
             return
         codec, pt, dtmf, self.answer_lines = chosen
         self.codec, self.pt = codec, int(pt)
+        self.media_codec = codec_state(codec)
         self.dtmf_pt = int(dtmf) if dtmf is not None else None
         if self.rooms.is_full(self.settings):
             self._refuse_full()
@@ -256,8 +263,9 @@ class RoomLeg:
             self._refuse_full()
             return
         self.state = "offered"
-        self.answer_lines = ["m=audio 9 RTP/AVP 0 8 101", "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
-                             "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15", "a=ptime:20", "a=sendrecv"]
+        self.answer_lines = ["m=audio 9 RTP/AVP 0 8 9 101", "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
+                             "a=rtpmap:9 G722/8000", "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15",
+                             "a=ptime:20", "a=sendrecv"]
         self.call.leg_answered(self, self._answer_sdp())
 
     def _late_answer(self, sdp: bytes) -> None:
@@ -265,13 +273,14 @@ class RoomLeg:
         chosen = _choose_codecs(sdp) if sdp else None
         if chosen is None or self.endpoint is None:
             log.info("conference room {room}: call {id} ended: {why}", room=self.number, id=self.call.id,
-                     why="no media relay" if chosen is not None else "no PCMU or PCMA in the caller's answer")
+                     why="no media relay" if chosen is not None else "no PCMU, PCMA or G722 in the caller's answer")
             self.outcome = "no common codec" if chosen is None else "no media relay"
             self.hangup("refused")
             self.call.leg_hungup(self, self.outcome)
             return
         codec, pt, dtmf, _ = chosen
         self.codec, self.pt = codec, int(pt)
+        self.media_codec = codec_state(codec)
         self.dtmf_pt = int(dtmf) if dtmf is not None else None
         if not self._enter():
             self.outcome = "full"
@@ -292,14 +301,14 @@ class RoomLeg:
             return   # early media refused and the call ended
         self.pin_entry = PinEntry(self.rooms.clock, pin, self._pin_outcome, tries=PIN_TRIES,
                                   on_retry=self._pin_retry)
-        self.prompt.extend(self.rooms.prompt_frames(self.codec))
+        self.prompt.extend(self.rooms.prompt_frames())
         self.rooms.lobby_add(self)
 
     def _pin_retry(self, tries_left: int) -> None:
         log.info("conference room {room}: call {id} entered a wrong PIN, {n} tries left", room=self.number,
                  id=self.call.id, n=tries_left)
         self.prompt.clear()
-        self.prompt.extend(self.rooms.prompt_frames(self.codec))
+        self.prompt.extend(self.rooms.prompt_frames())
 
     def _pin_outcome(self, outcome: PinOutcome) -> None:
         self.pin_entry = None
@@ -334,7 +343,7 @@ class RoomLeg:
         room = self.rooms.mixer.room(self.number, max_participants=settings.max_participants,
                                      alone_tone=settings.alone_tone)
         try:
-            self.participant = room.join(self.call.id, self.codec, self.send_payload)
+            self.participant = room.join(self.call.id, self.codec, self.send_payload, self.media_codec)
         except RoomFull:
             return False
         self.state = "joined"
@@ -467,7 +476,7 @@ class ConferenceRooms:
         self.members: dict[str, dict[str, RoomLeg]] = {}      # room -> call id -> leg, in join order
         self._lobby: dict[int, RoomLeg] = {}
         self._lobby_loop: LoopingCall | None = None
-        self._prompts: dict[str, tuple[bytes, ...]] = {}
+        self._prompt = tuple(tuple(PROMPT_TONE[i:i + FRAME_SAMPLES]) for i in range(0, len(PROMPT_TONE), FRAME_SAMPLES))
 
     def configure(self, settings: Mapping[str, RoomSettings]) -> None:
         """New settings (a reload): participants stay; the next caller gets the new PIN; a smaller size
@@ -510,11 +519,9 @@ class ConferenceRooms:
         return RoomInfo(number, size, tuple(leg.info() for leg in members.values()))
 
     # -- the lobby: callers entering a PIN hear the prompt, then silence -----------------------------------
-    def prompt_frames(self, codec: str) -> tuple[bytes, ...]:
-        frames = self._prompts.get(codec)
-        if frames is None:
-            frames = self._prompts[codec] = tone_frames(codec, PROMPT_TONE)
-        return frames
+    def prompt_frames(self) -> tuple[tuple[int, ...], ...]:
+        """The PIN prompt as 20 ms frames of samples, encoded as they are played (G.722 keeps state)."""
+        return self._prompt
 
     def lobby_add(self, leg: RoomLeg) -> None:
         self._lobby[id(leg)] = leg
@@ -535,8 +542,10 @@ class ConferenceRooms:
     def _lobby_tick(self) -> None:
         for leg in list(self._lobby.values()):
             try:
-                leg.send_payload(leg.prompt.popleft() if leg.prompt else
-                                 bytes([g711.SILENCE[leg.codec]]) * 160)
+                heard, leg.lobby_audio = leg.lobby_audio, None
+                if heard is not None:   # at most one frame a tick, however fast the caller sends
+                    leg.media_codec.discard(heard)
+                leg.send_payload(leg.media_codec.encode(leg.prompt.popleft() if leg.prompt else _SILENCE))
             except Exception:
                 log.failure("conference room {room}: prompt to call {id} failed", room=leg.number, id=leg.call.id)
 

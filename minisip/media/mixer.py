@@ -1,22 +1,28 @@
-"""The conference mixer: rooms of G.711 participants, each hearing the sum of the others, never itself.
+"""The conference mixer: rooms of PCMU, PCMA and G.722 participants, each hearing the sum of the others.
 
 One ``LoopingCall`` on the injected clock drives every room (20 ms ticks). Each tick a room takes one
-frame from every participant's jitter buffer and sends each participant the others' sum, saturated
-to 16 bits and encoded in that participant's codec (PCMU or PCMA; G.722 is not mixed, see
-``g711.normalize_codec``).
+frame from every participant's jitter buffer and sends each participant the others' sum (never its
+own voice), saturated to 16 bits and encoded in that participant's codec.
+
+The mix is narrowband (8 kHz). A G.722 participant has its own codec state: its G.722 low band (the
+audio below 4 kHz, sampled at 8 kHz) goes into the mix and its mix goes out as the low band with a
+silent high band (``g722.NarrowbandDecoder`` / ``NarrowbandEncoder``): wideband audio is not kept in
+a room, and G.722 costs a pure-Python ADPCM band each way per participant and tick.
 
 The sum is done on whole frames at C speed: a decoded frame is one Python int holding 160 32-bit lanes
 (sample + 32768 each, so lanes never go negative or carry into each other); a room adds its frames
 once, subtracts a participant's own frame, and one saturating table lookup per sample clips and
-encodes. Rooms with one talker forward that talker's frame through a translate table (the same bytes
-the full mix would give). When numpy is importable the sum and the table lookups run on numpy arrays
-instead (same tables, same bytes out); ``Mixer(clock, use_numpy=False)`` forces the pure path.
+encodes. Rooms with one talker and no G.722 participant forward that talker's frame through a translate
+table (the same bytes the full mix would give). When numpy is importable the sum and the table lookups
+run on numpy arrays instead (same tables, same bytes out); ``Mixer(clock, use_numpy=False)`` forces the
+pure path.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from minisip.media import g711
+from minisip.media import g711, g722
 
 try:  # optional: Debian's python3-numpy roughly halves the mix's CPU (bench/mixer_bench.py)
     import numpy
@@ -35,11 +41,13 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 __all__ = [
     "ALONE_TONE",
+    "CODECS",
     "FRAME_SAMPLES",
     "JOIN_TONE",
     "LEAVE_TONE",
     "NUMPY_AVAILABLE",
     "TICK_SECONDS",
+    "codec_state",
     "JitterBuffer",
     "JitterStats",
     "Mixer",
@@ -47,6 +55,7 @@ __all__ = [
     "Participant",
     "Room",
     "RoomFull",
+    "normalize_codec",
     "percentile",
     "tone",
     "tone_frames",
@@ -61,6 +70,9 @@ _LANE = 4
 _FRAME_BYTES = FRAME_SAMPLES * _LANE
 _BYTEORDER = sys.byteorder
 _HALF = 32768
+
+G722 = "G722"
+CODECS = (*g711.CODECS, G722)  # the codecs a participant may use
 
 SendFunction = Callable[[bytes], None]
 
@@ -89,11 +101,26 @@ def tone(parts: Sequence[tuple[float, float]], amplitude: int, ramp_ms: float = 
     return samples
 
 
+def normalize_codec(name: str) -> str:
+    """'pcmu' / 'g722' -> PCMU / G722; ValueError naming the codec for anything not mixed."""
+    if name.upper() == G722:
+        return G722
+    try:
+        return g711.normalize_codec(name)
+    except ValueError:
+        raise ValueError(f"unsupported codec {name!r}: only PCMU, PCMA and G722 are mixed") from None
+
+
 def tone_frames(codec: str, samples: Sequence[int]) -> tuple[bytes, ...]:
-    """``samples`` (e.g. from ``tone``) as 20 ms payloads of ``codec``, to play outside a room (a prompt)."""
-    name = g711.normalize_codec(codec)
+    """``samples`` (8 kHz, e.g. from ``tone``) as 20 ms payloads of ``codec``, to play outside a room (a
+    prompt, silence); G.722 frames are encoded from its initial state, as the start of a stream."""
+    name = normalize_codec(codec)
     padded = list(samples) + [0] * (-len(samples) % FRAME_SAMPLES)
-    return tuple(g711.encode(name, padded[i:i + FRAME_SAMPLES]) for i in range(0, len(padded), FRAME_SAMPLES))
+    frames = [padded[i:i + FRAME_SAMPLES] for i in range(0, len(padded), FRAME_SAMPLES)]
+    if name == G722:
+        encoder = g722.NarrowbandEncoder()
+        return tuple(encoder.encode(frame) for frame in frames)
+    return tuple(g711.encode(name, frame) for frame in frames)
 
 
 # Rising two-note beep when someone joins, falling when someone leaves (-15 dBFS, 200 ms).
@@ -135,9 +162,10 @@ _MAX_QUEUED_TONE_FRAMES = 2 * len(_JOIN_FRAMES)
 
 
 class _Codec:
-    """Per-codec tables the mix needs: lane planes, translate tables, silence; one per codec name."""
+    """Per-codec tables the mix needs: lane planes, translate tables, silence; one per G.711 codec name."""
 
     __slots__ = ("name", "low", "high", "silence", "alone", "decode_array")
+    stateful = False  # shared by every participant of this codec
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -157,9 +185,84 @@ class _Codec:
             raw[3::_LANE], raw[2::_LANE] = payload.translate(self.low), payload.translate(self.high)
         return int.from_bytes(raw, _BYTEORDER)
 
+    def array(self, payload: bytes) -> Any:
+        """A payload as an int32 numpy array of samples."""
+        return self.decode_array.take(numpy.frombuffer(payload, dtype=numpy.uint8))  # type: ignore[union-attr]
+
+    def silent(self) -> bytes:
+        return self.silence
+
+    def encode(self, samples: Sequence[int]) -> bytes:
+        """20 ms of 8 kHz samples (int16 range) as a payload."""
+        return g711.encode(self.name, samples)
+
+    def discard(self, payload: bytes) -> None:
+        """A received frame nobody hears (G.711 keeps no state)."""
+
+    def alone_frame(self, position: int) -> bytes:
+        return self.alone[position % len(self.alone)]
+
+
+class _G722Codec:
+    """One G.722 participant's codec state: its low band into the 8 kHz mix, the mix out as its low band."""
+
+    __slots__ = ("_decoder", "_encoder")
+    name = G722
+    stateful = True  # one per participant: every frame in or out moves its ADPCM state
+
+    def __init__(self) -> None:
+        self._decoder = g722.NarrowbandDecoder()
+        self._encoder = g722.NarrowbandEncoder()
+
+    def lanes(self, payload: bytes) -> int:
+        """A received frame as biased lanes (decoding advances this participant's decoder)."""
+        return int.from_bytes(array("I", [s + _HALF for s in self._decoder.decode(payload)]).tobytes(),
+                              _BYTEORDER)
+
+    def array(self, payload: bytes) -> Any:
+        return numpy.array(self._decoder.decode(payload), dtype=numpy.int32)  # type: ignore[union-attr]
+
+    def encode_lanes(self, lanes: int, bias: int) -> bytes:
+        """Biased lanes (each sample + ``bias``) saturated to 16 bits and encoded."""
+        low, high = bias - 32768, bias + 32767
+        return self._encoder.encode([-32768 if v < low else 32767 if v > high else v - bias
+                                     for v in memoryview(lanes.to_bytes(_FRAME_BYTES, _BYTEORDER)).cast("I")])
+
+    def encode_array(self, samples: Any, bias: int) -> bytes:
+        """Biased int32 samples saturated to 16 bits and encoded."""
+        return self._encoder.encode(numpy.clip(samples - bias, -32768, 32767).tolist())  # type: ignore[union-attr]
+
+    def silent(self) -> bytes:
+        return self._encoder.encode(_SILENT_SAMPLES)
+
+    def encode(self, samples: Sequence[int]) -> bytes:
+        """20 ms of 8 kHz samples (int16 range) as the next payload of this stream."""
+        return self._encoder.encode(samples)
+
+    def discard(self, payload: bytes) -> None:
+        """A received frame nobody hears (a caller entering a PIN): decoded only to keep in step."""
+        self._decoder.decode(payload)
+
+    def alone_frame(self, position: int) -> bytes:
+        start = (position % (len(ALONE_TONE) // FRAME_SAMPLES)) * FRAME_SAMPLES
+        return self._encoder.encode(ALONE_TONE[start:start + FRAME_SAMPLES])
+
+
+_SILENT_SAMPLES = (0,) * FRAME_SAMPLES
+_FILL = {G722: 0xFF, **g711.SILENCE}  # what pads a short frame in a jitter buffer
 
 _CODECS = {name: _Codec(name) for name in g711.CODECS}
+
 _TRANSCODE = {(a, b): g711.transcode_table(a, b) for a in g711.CODECS for b in g711.CODECS}
+
+
+def codec_state(codec: str) -> _Codec | _G722Codec:
+    """A caller's codec before it joins a room: ``encode(samples)`` plays audio to it (a prompt),
+    ``discard(payload)`` takes what it sends meanwhile. Pass it to ``Room.join``: a G.722 stream must
+    go on with the same ADPCM state at both ends (a fresh state against the far end's would leave a
+    lasting offset), so a G.722 caller's state is its own; G.711 keeps none."""
+    name = normalize_codec(codec)
+    return _G722Codec() if name == G722 else _CODECS[name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,13 +378,14 @@ class Participant:
 
     __slots__ = ("id", "codec", "send", "jitter", "_room", "_codec")
 
-    def __init__(self, room: Room, participant_id: str, codec: str, send: SendFunction, jitter: JitterBuffer) -> None:
+    def __init__(self, room: Room, participant_id: str, codec: str, send: SendFunction, jitter: JitterBuffer,
+                 state: _Codec | _G722Codec | None = None) -> None:
         self.id = participant_id
         self.codec = codec
         self.send = send
         self.jitter = jitter
         self._room: Room | None = room
-        self._codec = _CODECS[codec]
+        self._codec = state if state is not None and state.name == codec else codec_state(codec)
 
     @property
     def room(self) -> Room | None:
@@ -320,6 +424,7 @@ class Room:
         self._participants: dict[str, Participant] = {}
         self._tones: deque[_ToneFrame] = deque()
         self._alone_position = 0
+        self._stateful = 0  # G.722 participants present: no forwarding through translate tables then
         # Lanes come out as (others' sum + tone) + bias; the table clips and encodes them.
         self._bias_count = max_participants + 1
         self._bias = {n: _constant_lanes((self._bias_count - n) * _HALF) for n in range(self._bias_count + 1)}
@@ -345,22 +450,25 @@ class Room:
     def participant(self, participant_id: str) -> Participant | None:
         return self._participants.get(participant_id)
 
-    def join(self, participant_id: str, codec: str, send: SendFunction) -> Participant:
-        """Add a participant; raises RoomFull, or ValueError for a duplicate id or a codec other than G.711.
+    def join(self, participant_id: str, codec: str, send: SendFunction,
+             state: _Codec | _G722Codec | None = None) -> Participant:
+        """Add a participant; raises RoomFull, or ValueError for a duplicate id or a codec not mixed.
 
+        ``state``: the caller's ``codec_state`` if audio already went to or came from it (a PIN prompt).
         Those already in the room hear the join tone (and so does the newcomer, as confirmation).
         """
-        name = g711.normalize_codec(codec)
+        name = normalize_codec(codec)
         current = self._mixer._rooms.get(self.number)
         if current is not None and current is not self:  # a stale object for an open room: use the open one
-            return current.join(participant_id, name, send)
+            return current.join(participant_id, name, send, state)
         if participant_id in self._participants:
             raise ValueError(f"participant {participant_id!r} is already in room {self.number}")
         if self.full:
             raise RoomFull(f"room {self.number} is full ({self.max_participants} participants)")
         self._mixer._attach(self)
-        participant = Participant(self, participant_id, name, send, self._mixer._jitter_buffer(name))
+        participant = Participant(self, participant_id, name, send, self._mixer._jitter_buffer(name), state)
         self._participants[participant_id] = participant
+        self._stateful += participant._codec.stateful
         if len(self._participants) > 1:
             self._queue_tone(_JOIN_FRAMES)
         else:
@@ -377,6 +485,7 @@ class Room:
             current = self._mixer._rooms.get(self.number)
             return current is not None and current is not self and current.leave(participant_id)
         participant._room = None
+        self._stateful -= participant._codec.stateful
         log.debug("conference room {room}: {participant} left, {count} present", room=self.number,
                  participant=participant_id, count=len(self._participants))
         if self._participants:
@@ -402,24 +511,24 @@ class Room:
             if len(members) == 1:
                 member = members[0]
                 if self.alone_tone:
-                    alone = member._codec.alone
-                    payload = alone[self._alone_position % len(alone)]
+                    payload = member._codec.alone_frame(self._alone_position)
                     self._alone_position += 1
                 else:
-                    payload = member._codec.silence
+                    payload = member._codec.silent()
                 self._send(member, payload)
                 return
             if not talking:
                 for member in members:
-                    self._send(member, member._codec.silence)
+                    self._send(member, member._codec.silent())
                 return
-            source, frame = talking[0]
-            for member in members:
-                if member is source:
-                    self._send(member, member._codec.silence)
-                else:
-                    self._send(member, frame.translate(_TRANSCODE[source.codec, member.codec]))
-            return
+            if not self._stateful:  # G.711 only: the talker's frame through a translate table
+                source, frame = talking[0]
+                for member in members:
+                    if member is source:
+                        self._send(member, member._codec.silent())
+                    else:
+                        self._send(member, frame.translate(_TRANSCODE[source.codec, member.codec]))
+                return
         if self._arrays is not None:
             self._mix_arrays(members, talking, tone_frame)
             return
@@ -439,7 +548,10 @@ class Room:
         shared: dict[str, bytes] = {}  # what every silent member hears, encoded once per codec
         for member in members:
             lanes = own.get(member.id)
-            if lanes is None:
+            codec = member._codec
+            if isinstance(codec, _G722Codec):
+                payload = codec.encode_lanes(everyone if lanes is None else others - lanes, self._bias_count * _HALF)
+            elif lanes is None:
                 payload = shared.get(member.codec)
                 if payload is None:
                     samples = memoryview(everyone.to_bytes(_FRAME_BYTES, _BYTEORDER)).cast("I")
@@ -456,7 +568,7 @@ class Room:
         own: dict[str, Any] = {}
         total = numpy.full(FRAME_SAMPLES, self._bias_count * _HALF, dtype=numpy.int32)
         for member, frame in talking:
-            samples = member._codec.decode_array.take(numpy.frombuffer(frame, dtype=numpy.uint8))  # type: ignore[union-attr]
+            samples = member._codec.array(frame)
             own[member.id] = samples
             total += samples
         if tone_frame is not None:
@@ -465,7 +577,10 @@ class Room:
         shared: dict[str, bytes] = {}
         for member in members:
             samples = own.get(member.id)
-            if samples is None:
+            codec = member._codec
+            if isinstance(codec, _G722Codec):
+                payload = codec.encode_array(total if samples is None else total - samples, self._bias_count * _HALF)
+            elif samples is None:
                 payload = shared.get(member.codec)
                 if payload is None:
                     payload = shared[member.codec] = tables[member.codec].take(total).tobytes()
@@ -611,4 +726,4 @@ class Mixer:
             self.stop()
 
     def _jitter_buffer(self, codec: str) -> JitterBuffer:
-        return JitterBuffer(self.jitter_depth, self.jitter_prefill, g711.SILENCE[codec])
+        return JitterBuffer(self.jitter_depth, self.jitter_prefill, _FILL[codec])

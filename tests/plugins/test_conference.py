@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import sqlite3
 import struct
@@ -20,7 +21,7 @@ from minisip.app import Server
 from minisip.config import ConfigError as CoreConfigError
 from minisip.config import load_config
 from minisip.core.store import SCHEMA_VERSION, CallRecord, SQLiteStore
-from minisip.media import g711
+from minisip.media import g711, g722
 from minisip.media.compat import DTLS_AVAILABLE
 from minisip.media.dtls import DtlsTransform, local_certificate
 from minisip.media.policy import MediaSettings, RelayMediaPolicy
@@ -72,6 +73,19 @@ def rtp(seq: int, payload: bytes, pt: int = 0, ts: int | None = None, ssrc: int 
 def level(samples: Any) -> float:
     """The mean absolute sample value of a decoded frame."""
     return sum(abs(s) for s in samples) / len(samples)
+
+
+def goertzel(samples: list[int], frequency: float, rate: int) -> float:
+    """The amplitude of ``frequency`` in ``samples`` (a sine of amplitude A gives about A)."""
+    coefficient = 2 * math.cos(2 * math.pi * frequency / rate)
+    s1 = s2 = 0.0
+    for sample in samples:
+        s1, s2 = sample + coefficient * s1 - s2, s1
+    return 2 * math.sqrt(max(s1 * s1 + s2 * s2 - coefficient * s1 * s2, 0.0)) / len(samples)
+
+
+def sine(frequency: float, count: int, rate: int, start: int, amplitude: int = 8000) -> list[int]:
+    return [round(amplitude * math.sin(2 * math.pi * frequency * (start + n) / rate)) for n in range(count)]
 
 
 class ConfigTests(SynchronousTestCase):
@@ -254,9 +268,40 @@ class RoomTests(RoomTestCase):
         last = self.received("200")[-1]
         self.assertLess(abs(level(g711.decode("PCMA", last)) - 3000), 150)
 
-    def test_g722_only_is_refused(self) -> None:
-        got = self.dial("100", body=offer(self.host("100"), codecs="9"))
+    def test_codecs_not_mixed_are_refused(self) -> None:
+        got = self.dial("100", body=offer(self.host("100"), codecs="18 101"))    # G.729 only
         self.assertIn(488, statuses(got))
+        self.assertIsNone(self.api.conference_room("800"))
+
+    def join_g722(self, ext: str, number: str = "800") -> None:
+        got = self.dial(ext, number, body=offer(self.host(ext), codecs="9 0 101"))
+        (ok,) = [m for m in got if isinstance(m, Response) and m.status == 200]
+        self.dialogs[ext].ack()
+        media = parse_sdp(ok.body).media[0]
+        self.ports[ext] = media.port
+        self.assertEqual(media.formats, ["9", "101"])        # the caller's first codec the room mixes
+        self.assertIn(b"a=rtpmap:9 G722/8000", ok.body)
+
+    def test_g722_and_pcmu_hear_each_other_not_themselves(self) -> None:
+        """A G.722 phone (1 kHz at 16 kHz) and a PCMU phone (500 Hz): each hears the other's tone, decoded
+        as the phone would, and not its own; the G.722 one hears the join tone first."""
+        self.join_g722("100")
+        self.assertEqual(self.api.conference_room("800").participants[0].codec, "G722")
+        self.join("200")
+        encoder, decoder = g722.G722Encoder(), g722.G722Decoder()
+        for n in range(40):
+            self.send("100", encoder.encode(sine(1000.0, 320, 16000, 320 * n)), pt=9)
+            self.send("200", g711.encode("PCMU", sine(500.0, 160, 8000, 160 * n)))
+            self.tick()
+            if n == 9:    # the join tone (200 ms: 600 then 900 Hz), with the PCMU phone's voice mixed in
+                join = [s for p in self.received("100") for s in decoder.decode(p)]
+                self.assertGreater(goertzel(join[-3200:-1600], 600.0, 16000), 3000)
+        wide = [s for p in self.received("100") for s in decoder.decode(p)][-3200:]     # the last 200 ms
+        narrow = [s for p in self.received("200") for s in g711.decode("PCMU", p)][-1600:]
+        self.assertGreater(goertzel(wide, 500.0, 16000), 6000)
+        self.assertLess(goertzel(wide, 1000.0, 16000), 200)
+        self.assertGreater(goertzel(narrow, 1000.0, 8000), 6000)
+        self.assertLess(goertzel(narrow, 500.0, 8000), 200)
 
     def test_sixth_caller_hears_the_room_is_full(self) -> None:
         for ext in EXTS[:5]:
@@ -444,7 +489,7 @@ class LateOfferTests(RoomTestCase):
         ok = self.late_join("200")
         self.assertEqual(ok.status, 200)
         room_offer = parse_sdp(ok.body).media[0]
-        self.assertEqual((room_offer.address, room_offer.formats), (RELAY, ["0", "8", "101"]))
+        self.assertEqual((room_offer.address, room_offer.formats), (RELAY, ["0", "8", "9", "101"]))
         self.assertEqual([p.caller for p in self.api.conference_room("800").participants], ["100", "200"])
         self.assertEqual(self.api.conference_room("800").participants[1].codec, "PCMA")
         self.tick(0.5)
@@ -460,10 +505,10 @@ class LateOfferTests(RoomTestCase):
         self.assertEqual(self.late_join("200", "*6*801*1234").status, 200)
         self.assertEqual(len(self.api.conference_room("801").participants), 1)
 
-    def test_late_offer_answer_without_g711_ends_the_call(self) -> None:
+    def test_late_offer_answer_without_a_mixed_codec_ends_the_call(self) -> None:
         got = self.dial("100", body=b"")
         (ok,) = [m for m in got if isinstance(m, Response) and m.status == 200]
-        self.dialogs["100"].ack(offer(self.host("100"), codecs="9"))
+        self.dialogs["100"].ack(offer(self.host("100"), codecs="18"))
         self.assertTrue(requests(self.phones["100"].inbox(), "BYE"))
         self.assertIsNone(self.api.conference_room("800"))
         self.assertEqual(self.relay.call_count, 0)
@@ -506,6 +551,33 @@ class PinTests(RoomTestCase):
         self.assertEqual(ok.status, 200)
         self.assertEqual(parse_sdp(ok.body).media[0].port, port)
         self.assertEqual([p.caller for p in self.api.conference_room("801").participants], ["100"])
+
+    def test_g722_caller_hears_the_prompt_enters_the_pin_and_hears_the_room(self) -> None:
+        """The prompt, silence and then the mix reach a G.722 caller as one stream (one ADPCM state)."""
+        got = self.dial("100", "801", body=offer(self.host("100"), codecs="9 101"))
+        port = self.ports["100"] = self.early_port(got)
+        decoder, encoder = g722.G722Decoder(), g722.G722Encoder()
+        heard: list[int] = []
+        for n in range(50):     # 1 s: the prompt (320 ms), then silence; the caller's audio goes nowhere
+            self.send("100", encoder.encode([0] * 320), pt=9)
+            if n == 5:          # a burst of oversized packets: at most 20 ms of it is decoded a tick
+                for _ in range(20):
+                    self.send("100", bytes(range(256)) * 5, pt=9)
+            self.tick()
+            heard += [s for p in self.received("100") for s in decoder.decode(p)]
+        self.assertEqual(len(heard), 50 * 320)
+        self.assertGreater(goertzel(heard[320:5120], 1000.0, 16000), 2000)
+        self.assertLess(max(map(abs, heard[-8000:])), 16)
+        self.digits_rfc4733("100", port, "1234")
+        self.assertEqual(self.final("100").status, 200)
+        self.join("200", "*6*801*1234")
+        heard.clear()
+        for n in range(30):
+            self.send("200", g711.encode("PCMU", sine(500.0, 160, 8000, 160 * n)))
+            self.tick()
+            heard += [s for p in self.received("100") for s in decoder.decode(p)]
+        self.assertGreater(goertzel(heard[-3200:], 500.0, 16000), 6000)
+        self.assertLess(abs(sum(heard[-3200:]) / 3200), 50)       # no offset from a stream restarted in the room
 
     def test_pin_by_sip_info(self) -> None:
         self.early_port(self.dial("100", "801"))
