@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 from typing import Any
 
@@ -60,7 +61,7 @@ class IncomingTestCase(TestCase):
     def setUp(self) -> Any:
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
-        self.wss = free_port(also_tcp=False)
+        self.wss = free_port(socket.SOCK_STREAM, also_tcp=False)   # WSS is TCP
         base = media_ports()
         extra = "\n".join(["[security]", "digest_algorithms = MD5", "[mccp]", f"wss = 127.0.0.1:{self.wss}",
                            "[media]", f"ports = {base}-{base + 99}"])
