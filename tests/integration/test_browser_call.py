@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import socket
 import struct
 import wave
 from typing import Any
@@ -87,7 +88,7 @@ class BrowserCallTestCase(TestCase):
     def setUp(self) -> Any:
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
-        self.wss = free_port(also_tcp=False)
+        self.wss = free_port(socket.SOCK_STREAM, also_tcp=False)   # WSS is TCP
         base = 20000 + 2 * random.randrange(0, 4000)
         extra = "\n".join(["[security]", "digest_algorithms = MD5", "[mccp]", f"wss = 127.0.0.1:{self.wss}",
                            "[media]", f"ports = {base}-{base + 99}"])

@@ -406,6 +406,20 @@ class WssServiceTests(TestCase):
         self.assertEqual(code, 1003)
 
     @defer.inlineCallbacks
+    def test_gateway_failure_on_login_is_a_refusal(self) -> Any:
+        def broken(peer: Any, user: str, password: str) -> None:
+            raise RuntimeError("boom")
+
+        self.gateway.on_login = broken
+        client = yield self.connect()
+        client.send(op="login", user="102", password="pw")
+        self.assertEqual((yield client.next()), {"op": "error", "code": "refused", "reason": "Server Internal Error"})
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        client.send(op="login", user="102", password="pw")     # the connection lives on and may try again
+        self.assertEqual((yield client.next())["code"], "refused")
+        self.flushLoggedErrors(RuntimeError)
+
+    @defer.inlineCallbacks
     def test_gateway_failure_hangs_up_with_500(self) -> Any:
         self.gateway.fail_with = RuntimeError("boom")
         client = yield self.connect()
