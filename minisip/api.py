@@ -209,10 +209,10 @@ class ServerAPI:
     def set_reachable(self, binding: Binding, reachable: bool) -> None:
         self._core.set_reachable(binding, reachable)
 
-    def destinations(self, aor: str) -> list[ContactDestination]:
-        """Where to ring an extension now: its registered, reachable contacts."""
-        return [destination_for(b, self._core.connected) for b in self._core.location.lookup(aor)
-                if self._core.is_reachable(b)]
+    def destinations(self, aor: str) -> list[Destination]:
+        """Where to ring an extension now: its registered, reachable contacts, then its other contacts
+        (browsers logged in as the extension over MCCP: ``LegDestination("browser", ...)``)."""
+        return self._core.destinations(aor)
 
     def destination_for(self, binding: Binding) -> ContactDestination:
         return destination_for(binding, self._core.connected)

@@ -357,6 +357,20 @@ class ForkTests(IncomingTestCase):
         self.assertEqual(self.incoming()[3], "102")
 
 
+    def test_the_hunting_plugin_rings_browsers(self) -> None:
+        """A hunting group whose operator is logged in only in a browser rings that browser (the plugin
+        asks ServerAPI.destinations, which has the extension's browsers after its phones)."""
+        from minisip.api import ServerAPI
+        from tests.plugins.test_hunting import factory
+        self.login()
+        api = ServerAPI(self.pbx.core, self.pbx.store, factory.name)
+        config = factory.parse_config({"hunt 600": {"operators": "100 102"}})
+        factory.make_feature(api, config).register(self.pbx.core.hooks.for_owner(factory.name))
+        self.assertEqual([d.kind for d in api.destinations("102")][-1:], ["browser"])
+        self.dial("600")
+        self.assertEqual(self.incoming()[3], "102")     # 100 has nobody: skipped; 102's browser rings
+
+
 def hold_sdp(direction: str, version: int) -> bytes:
     return PHONE_SDP.replace(b"a=sendrecv", f"a={direction}".encode()).replace(b" 7 1 ", f" 7 {version} ".encode())
 
