@@ -145,7 +145,7 @@ class Call:
         t = self.transport.transform
         assert t is not None and self.transport.remote is not None and self.sip_to is not None
         return MediaCall(self.transport.port.socket, self.transport.remote, t.protect_rtp, t.unprotect_rtp,
-                         self.sip_sock, self.sip_to)
+                         t.control, self.sip_sock, self.sip_to)
 
     def close(self) -> None:
         self.transport.close()
@@ -222,6 +222,11 @@ class MinisipTarget(Target):
         self.proc = self.tracker.spawn("minisip", wrapped, self.log, cwd=REPO_DIR,
                                        env={"PYTHONPATH": str(REPO_DIR)})
         self.pid = self.proc.pid
+        if nice:
+            try:
+                Path(f"/proc/{self.pid}/autogroup").write_text(str(nice))  # its session's share, as niceness() does
+            except OSError:
+                pass
         self.by_caller: dict[str, Call] = {}
         self.phone: SipPhone | None = None
 
@@ -398,11 +403,14 @@ def handshake_phase(reactor: Any, target: Target, args: argparse.Namespace) -> A
 
 
 def step_ok(r: dict[str, Any]) -> bool:
-    return not r.get("error") and r["loss"] <= LOSS_LIMIT and r["send_late_p99_ms"] <= LATE_LIMIT_MS
+    """The criterion is loss alone: a step the server carried without loss passes even when the
+    client sent in bursts (late), which only made it harder for the server."""
+    return not r.get("error") and r["loss"] <= LOSS_LIMIT
 
 
 def generator_limited(r: dict[str, Any]) -> bool:
-    return not r.get("error") and r["send_late_p99_ms"] > LATE_LIMIT_MS
+    """Loss while the client itself could not keep time: the machine, not (only) the server."""
+    return not r.get("error") and not step_ok(r) and r["send_late_p99_ms"] > LATE_LIMIT_MS
 
 
 def fmt_step(name: str, n: int, r: dict[str, Any]) -> str:
@@ -441,12 +449,16 @@ def call_step(reactor: Any, target: Target, n: int, args: argparse.Namespace) ->
     yield target.teardown(calls)
     cpu = user1 - user0 + sys1 - sys0
     machine = (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
-    packets = 2 * max(1, result["sent_measured"])  # every packet is received once and sent once by the server
     result.update(elapsed=elapsed, server_cpu=cpu, server_cpu_share=cpu / elapsed,
-                  server_us_per_packet=1e6 * cpu / packets * (args.duration / elapsed) * 2,
+                  server_us_per_packet=1e6 * cpu / max(1, result["sent_all"]),  # per packet relayed
                   others_cores=max(0.0, machine - cpu / elapsed - result["generator_cpu"] / elapsed),
                   setup_calls_per_second=n / setup_wall if setup_wall else 0.0)
     print(fmt_step(target.name, n, result), flush=True)
+    if args.verbose:
+        print(f"          delay p50 {result.get('delay_p50_ms', 0):.2f} ms, jitter p90 {result.get('jitter_p90_ms', 0):.2f} "
+              f"max {result.get('jitter_max_ms', 0):.1f} ms; p99 to phone {result.get('to_phone_p99_ms', 0):.2f} "
+              f"to browser {result.get('to_browser_p99_ms', 0):.2f} ms; DTLS during media {result['dtls_late']}; "
+              f"client prepare {result['prepare_cpu']:.1f} s verify {result['verify_cpu']:.1f} s", flush=True)
     return result
 
 
@@ -525,6 +537,9 @@ def report(results: dict[str, Any]) -> None:
 @defer.inlineCallbacks
 def run(reactor: Any, args: argparse.Namespace) -> Any:
     raise_fd_limit()
+    apply_nice = niceness(args.nice)
+    if apply_nice is not None:
+        apply_nice()  # the client too: on a shared machine the bench's processes go first
     results: dict[str, Any] = {"meta": {"argv": sys.argv[1:], "started": time.strftime("%Y-%m-%d %H:%M:%S")}}
     names = args.servers.split(",")
     certificate = DtlsCertificate.generate()  # the "browser's" certificate, one for all its calls
@@ -589,9 +604,11 @@ def main() -> int:
     parser.add_argument("--retry", type=int, default=1)
     parser.add_argument("--refine", type=int, default=1)
     parser.add_argument("--rtpengine-threads", type=int, default=1)
-    parser.add_argument("--nice", type=int, default=0, help="niceness of the servers (the client keeps its own)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="niceness of the client and the servers (e.g. -10 as root on a shared machine)")
     parser.add_argument("--python", default=sys.executable, help="the Python that runs minisip")
     parser.add_argument("--quick", action="store_true", help="3 s steps, ladder 100,200,400,600, 150 handshakes")
+    parser.add_argument("--verbose", action="store_true", help="delay details of every step")
     parser.add_argument("--keep-logs", help="copy the servers' logs into this directory")
     parser.add_argument("--json", help="write all results to this file")
     args = parser.parse_args()

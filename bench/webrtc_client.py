@@ -472,16 +472,27 @@ def plain_socket() -> socket.socket:
 class MediaCall:
     """What the media loop needs of one bridged call."""
 
-    __slots__ = ("browser_sock", "browser_to", "protect", "unprotect", "sip_sock", "sip_to")
+    __slots__ = ("browser_sock", "browser_to", "protect", "unprotect", "control", "sip_sock", "sip_to")
 
     def __init__(self, browser_sock: socket.socket, browser_to: tuple[str, int], protect: Callable[[bytes], Any],
-                 unprotect: Callable[[bytes], Any], sip_sock: socket.socket, sip_to: tuple[str, int]) -> None:
+                 unprotect: Callable[[bytes], Any], control: Callable[..., Any], sip_sock: socket.socket,
+                 sip_to: tuple[str, int]) -> None:
         self.browser_sock = browser_sock
         self.browser_to = browser_to
         self.protect = protect
         self.unprotect = unprotect
+        self.control = control  # DtlsTransform.control: a late DTLS retransmission still gets its answer
         self.sip_sock = sip_sock
         self.sip_to = sip_to
+
+
+def _packet(call: int, direction: int, seq: int) -> bytes:
+    """One 172-byte RTP packet: header (PCMU, seq, timestamp, SSRC per call and direction), then in the
+    payload the call, direction and sequence the receiver needs to find its send time."""
+    buf = bytearray(PACKET)
+    buf[0] = 0x80
+    FIELDS.pack_into(buf, 2, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF, (call << 1) | direction, call, direction, seq, 0)
+    return bytes(buf)
 
 
 def run_media(calls: list[MediaCall], duration: float, warmup: float, drain: float = 0.5) -> dict[str, Any]:
@@ -489,108 +500,143 @@ def run_media(calls: list[MediaCall], duration: float, warmup: float, drain: flo
     waits); loss and delay are counted for packets sent in the measured window.
 
     Direction 0: browser -> server (SRTP) -> SIP phone (plain). Direction 1: phone -> server -> browser.
-    A browser-side packet that does not authenticate counts as lost (and in ``srtp_failures``).
+    The browser's SRTP packets are protected before the clock starts (in order, as the browser would,
+    only earlier) and the ones it receives are kept and unprotected after it stops, so the loop only
+    sends, receives and notes times: the client's own CPU stays out of the way of the server's. A
+    browser-side packet that does not authenticate counts as lost (and in ``srtp_failures``).
     """
+    count = int(round((warmup + duration) / (PERIOD_NS / 1e9)))  # packets per stream
+    first_measured = int(round(warmup / (PERIOD_NS / 1e9)))
+    n = len(calls)
+    prep0 = time.process_time()
+    outgoing: list[list[bytes]] = []
+    for i, call in enumerate(calls):
+        outgoing.append([call.protect(_packet(i, 0, seq)) for seq in range(count)])
+        outgoing.append([_packet(i, 1, seq) for seq in range(count)])
+    prep_cpu = time.process_time() - prep0
+    sent_at = array("q", bytes(8 * 2 * n * count))  # [stream * count + seq] = send time (ns)
     poller = select.epoll()
-    side: dict[int, tuple[int, Any, Callable[[bytes], Any]]] = {}
-    for call in calls:
-        for sock, expect, unprotect in ((call.browser_sock, 1, call.unprotect), (call.sip_sock, 0, None)):
-            fd = sock.fileno()
-            side[fd] = (expect, sock.recv, unprotect)
-            poller.register(fd, select.EPOLLIN)
-    for _fd, (_, recv, _) in side.items():  # stale packets from before
-        while True:
-            try:
-                recv(4096)
-            except OSError:
-                break
+    # fd -> (browser call index or -1 for a phone socket, recv, sendto of that socket)
+    by_fd: dict[int, tuple[int, Any, Any]] = {}
+    for i, call in enumerate(calls):
+        for index, sock in ((i, call.browser_sock), (-1, call.sip_sock)):
+            by_fd[sock.fileno()] = (index, sock.recv, sock.recvfrom)
+            poller.register(sock.fileno(), select.EPOLLIN)
+            while True:  # stale packets from before
+                try:
+                    sock.recv(4096)
+                except OSError:
+                    break
     slots: list[list[tuple[Any, ...]]] = [[] for _ in range(SLOTS)]
     for i, call in enumerate(calls):
-        b_buf, s_buf = bytearray(PACKET), bytearray(PACKET)
-        b_buf[0] = s_buf[0] = 0x80
-        slots[i % SLOTS].append((call.browser_sock.sendto, b_buf, call.browser_to, call.protect, i, 0, (i << 1) | 0))
-        slots[i % SLOTS].append((call.sip_sock.sendto, s_buf, call.sip_to, None, i, 1, (i << 1) | 1))
-    pack = FIELDS.pack_into
+        slots[i % SLOTS].append((call.browser_sock.sendto, outgoing[2 * i], call.browser_to, 2 * i * count))
+        slots[i % SLOTS].append((call.sip_sock.sendto, outgoing[2 * i + 1], call.sip_to, (2 * i + 1) * count))
     unpack = RECEIVED.unpack_from
     clock = time.monotonic_ns
     start = clock() + 50_000_000
-    measure_from = start + int(warmup * 1e9)
-    stop_at = measure_from + int(duration * 1e9)
+    stop_at = start + count * PERIOD_NS
     drain_until = stop_at + int(drain * 1e9)
     slot_ns = PERIOD_NS // SLOTS
-    delays = array("q")
-    add_delay = delays.append
+    to_phone = array("q")  # delays of direction 0 packets sent in the measured window
+    browser_in: list[list[tuple[bytes, int]]] = [[] for _ in range(n)]
     lateness = array("q")
-    sent = [0, 0]
-    received = [0, 0]
-    misrouted = send_errors = srtp_failures = 0
+    received_phone = misrouted = send_errors = dtls_late = 0
     j = 0
+    total_slots = count * SLOTS
     next_slot = start
     cpu0 = time.process_time()
     poll = poller.poll
     while True:
         now = clock()
-        if now >= next_slot and next_slot < stop_at:
+        if now >= next_slot and j < total_slots:
             lateness.append(now - next_slot)
             seq = j // SLOTS
-            for sendto, buf, addr, protect, call_index, direction, ssrc in slots[j % SLOTS]:
-                sent_ns = clock()
-                pack(buf, 2, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF, ssrc, call_index, direction, seq, sent_ns)
-                data = protect(bytes(buf)) if protect is not None else buf
+            for sendto, packets, addr, base in slots[j % SLOTS]:
+                sent_at[base + seq] = clock()
                 try:
-                    sendto(data, addr)
+                    sendto(packets[seq], addr)
                 except OSError:
                     send_errors += 1
-                    continue
-                if measure_from <= sent_ns < stop_at:
-                    sent[direction] += 1
             j += 1
             next_slot = start + j * slot_ns
             continue
         if now >= drain_until:
             break
-        wait_until = next_slot if next_slot < stop_at else drain_until
+        wait_until = next_slot if j < total_slots else drain_until
         for fd, _ in poll(max(0.0, (wait_until - now) / 1e9)):
-            expect, recv, unprotect = side[fd]
-            while True:
+            index, recv, recvfrom = by_fd[fd]
+            if index >= 0:
                 try:
-                    data = recv(2048)
+                    data, addr = recvfrom(2048)
                 except OSError:
-                    break
-                arrived = clock()
-                if unprotect is not None:
-                    if data[0] < 128 or data[0] > 191:
-                        continue  # STUN or DTLS: not media
-                    data = unprotect(data)
-                    if data is None:
-                        srtp_failures += 1
-                        continue
-                if len(data) < 29:
-                    misrouted += 1
                     continue
-                _, direction, _, sent_ns = unpack(data, 12)
-                if direction != expect:
-                    misrouted += 1
-                    continue
-                if measure_from <= sent_ns < stop_at:
-                    received[direction] += 1
-                    add_delay(arrived - sent_ns)
+                if 128 <= data[0] <= 191:
+                    browser_in[index].append((data, clock()))
+                elif 20 <= data[0] <= 63:  # a DTLS retransmission: answer it as the browser would
+                    dtls_late += 1
+                    for reply in calls[index].control(data, addr)[0]:
+                        calls[index].browser_sock.sendto(reply, addr)
+                continue
+            try:
+                data = recv(2048)
+            except OSError:
+                continue
+            arrived = clock()
+            if len(data) < 29:
+                misrouted += 1
+                continue
+            call, direction, seq = unpack(data, 12)[:3]
+            if direction != 0 or call >= n or seq >= count:
+                misrouted += 1
+                continue
+            if seq >= first_measured:
+                received_phone += 1
+                to_phone.append(arrived - sent_at[2 * call * count + seq])
     cpu = time.process_time() - cpu0
     poller.close()
-    sent_total = sent[0] + sent[1]
-    lost = sent_total - received[0] - received[1]
+    # the browser's receiving side, after the clock: unprotect in arrival order, then the delays
+    post0 = time.process_time()
+    to_browser = array("q")
+    received_browser = srtp_failures = 0
+    for i, packets in enumerate(browser_in):
+        unprotect = calls[i].unprotect
+        for data, arrived in packets:
+            plain = unprotect(data)
+            if plain is None or len(plain) < 29:
+                srtp_failures += 1
+                continue
+            call, direction, seq = unpack(plain, 12)[:3]
+            if direction != 1 or call != i or seq >= count:
+                misrouted += 1
+                continue
+            if seq >= first_measured:
+                received_browser += 1
+                to_browser.append(arrived - sent_at[(2 * call + 1) * count + seq])
+    post_cpu = time.process_time() - post0
+    per_direction = n * (count - first_measured)
+    sent_total = 2 * per_direction
+    received_total = received_phone + received_browser
+    lost = sent_total - received_total
     result: dict[str, Any] = {
-        "calls": len(calls), "sent_measured": sent_total, "received_measured": received[0] + received[1],
-        "sent_by_direction": sent, "received_by_direction": received, "lost": lost,
+        "calls": n, "sent_measured": sent_total, "received_measured": received_total,
+        "received_by_direction": [received_phone, received_browser], "lost": lost,
         "loss": lost / sent_total if sent_total else 1.0, "misrouted": misrouted, "send_errors": send_errors,
-        "srtp_failures": srtp_failures, "generator_cpu": cpu, "duration": duration,
+        "srtp_failures": srtp_failures, "dtls_late": dtls_late, "generator_cpu": cpu, "duration": duration,
+        "sent_all": 2 * n * count, "prepare_cpu": prep_cpu, "verify_cpu": post_cpu,
     }
+    delays = to_phone + to_browser
     if delays:
         ordered = sorted(delays)
         base = ordered[0]
         result["delay_min_ms"] = base / 1e6
         result["delay_p50_ms"] = ordered[len(ordered) // 2] / 1e6
         result["jitter_p99_ms"] = (ordered[int(len(ordered) * 0.99)] - base) / 1e6
+        result["jitter_p90_ms"] = (ordered[int(len(ordered) * 0.90)] - base) / 1e6
+        result["jitter_max_ms"] = (ordered[-1] - base) / 1e6
+        for name, part in (("to_phone", to_phone), ("to_browser", to_browser)):
+            if part:
+                ordered = sorted(part)
+                result[f"{name}_p99_ms"] = ordered[int(len(ordered) * 0.99)] / 1e6
     else:
         result["jitter_p99_ms"] = float("inf")
     late = sorted(lateness)
