@@ -384,6 +384,10 @@ def handshake_phase(reactor: Any, target: Target, args: argparse.Namespace) -> A
     ok = n - len(failures)
     machine = (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
     latencies = sorted(c.connect_seconds for c in calls if c.connect_seconds)
+    ice = sorted(c.transport.ice_seconds for c in calls if c.transport.ice_seconds)
+    if args.verbose and ice:
+        print(f"          ICE answered after p50 {1e3 * ice[len(ice) // 2]:.0f} ms, p99 {1e3 * ice[int(len(ice) * 0.99)]:.0f} "
+              f"ms; STUN requests sent {sum(c.transport.stun_sent for c in calls)} for {n} calls", flush=True)
     result = {
         "handshakes": ok, "failed": len(failures), "first_failure": failures[:1], "wall": wall,
         "per_second": ok / wall if wall else 0.0, "server_cpu": server_cpu,

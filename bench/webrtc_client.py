@@ -121,6 +121,7 @@ class BrowserTransport(DatagramProtocol):
         self.started = 0.0
         self.failure: str | None = None
         self.stun_sent = 0
+        self.ice_seconds = 0.0
 
     def listen(self, reactor: Any) -> int:
         self.port = reactor.listenUDP(0, self, interface=HOST)
@@ -178,6 +179,7 @@ class BrowserTransport(DatagramProtocol):
         self._ice_timer = self.clock.callLater(STUN_RETRANSMIT, self._send_check)
 
     def _ice_answered(self) -> None:
+        self.ice_seconds = time.monotonic() - self.started
         if self._ice_timer is not None and self._ice_timer.active():
             self._ice_timer.cancel()
         self._ice_timer = None
