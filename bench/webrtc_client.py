@@ -505,7 +505,9 @@ def run_media(calls: list[MediaCall], duration: float, warmup: float, drain: flo
     The browser's SRTP packets are protected before the clock starts (in order, as the browser would,
     only earlier) and the ones it receives are kept and unprotected after it stops, so the loop only
     sends, receives and notes times: the client's own CPU stays out of the way of the server's. A
-    browser-side packet that does not authenticate counts as lost (and in ``srtp_failures``).
+    browser-side packet that does not authenticate counts as lost (and in ``srtp_failures``), and so
+    does a packet that arrives more than ``drain`` seconds after the last one was sent (a jitter
+    buffer would have dropped it long before).
     """
     count = int(round((warmup + duration) / (PERIOD_NS / 1e9)))  # packets per stream
     first_measured = int(round(warmup / (PERIOD_NS / 1e9)))
