@@ -27,7 +27,8 @@ rtpengine has no SIP side, so there the client's own plain socket is the phone.
    ``active``: the server sends the ClientHello), completes ICE and DTLS on all of them, then sends
    172-byte RTP every 20 ms both ways on every call (SRTP on the browser side, plain on the phone side)
    for ``--warmup`` + ``--duration`` s and counts loss (a browser packet that fails SRTP
-   authentication counts as lost). A step passes at loss <= 0.01%; a failing step is run once more; a
+   authentication, or arrives more than ``--max-delay`` (0.5 s) after it was sent, counts as lost).
+   A step passes at loss <= 0.01%; a failing step is run once more; a
    server leaves the ladder at its first failure, then one bisection step. A step where the client
    itself could not keep time (send lateness p99 > 5 ms) is GENERATOR-LIMITED, not a server failure.
 
@@ -423,7 +424,7 @@ def fmt_step(name: str, n: int, r: dict[str, Any]) -> str:
         return f"{name:9} {n:5} calls  ERROR {r['error']}"
     verdict = "ok" if step_ok(r) else "GENERATOR-LIMITED" if generator_limited(r) else "FAIL"
     return (f"{name:9} {n:5} calls  loss {100 * r['loss']:.4f}% ({r['lost']} of {r['sent_measured']}, "
-            f"srtp fail {r['srtp_failures']})  jitter p99 {r['jitter_p99_ms']:5.2f} ms  server "
+            f"{r['too_late']} late, srtp fail {r['srtp_failures']})  jitter p99 {r['jitter_p99_ms']:5.2f} ms  server "
             f"{100 * r['server_cpu_share']:3.0f}% core ({r['server_us_per_packet']:.1f} us/pkt)  client "
             f"{100 * r['generator_cpu'] / r['elapsed']:3.0f}% core, late p99 {r['send_late_p99_ms']:.2f} ms  "
             f"others {r['others_cores']:.1f} cores  setup {r['setup_calls_per_second']:.0f} calls/s  {verdict}")
@@ -441,7 +442,7 @@ def call_step(reactor: Any, target: Target, n: int, args: argparse.Namespace) ->
             raise BenchError(f"{len(failures)} of {n} calls failed ICE/DTLS; first: {failures[0]}")
         media = [call.media() for call in calls]
         start, (user0, sys0), (busy0, total0) = time.monotonic(), cpu_split(target.pid), machine_ticks()
-        result = run_media(media, args.duration, args.warmup, args.drain)
+        result = run_media(media, args.duration, args.warmup, args.max_delay)
         elapsed = time.monotonic() - start
         user1, sys1 = cpu_split(target.pid)
         busy1, total1 = machine_ticks()
@@ -622,8 +623,8 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=32, help="call set-ups / handshakes under way at once")
     parser.add_argument("--duration", type=float, default=6.0, help="measured seconds of media per step")
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--drain", type=float, default=0.5,
-                        help="seconds the client keeps receiving after the last send; later packets count as lost")
+    parser.add_argument("--max-delay", type=float, default=0.5,
+                        help="a packet that arrives later than this (seconds) after it was sent counts as lost")
     parser.add_argument("--retry", type=int, default=1)
     parser.add_argument("--refine", type=int, default=1)
     parser.add_argument("--rtpengine-threads", type=int, default=1)

@@ -497,7 +497,7 @@ def _packet(call: int, direction: int, seq: int) -> bytes:
     return bytes(buf)
 
 
-def run_media(calls: list[MediaCall], duration: float, warmup: float, drain: float = 0.5) -> dict[str, Any]:
+def run_media(calls: list[MediaCall], duration: float, warmup: float, max_delay: float = 0.5) -> dict[str, Any]:
     """Send 20 ms packets both ways on every call for warmup + duration seconds, blocking (the reactor
     waits); loss and delay are counted for packets sent in the measured window.
 
@@ -506,8 +506,8 @@ def run_media(calls: list[MediaCall], duration: float, warmup: float, drain: flo
     only earlier) and the ones it receives are kept and unprotected after it stops, so the loop only
     sends, receives and notes times: the client's own CPU stays out of the way of the server's. A
     browser-side packet that does not authenticate counts as lost (and in ``srtp_failures``), and so
-    does a packet that arrives more than ``drain`` seconds after the last one was sent (a jitter
-    buffer would have dropped it long before).
+    does a packet that arrives more than ``max_delay`` seconds after it was sent (``too_late``: any
+    jitter buffer would have dropped it; the client keeps receiving that long after the last send).
     """
     count = int(round((warmup + duration) / (PERIOD_NS / 1e9)))  # packets per stream
     first_measured = int(round(warmup / (PERIOD_NS / 1e9)))
@@ -539,7 +539,8 @@ def run_media(calls: list[MediaCall], duration: float, warmup: float, drain: flo
     clock = time.monotonic_ns
     start = clock() + 50_000_000
     stop_at = start + count * PERIOD_NS
-    drain_until = stop_at + int(drain * 1e9)
+    drain_until = stop_at + int(max_delay * 1e9)
+    limit = int(max_delay * 1e9)
     slot_ns = PERIOD_NS // SLOTS
     to_phone = array("q")  # delays of direction 0 packets sent in the measured window
     browser_in: list[list[tuple[bytes, int]]] = [[] for _ in range(n)]
@@ -617,15 +618,16 @@ def run_media(calls: list[MediaCall], duration: float, warmup: float, drain: flo
                 received_browser += 1
                 to_browser.append(arrived - sent_at[(2 * call + 1) * count + seq])
     post_cpu = time.process_time() - post0
+    too_late = sum(1 for d in to_phone if d > limit) + sum(1 for d in to_browser if d > limit)
     per_direction = n * (count - first_measured)
     sent_total = 2 * per_direction
-    received_total = received_phone + received_browser
+    received_total = received_phone + received_browser - too_late
     lost = sent_total - received_total
     result: dict[str, Any] = {
         "calls": n, "sent_measured": sent_total, "received_measured": received_total,
         "received_by_direction": [received_phone, received_browser], "lost": lost,
         "loss": lost / sent_total if sent_total else 1.0, "misrouted": misrouted, "send_errors": send_errors,
-        "srtp_failures": srtp_failures, "dtls_late": dtls_late, "generator_cpu": cpu, "duration": duration,
+        "srtp_failures": srtp_failures, "too_late": too_late, "dtls_late": dtls_late, "generator_cpu": cpu, "duration": duration,
         "sent_all": 2 * n * count, "prepare_cpu": prep_cpu, "verify_cpu": post_cpu,
     }
     delays = to_phone + to_browser
