@@ -36,7 +36,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet import defer, ssl
 from twisted.internet.protocol import DatagramProtocol
 
-from minisip.media import stun
+from minisip.media import compat, stun
 from minisip.media.dtls import DtlsCertificate, DtlsTransform, parse_fingerprint
 
 HOST = "127.0.0.1"
@@ -122,6 +122,7 @@ class BrowserTransport(DatagramProtocol):
         self.failure: str | None = None
         self.stun_sent = 0
         self.ice_seconds = 0.0
+        self.peer_key = ""
 
     def listen(self, reactor: Any) -> int:
         self.port = reactor.listenUDP(0, self, interface=HOST)
@@ -192,6 +193,7 @@ class BrowserTransport(DatagramProtocol):
         if self.ready is None or self.ready.called or self.transform is None:
             return
         if self.transform.ready():
+            self.peer_key = _peer_key(self.transform)
             self.ready.callback(time.monotonic() - self.started)
         elif self.transform.state == "failed":
             self._fail(f"DTLS failed: {self.transform.failure}")
@@ -240,6 +242,17 @@ class BrowserTransport(DatagramProtocol):
         if self.port is not None:
             self.port.stopListening()
             self.port = None
+
+
+def _peer_key(transform: DtlsTransform) -> str:
+    """The server's DTLS certificate key, e.g. "EC secp256r1" or "RSA 2048" (its cost differs tenfold)."""
+    connection = getattr(transform, "_connection", None)
+    certificate = compat.peer_certificate(connection) if connection is not None else None
+    if certificate is None:
+        return "?"
+    key = certificate.public_key()
+    curve = getattr(key, "curve", None)
+    return f"EC {curve.name}" if curve is not None else f"{type(key).__name__.replace('PublicKey', '')} {key.key_size}"
 
 
 # --- MCCP over WSS ---------------------------------------------------------------------------------
