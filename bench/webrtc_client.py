@@ -552,8 +552,8 @@ def run_media(calls: list[MediaCall], duration: float, warmup: float, max_delay:
     clock = time.monotonic_ns
     start = clock() + 50_000_000
     stop_at = start + count * PERIOD_NS
-    drain_until = stop_at + int(max_delay * 1e9)
     limit = int(max_delay * 1e9)
+    drain_until = stop_at + limit
     slot_ns = PERIOD_NS // SLOTS
     to_phone = array("q")  # delays of direction 0 packets sent in the measured window
     browser_in: list[list[tuple[bytes, int]]] = [[] for _ in range(n)]
@@ -577,11 +577,17 @@ def run_media(calls: list[MediaCall], duration: float, warmup: float, max_delay:
                     send_errors += 1
             j += 1
             next_slot = start + j * slot_ns
-            continue
-        if now >= drain_until:
+            if j == total_slots:  # the last packets get their full max_delay, however late they went
+                drain_until = clock() + limit
+            # behind schedule: keep sending, but read what is waiting first (timeout 0), or a starved
+            # client would only send and its receive queues would overflow
+            timeout = 0.0
+        elif now >= drain_until:
             break
-        wait_until = next_slot if j < total_slots else drain_until
-        for fd, _ in poll(max(0.0, (wait_until - now) / 1e9)):
+        else:
+            wait_until = next_slot if j < total_slots else drain_until
+            timeout = max(0.0, (wait_until - now) / 1e9)
+        for fd, _ in poll(timeout):
             index, recv, recvfrom = by_fd[fd]
             if index >= 0:
                 try:
