@@ -221,6 +221,21 @@ def rtpengine_window(size: int = 4000) -> tuple[int, int]:
     raise BenchError(f"no port range free of other rtpengines ({others})")
 
 
+def autogroup_nice(value: int) -> Any:
+    """A preexec_fn giving a child's new session (its scheduler autogroup) the niceness ``value``; the
+    process itself inherits the client's niceness, set once at start (``--nice``)."""
+    if not value:
+        return None
+
+    def apply() -> None:
+        try:
+            Path(f"/proc/{os.getpid()}/autogroup").write_text(str(value))
+        except OSError:
+            pass
+
+    return apply
+
+
 def caller_password(number: int) -> str:
     return f"pw{number}"
 
@@ -315,15 +330,13 @@ class MinisipTarget(Target):
             parts += [f"[extension {number}]", f"password = {caller_password(number)}"]
         self.config.write_text("\n".join(parts) + "\n")
         wrapped = shlex.split(DEFAULT_MINISIP_CMD.format(python=python, config=self.config, datadir=datadir))
-        if nice:
-            wrapped = ["nice", "-n", str(nice), *wrapped]
         self.log = tmp / "minisip.log"
         self.proc = self.tracker.spawn("minisip", wrapped, self.log, cwd=REPO_DIR,
                                        env={"PYTHONPATH": str(REPO_DIR)})
         self.pid = self.proc.pid
         if nice:
             try:
-                Path(f"/proc/{self.pid}/autogroup").write_text(str(nice))  # its session's share, as niceness() does
+                Path(f"/proc/{self.pid}/autogroup").write_text(str(nice))  # its session's share (see autogroup_nice)
             except OSError:
                 pass
         self.by_caller: dict[str, Call] = {}
@@ -396,7 +409,7 @@ class RtpengineTarget(Target):
         self.ng_port = free_port()
         low, high = rtpengine_window()
         self.ports = (low, high)
-        self.proc = rtpengine.start(self.ng_port, low, high, tmp / "rtpengine.log", threads, niceness(nice))
+        self.proc = rtpengine.start(self.ng_port, low, high, tmp / "rtpengine.log", threads, autogroup_nice(nice))
         atexit.register(rtpengine.stop, self.proc)
         self.pid = self.proc.pid
         self.ng = rtpengine.NgClient(HOST, self.ng_port)
