@@ -483,7 +483,11 @@ def connect_all(reactor: Any, calls: list[Call], window: int) -> Any:
 def handshake_phase(reactor: Any, target: Target, args: argparse.Namespace) -> Any:
     n = args.handshakes
     t0 = time.monotonic()
-    calls = yield target.setup(n, "active", args.window)
+    try:
+        calls = yield target.setup(n, "active", args.window)
+    except BenchError:
+        yield target.teardown(getattr(target, "calls", []))
+        raise
     setup_wall = time.monotonic() - t0
     user0, sys0 = cpu_split(target.pid)
     busy0, total0 = machine_ticks()
@@ -684,27 +688,24 @@ def run(reactor: Any, args: argparse.Namespace) -> Any:
         tmp = Path(tmpdir)
         try:
             extensions = max([*args.ladder, args.handshakes]) + 10
-            if "minisip" in names:
+            makers = {
+                "minisip": lambda: MinisipTarget(reactor, certificate, tmp, extensions, args.nice, args.python),
+                "rtpengine": lambda: RtpengineTarget(reactor, certificate, tmp, args.nice, args.rtpengine_threads),
+            }
+            for name in ("minisip", "rtpengine"):
+                if name not in names:
+                    continue
+                target: Any = None
                 try:
-                    mini = MinisipTarget(reactor, certificate, tmp, extensions, args.nice, args.python)
-                    targets.append(mini)
-                    yield mini.start()
-                except BenchError as error:
-                    results["minisip_error"] = str(error)
-                    print(f"minisip: {error}", flush=True)
-                    targets.remove(mini)
-                    mini.stop()
-            if "rtpengine" in names:
-                try:
-                    engine = RtpengineTarget(reactor, certificate, tmp, args.nice, args.rtpengine_threads)
-                    targets.append(engine)
-                    yield engine.start()
-                except BenchError as error:
-                    results["rtpengine_error"] = str(error)
-                    print(f"rtpengine: {error}", flush=True)
-                    if engine in targets:
-                        targets.remove(engine)
-                        engine.stop()
+                    target = makers[name]()
+                    targets.append(target)
+                    yield target.start()
+                except (BenchError, OSError) as error:
+                    results[f"{name}_error"] = str(error)
+                    print(f"{name}: {error}", flush=True)
+                    if target is not None:
+                        targets.remove(target)
+                        target.stop()
             results["handshakes"] = {}
             if args.handshakes:
                 for target in targets:
