@@ -95,9 +95,12 @@ Targets: >= 100 handshakes/s: PASS in every run (194-446/s wall; 435-588/s per c
 200 calls, jitter p99 456 ms), 150 in run 3, below 100 in run 2: each time the failing step had
 minisip at 55-75% of a core while it needed about 0.7-0.8 core (200 calls x 100 packets/s x 35-40 us)
 and the other processes left no more; rtpengine, needing about half as much CPU per packet, went
-further on the same machine in the same run (ratio 0.6-0.67). On a quiet machine (a trial run before
-these, others ~0.3 cores) minisip carried 200 calls with loss 0. (*) run 1 predates the fix that
-lets a client behind schedule keep reading, so its rtpengine figure is understated.
+further on the same machine in the same run (ratio 0.6-0.67). A trial run before these (others 1.0
+cores) also had minisip at 200 calls with loss 0 (jitter p99 119 ms). The CPU per relayed packet
+moves much less with the load than the call counts do: 35-45 us for minisip against 18-24 us for
+rtpengine, i.e. about 230-270 calls on one dedicated core for minisip (the 200-call target needs
+the server to get ~0.75 of a core) and 410-535 for rtpengine. (*) run 1 predates the fix that lets
+a client behind schedule keep reading, so its rtpengine figure is understated.
 
 Where minisip's CPU goes (py-spy, 200 calls, media only): the relay's sendto 37% and recvfrom 16%
 (syscalls, the kernel's loopback delivery included), pylibsrtp 29% (libsrtp plus cffi: a new
