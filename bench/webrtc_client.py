@@ -114,7 +114,6 @@ class BrowserTransport(DatagramProtocol):
         self.remote_ufrag = self.remote_pwd = ""
         self.transform: DtlsTransform | None = None
         self.ice_tid = b""
-        self.ice_done: defer.Deferred[float] | None = None
         self.ready: defer.Deferred[float] | None = None
         self._ice_timer: Any = None
         self._ready_poll: Any = None
