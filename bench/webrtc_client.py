@@ -558,6 +558,7 @@ def run_media(calls: list[MediaCall], duration: float, warmup: float, max_delay:
     browser_in: list[list[tuple[bytes, int]]] = [[] for _ in range(n)]
     lateness = array("q")
     received_phone = misrouted = send_errors = dtls_late = 0
+    last_send = stop_at
     j = 0
     total_slots = count * SLOTS
     next_slot = start
@@ -577,7 +578,8 @@ def run_media(calls: list[MediaCall], duration: float, warmup: float, max_delay:
             j += 1
             next_slot = start + j * slot_ns
             if j == total_slots:  # the last packets get their full max_delay, however late they went
-                drain_until = clock() + limit
+                last_send = clock()
+                drain_until = last_send + limit
             # behind schedule: keep sending, but read what is waiting first (timeout 0), or a starved
             # client would only send and its receive queues would overflow
             timeout = 0.0
@@ -665,4 +667,7 @@ def run_media(calls: list[MediaCall], duration: float, warmup: float, max_delay:
         result["jitter_p99_ms"] = float("inf")
     late = sorted(lateness)
     result["send_late_p99_ms"] = late[int(len(late) * 0.99)] / 1e6 if late else 0.0
+    # the share of the nominal packet rate the client really offered: a client that fell behind
+    # sent the same packets over a longer time, i.e. fewer calls' worth of load
+    result["offered_fraction"] = min(1.0, (stop_at - start) / max(1, last_send - start))
     return result
