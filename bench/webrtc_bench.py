@@ -71,38 +71,37 @@ says so. The client (one Python process) and the server under test share the sam
 Not modelled: RTCP (browsers send SRTCP every few seconds), ICE consent freshness checks (every ~5 s),
 Opus (the offer is G.711 only, as a gateway to SIP phones negotiates), TURN.
 
-Results, 2026-12-02, shared 2-core machine (PyPI stack: Twisted 26, pyOpenSSL 26, pylibsrtp 1.0;
-rtpengine 10.5.3.5 userspace, one thread). Another benchmark (media_bench, its processes at nice -10,
-later -20) and test suites ran at the same time: "others" is the CPU they took during each step, out
-of 2 cores (0.7-1.6 in these runs). Runs 1 and 2 with ``--nice -10``, run 3 with ``--nice -20`` (the
-other benchmark's priority by then).
+Results, 2026-12-02, shared 2-core machine, ``--nice -10`` (PyPI stack: Twisted 26, pyOpenSSL 26,
+pylibsrtp 1.0; rtpengine 10.5.3.5 userspace, one thread; both servers' DTLS certificates ECDSA
+P-256). Another benchmark (media_bench, its processes at nice -10 to -20) and test suites ran at the
+same time: "others" is the CPU they took during each step, out of 2 cores (0.3-1.5 here).
 
 | run | what | minisip | rtpengine | ratio |
 |---|---|---|---|---|
-| 1 (14:30) | DTLS handshakes/s, wall (client included) | 446/s | 381/s | 1.17 |
-| 1 | server CPU per handshake (STUN + DTLS + SRTP keys) | 1.70 ms = 588/s per core | 1.33 ms = 750/s per core | 0.78 |
-| 1 | bridged calls at loss < 0.01% | 200 (250, 300 failed) | 300 (350 failed*) | 0.67 |
-| 1 | server CPU per relayed packet at that step | 36.9 us (~270 calls/core) | 24.3 us (~410 calls/core) | x1.51 |
-| 2 (14:35) | DTLS handshakes/s, wall | 194/s | 264/s | 0.73 |
-| 2 | server CPU per handshake | 2.30 ms = 435/s per core | 1.33 ms = 750/s per core | 0.58 |
-| 2 | bridged calls at loss < 0.01% | 0 (100 failed twice, others 1.4-1.6 cores) | 550 (600 failed) | - |
-| 2 | server CPU per relayed packet | 35-43 us (at 100 calls) | 18.7 us (~535 calls/core) | ~x2 |
-| 3 (14:43) | DTLS handshakes/s, wall | 285/s | 405/s | 0.70 |
-| 3 | server CPU per handshake | 1.70 ms = 588/s per core | 1.30 ms = 769/s per core | 0.76 |
-| 3 | bridged calls at loss < 0.01% | 150 (200 failed twice) | 250 (300 failed twice) | 0.60 |
-| 3 | server CPU per relayed packet | 43.5 us (~230 calls/core) | 23.0 us (~435 calls/core) | x1.89 |
+| 5 (14:54) | DTLS handshakes/s, wall (client included) | 401/s | 429/s | 0.93 |
+| 5 | server CPU per handshake (STUN + DTLS + SRTP keys) | 2.07 ms = 484/s per core | 1.37 ms = 732/s per core | 0.66 |
+| 5 | bridged calls at loss < 0.01% | 200 (250, 300 failed) | >= 400 (450, 500 client-limited) | <= 0.50 |
+| 5 | server CPU per relayed packet at that step | 35.8 us (~280 calls/core) | 19.0 us (~525 calls/core) | x1.88 |
+| 6 (14:59) | DTLS handshakes/s, wall | 335/s | 289/s | 1.16 |
+| 6 | server CPU per handshake | 1.93 ms = 517/s per core | 1.97 ms = 508/s per core | 1.02 |
+| 6 | bridged calls at loss < 0.01% | 150 (200 failed twice) | >= 450 (500 client-limited) | <= 0.33 |
+| 6 | server CPU per relayed packet at that step | 45.5 us (~220 calls/core) | 18.4 us (~545 calls/core) | x2.47 |
 
-Targets: >= 100 handshakes/s: PASS in every run (194-446/s wall; 435-588/s per core of server CPU,
-0.6-0.8 of rtpengine's). >= 200 bridged calls on one server process: reached in run 1 only (loss 0 at
-200 calls, jitter p99 456 ms), 150 in run 3, below 100 in run 2: each time the failing step had
-minisip at 55-75% of a core while it needed about 0.7-0.8 core (200 calls x 100 packets/s x 35-40 us)
-and the other processes left no more; rtpengine, needing about half as much CPU per packet, went
-further on the same machine in the same run (ratio 0.6-0.67). A trial run before these (others 1.0
-cores) also had minisip at 200 calls with loss 0 (jitter p99 119 ms). The CPU per relayed packet
-moves much less with the load than the call counts do: 35-45 us for minisip against 18-24 us for
-rtpengine, i.e. about 230-270 calls on one dedicated core for minisip (the 200-call target needs
-the server to get ~0.75 of a core) and 410-535 for rtpengine. (*) run 1 predates the fix that lets
-a client behind schedule keep reading, so its rtpengine figure is understated.
+Targets: >= 100 handshakes/s: PASS (335-401/s wall; 484-517/s per core of server CPU; rtpengine
+289-429/s, 508-732/s per core). >= 200 bridged calls on one server process: PASS in run 5, FAIL in
+run 6 (150). In every failing minisip step the server had 68-78% of a core while it needed about
+0.75-0.9 of one (calls x 100 packets/s x 35-45 us) and the other processes left no more, so its
+queues grew (delays over a second, then loss); rtpengine, needing about half the CPU per packet,
+went further on the same machine in the same run. The CPU per relayed packet is the steadier
+figure: 31-48 us for minisip against 17-27 us for rtpengine over all steps of these runs, i.e. about
+220-300 calls on one dedicated core for minisip (the 200-call target needs ~0.75 of a core) and
+about twice that for rtpengine. rtpengine's limit was not reached: beyond 400-450 calls the Python
+client could not offer the load on this machine.
+
+Four earlier runs the same day (before the last fixes of the client: reading while behind schedule,
+the 95% offered-load rule, rtpengine's port window away from another benchmark's rtpengine) gave
+minisip 200, <100, 150 and 250 calls, handshakes 194-446/s wall at 1.43-2.30 ms server CPU each
+(rtpengine 264-547/s at 1.27-1.33 ms).
 
 Where minisip's CPU goes (py-spy, 200 calls, media only): the relay's sendto 37% and recvfrom 16%
 (syscalls, the kernel's loopback delivery included), pylibsrtp 29% (libsrtp plus cffi: a new
