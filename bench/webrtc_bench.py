@@ -93,7 +93,8 @@ run 6 (150). In every failing minisip step the server had 68-78% of a core while
 0.75-0.9 of one (calls x 100 packets/s x 35-45 us) and the other processes left no more, so its
 queues grew (delays over a second, then loss); rtpengine, needing about half the CPU per packet,
 went further on the same machine in the same run. The CPU per relayed packet is the steadier
-figure: 31-48 us for minisip against 17-27 us for rtpengine over all steps of these runs, i.e. about
+figure: 31-48 us for minisip at 150-300 calls (53-54 us at 100, where fewer packets share a
+wake-up) against 17-27 us for rtpengine over all steps of these runs, i.e. about
 220-300 calls on one dedicated core for minisip (the 200-call target needs ~0.75 of a core) and
 about twice that for rtpengine. rtpengine's limit was not reached: beyond 400-450 calls the Python
 client could not offer the load on this machine.
