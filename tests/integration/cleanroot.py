@@ -42,6 +42,7 @@ MARKER = ".minisip-test-root"
 MAX_AGE = 7 * 24 * 3600.0
 DEBOOTSTRAP_TIMEOUT = 420.0
 LOCK_TIMEOUT = 600.0
+TMPFS_SIZE = "3g"
 HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 CHROOT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
               "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root"}
@@ -198,7 +199,7 @@ def _pid_alive(pid: int) -> bool:
 def _prune_leftovers() -> None:
     """Remove what interrupted runs left: half-made roots and the copies of runs whose process is gone."""
     for path in glob.glob(os.path.join(CACHE, "debian12-root.*")):
-        m = re.search(r"\.(?:new|old)-(\d+)-", os.path.basename(path))
+        m = re.search(r"\.(?:build|new|old)-(\d+)-", os.path.basename(path))
         if m is None or not _pid_alive(int(m.group(1))):
             remove_tree(path)
     for path in glob.glob(os.path.join(RUNS, "run-*")):
@@ -246,21 +247,33 @@ def _write_sources(root: str, mirror: str, security: str) -> None:
 
 
 def _build_root(log: str) -> None:
-    """debootstrap a minbase bookworm into a temporary folder, fetch its apt lists, rename it into place."""
+    """debootstrap a minbase bookworm (in memory when a tmpfs can be mounted), fetch its apt lists, copy it
+    next to the cached root and rename it into place."""
     mirror, security = mirrors()
     os.makedirs(DEBOOTSTRAP_DEBS, exist_ok=True)
+    build = tempfile.mkdtemp(prefix=f"debian12-root.build-{os.getpid()}-", dir=CACHE)
     new = tempfile.mkdtemp(prefix=f"debian12-root.new-{os.getpid()}-", dir=CACHE)
     try:
+        os.chmod(build, 0o755)
         os.chmod(new, 0o755)
-        _run_logged(["debootstrap", "--variant=minbase", f"--cache-dir={DEBOOTSTRAP_DEBS}", SUITE, new, mirror],
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755", "minisip-test-root", build],
+                       check=False, timeout=60, capture_output=True)
+        _run_logged(["debootstrap", "--variant=minbase", f"--cache-dir={DEBOOTSTRAP_DEBS}", SUITE, build, mirror],
                     log, DEBOOTSTRAP_TIMEOUT)
-        unmount_all(new)
-        _write_sources(new, mirror, security)
-        shutil.copy2("/etc/resolv.conf", os.path.join(new, "etc/resolv.conf"))
-        _run_logged(["chroot", new, "apt-get", "-q", "update"], log, 180.0, env=dict(CHROOT_ENV))
-        _run_logged(["chroot", new, "apt-get", "clean"], log, 60.0, env=dict(CHROOT_ENV))
-        with open(os.path.join(new, MARKER), "w", encoding="utf-8") as f:
+        unmount_all(os.path.join(build, "proc"))
+        unmount_all(os.path.join(build, "sys"))
+        unmount_all(os.path.join(build, "dev"))
+        _write_sources(build, mirror, security)
+        shutil.copy2("/etc/resolv.conf", os.path.join(build, "etc/resolv.conf"))
+        _run_logged(["chroot", build, "apt-get", "-q", "update"], log, 180.0, env=dict(CHROOT_ENV))
+        _run_logged(["chroot", build, "apt-get", "clean"], log, 60.0, env=dict(CHROOT_ENV))
+        with open(os.path.join(build, MARKER), "w", encoding="utf-8") as f:
             f.write(f"{RECIPE}\nmade {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} from {mirror}\n")
+        left = [point for point in mounts_under(build) if point != os.path.realpath(build)]
+        if left:
+            raise AssertionError(f"debootstrap left mounts in {build}: {left}")
+        subprocess.run(["cp", "-a", f"{build}/.", new], check=True, timeout=300, capture_output=True)
+        remove_tree(build)
         old = None
         if os.path.lexists(CACHED_ROOT):
             old = tempfile.mkdtemp(prefix=f"debian12-root.old-{os.getpid()}-", dir=CACHE)
@@ -273,6 +286,7 @@ def _build_root(log: str) -> None:
             if time.time() - os.stat(deb).st_atime > 30 * 86400:
                 os.unlink(deb)
     except BaseException:
+        remove_tree(build)
         remove_tree(new)
         raise
 
@@ -293,13 +307,18 @@ def fresh_copy(log: str, phases: Phases) -> tuple["RootCopy", str]:
 
 
 class RootCopy:
-    """One run's copy of the cached root, with /proc, /sys and /dev mounted; ``close`` unmounts and deletes."""
+    """One run's copy of the cached root (on a tmpfs of its own), with /proc, /sys and /dev mounted;
+    ``close`` unmounts and deletes it."""
 
     def __init__(self, base: str) -> None:
         os.makedirs(RUNS, exist_ok=True)
         self.path = tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=RUNS)
         os.chmod(self.path, 0o755)
         try:
+            # In memory where the kernel lets us: copying and dpkg's unpacking skip the disk, and
+            # unmounting frees it all at once. On disk otherwise.
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755", "minisip-test-root",
+                            self.path], check=False, timeout=60, capture_output=True)
             subprocess.run(["cp", "-a", "--reflink=auto", f"{base}/.", self.path], check=True, timeout=300,
                            capture_output=True)
         except BaseException:
