@@ -63,16 +63,16 @@ def auth(user: str, password: str) -> str:
     return f"[authentication username={user} password={password}]"
 
 
-def listen_on(conf: str, sip_port: int, tls_port: int) -> str:
-    """The configuration with its [sip] listen addresses moved to free loopback ports (wss stays off)."""
-    ports = {"udp": sip_port, "tcp": sip_port, "tls": tls_port}
+def listen_on(conf: str, ports: dict[str, int]) -> str:
+    """The configuration with every listen address that is set ([sip] udp/tcp/tls, [mccp] wss) moved to
+    the given loopback port; an empty one (a transport left off) stays empty."""
     section, out = "", []
     for line in conf.splitlines():
         header = re.match(r"\s*\[([^\]]+)\]", line)
         if header:
             section = header.group(1).strip()
-        m = re.match(r"(udp|tcp|tls)\s*=", line)
-        if section == "sip" and m:
+        m = re.match(r"(udp|tcp|tls|wss)\s*=\s*(\S*)", line)
+        if m and section in ("sip", "mccp") and m.group(2) and m.group(2)[0] not in ";#":
             line = f"{m.group(1)} = 127.0.0.1:{ports[m.group(1)]}"
         out.append(line)
     return "\n".join(out) + "\n"
@@ -114,7 +114,10 @@ class CleanRootInstallTests(unittest.TestCase):
                     self.fail(f"no cached root and the Debian mirror is unreachable: {problem}")
                 raise unittest.SkipTest(f"no cached root and the Debian mirror is unreachable: {problem}")
         self.peers: list[Sipp] = []
+        self.diagnostics: dict[str, Sipp] = {}
         self.server: subprocess.Popen | None = None
+        self.target = ""
+        self.server_log_path = os.path.join(self.dir, "minisip.log")
 
     def tearDown(self) -> None:
         for peer in self.peers:
@@ -155,7 +158,6 @@ class CleanRootInstallTests(unittest.TestCase):
     def test_apt_install_run_call_reload(self) -> None:
         """apt installs the .deb with its dependencies from Debian; the server the unit starts takes
         registrations and a call, and SIGHUP adds an extension."""
-        self.diagnostics: dict[str, Sipp] = {}
         with self.phases.phase("build the package"):
             deb = package().deb
 
@@ -207,19 +209,21 @@ class CleanRootInstallTests(unittest.TestCase):
 
         # The shipped conffile (extensions 100 and 101) on free loopback ports.
         sip_port = free_port()
-        tls_port = free_port()
+        ports = {"udp": sip_port, "tcp": sip_port, "tls": free_port(), "wss": free_port()}
         self.target = f"127.0.0.1:{sip_port}"
         with open(root.file(CONFFILE), encoding="utf-8") as f:
             shipped = f.read()
         self.assertRegex(shipped, r"(?m)^\[extension 100\]$")
         self.assertRegex(shipped, r"(?m)^\[extension 101\]$")
+        conf = listen_on(shipped, ports)
+        for transport in ("udp", "tcp", "tls"):
+            self.assertIn(f"\n{transport} = 127.0.0.1:{ports[transport]}\n", conf)
         with open(root.file(CONFFILE), "w", encoding="utf-8") as f:   # keeps root:minisip 0640
-            f.write(listen_on(shipped, sip_port, tls_port))
+            f.write(conf)
 
         # As systemd would: User=/Group= (setpriv: no fork, so this PID is the unit's MAINPID),
         # WorkingDirectory=, UMask=, NoNewPrivileges=, the environment systemd gives a service.
         with self.phases.phase("start the installed server"):
-            self.server_log_path = os.path.join(self.dir, "minisip.log")
             env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin", "HOME": home, "USER": unit.user,
                    "LOGNAME": unit.user, "SHELL": passwd[6]}
             script = 'cd "$1" && umask "$2" && shift 2 && exec "$@"'
@@ -239,7 +243,19 @@ class CleanRootInstallTests(unittest.TestCase):
         self.assertEqual(os.path.realpath(f"/proc/{self.server.pid}/root"), os.path.realpath(root.path))
         with open(f"/proc/{self.server.pid}/cmdline", "rb") as f:
             self.assertIn(b"twistd3", f.read())
-        self.assertEqual(os.stat(root.file("var/lib/minisip/minisip.sqlite")).st_uid, uid)
+        # The data (database, TLS pair) belongs to minisip; all but the certificate is private.
+        self.assertTrue(os.path.exists(root.file("var/lib/minisip/minisip.sqlite")))
+        for folder, _, names in os.walk(root.file("var/lib/minisip")):
+            for name in names:
+                st = os.stat(os.path.join(folder, name))
+                private = 0 if name.endswith(".crt") else st.st_mode & 0o077
+                self.assertEqual((st.st_uid, private), (uid, 0), os.path.join(folder, name))
+        # "directories = bundled /etc/minisip/plugins.d": the shipped plugins load from /usr/share.
+        shipped_plugins = sorted(n for n in os.listdir(root.file("usr/share/minisip/plugins"))
+                                 if n.endswith(".py") and not n.startswith("_"))
+        self.assertTrue(shipped_plugins)
+        for name in shipped_plugins:
+            self.assertIn(f"/usr/share/minisip/plugins/{name}", self.server_log())
 
         with self.phases.phase("register 100 and 101, call 100 -> 101"):
             uas = self.sipp("uas101", scenarios.uas("answer"))
