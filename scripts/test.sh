@@ -7,7 +7,7 @@ if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q >/dev/null
 $SUDO apt-get install -y -q --no-install-recommends \
-    python3 python3-venv python3-pip python3-numpy sip-tester baresip kamailio sipsak linphone-cli openssl chromium firefox-esr \
+    python3 python3-venv python3-pip python3-numpy sip-tester baresip kamailio sipsak linphone-cli openssl chromium firefox-esr debootstrap \
     dpkg-dev debhelper dh-python python3-all python3-setuptools pybuild-plugin-pyproject \
     python3-twisted python3-autobahn python3-openssl python3-pylibsrtp python3-service-identity \
     python3-zope.interface >/dev/null
