@@ -827,7 +827,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     if args.media_json:
         try:
             media = json.loads(Path(args.media_json).read_text())
-            relay = media["cpu"]["minisip"]["cpu_us_per_packet"]
+            plain = media.get("plain", media)     # media_bench's parts by mode (older files: at the top)
+            relay = plain["cpu"]["minisip"]["cpu_us_per_packet"]
             print(f"  plain relayed call (media_bench): {relay:.1f} us per packet")
         except (OSError, KeyError, ValueError) as e:
             print(f"  plain relayed call: cannot read {args.media_json}: {e}")
