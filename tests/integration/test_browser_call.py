@@ -69,26 +69,45 @@ def tone_file(path: str, seconds: float = 10.0, rate: int = 48000, freq: float =
     return path
 
 
-class BrowserCallTestCase(TestCase):
+def wss_port() -> int:
+    """A free TCP port for the WSS service (checked for TCP: WSS is TCP, a UDP check proves nothing)."""
+    return free_port(socket.SOCK_STREAM, also_tcp=False)
+
+
+class ChromiumPage:
+    """Chromium and the page, as test_lite_page drives them, for a TestCase with ``self.dir``."""
+
+    start_chromium = lite.LitePageTests.start_chromium
+    stop_chromium = lite.LitePageTests.stop_chromium
+    until = lite.LitePageTests.until
+    text = lite.LitePageTests.text
+    visible = lite.LitePageTests.visible
+    status_is = lite.LitePageTests.status_is
+    open = lite.LitePageTests.open
+    click = lite.LitePageTests.click
+
+    def start_page_browser(self, tone: float = 1000.0, name: str = "chromium") -> Any:
+        """Start Chromium with a fresh profile and a ``tone`` Hz sine as its microphone."""
+        self.profile = os.path.join(self.dir, name)   # type: ignore[attr-defined]
+        os.makedirs(self.profile)
+        wav = tone_file(os.path.join(self.dir, f"{name}-tone.wav"), freq=tone)   # type: ignore[attr-defined]
+        flags_before = lite.FLAGS
+        lite.FLAGS = [*lite.FLAGS, f"--use-file-for-fake-audio-capture={wav}"]
+        self.addCleanup(setattr, lite, "FLAGS", flags_before)   # type: ignore[attr-defined]
+        return self.start_chromium()
+
+
+class BrowserCallTestCase(ChromiumPage, TestCase):
     """minisip with WSS, extension 101 a baresip (answering as ``answermode`` says), Chromium."""
 
     skip = lite.SKIP_REASON or BARESIP_SKIP
     timeout = 120
     answermode = "auto"
 
-    # Chromium and the page, as test_lite_page drives them
-    start_chromium = lite.LitePageTests.start_chromium
-    stop_chromium = lite.LitePageTests.stop_chromium
-    until = lite.LitePageTests.until
-    text = lite.LitePageTests.text
-    status_is = lite.LitePageTests.status_is
-    open = lite.LitePageTests.open
-    click = lite.LitePageTests.click
-
     def setUp(self) -> Any:
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
-        self.wss = free_port(socket.SOCK_STREAM, also_tcp=False)   # WSS is TCP
+        self.wss = wss_port()
         base = 20000 + 2 * random.randrange(0, 4000)
         extra = "\n".join(["[security]", "digest_algorithms = MD5", "[mccp]", f"wss = 127.0.0.1:{self.wss}",
                            "[media]", f"ports = {base}-{base + 99}"])
@@ -102,13 +121,7 @@ class BrowserCallTestCase(TestCase):
         self.phone.start()
         self.phone.wait_registered(timeout=10)
         self.server.wait_log("extension 101 registered", timeout=5)
-        self.profile = os.path.join(self.dir, "chromium")
-        os.makedirs(self.profile)
-        tone = tone_file(os.path.join(self.dir, "tone.wav"))
-        self.flags_before = lite.FLAGS
-        lite.FLAGS = [*lite.FLAGS, f"--use-file-for-fake-audio-capture={tone}"]
-        self.addCleanup(setattr, lite, "FLAGS", self.flags_before)
-        return self.start_chromium()
+        return self.start_page_browser()
 
     def page(self, password: str) -> str:
         return (f"https://127.0.0.1:{self.wss}/lite.html?server=127.0.0.1:{self.wss}"

@@ -15,7 +15,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 from typing import Any
 
@@ -25,9 +24,9 @@ from twisted.trial.unittest import TestCase
 from tests.integration import test_lite_page as lite
 from tests.integration.baresip import SKIP_REASON as BARESIP_SKIP
 from tests.integration.baresip import Baresip, BaresipError
-from tests.integration.harness import Minisip, Sipp, free_port, stop_process
+from tests.integration.harness import Minisip, Sipp, stop_process
 from tests.integration.media_peers import PCAP, ports_held
-from tests.integration.test_browser_call import KEEP_PCS, STATS, tone_file
+from tests.integration.test_browser_call import KEEP_PCS, STATS, ChromiumPage, wss_port
 
 PASSWORDS = {"100": "browser-pw-100", "101": "phone-pw-101", "102": "browser-pw-102"}
 
@@ -42,26 +41,17 @@ def media_ports(size: int = 100) -> int:
     raise AssertionError(f"no window of {size} free UDP ports in 14000-19999")
 
 
-class IncomingTestCase(TestCase):
+class IncomingTestCase(ChromiumPage, TestCase):
     """minisip with WSS, extension 101 a baresip that calls, Chromium waiting as 102."""
 
     skip = lite.SKIP_REASON or BARESIP_SKIP
     timeout = 120
     phone_102 = False        # also a baresip registered as 102 (answering by hand)
 
-    start_chromium = lite.LitePageTests.start_chromium
-    stop_chromium = lite.LitePageTests.stop_chromium
-    until = lite.LitePageTests.until
-    text = lite.LitePageTests.text
-    visible = lite.LitePageTests.visible
-    status_is = lite.LitePageTests.status_is
-    open = lite.LitePageTests.open
-    click = lite.LitePageTests.click
-
     def setUp(self) -> Any:
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
-        self.wss = free_port(socket.SOCK_STREAM, also_tcp=False)   # WSS is TCP
+        self.wss = wss_port()
         base = media_ports()
         extra = "\n".join(["[security]", "digest_algorithms = MD5", "[mccp]", f"wss = 127.0.0.1:{self.wss}",
                            "[media]", f"ports = {base}-{base + 99}"])
@@ -71,13 +61,7 @@ class IncomingTestCase(TestCase):
         self.server.wait_log("start WSS service", timeout=5)
         self.caller = self.baresip("101", "auto")
         self.callee = self.baresip("102", "manual") if self.phone_102 else None
-        self.profile = os.path.join(self.dir, "chromium")
-        os.makedirs(self.profile)
-        tone = tone_file(os.path.join(self.dir, "tone.wav"))
-        self.flags_before = lite.FLAGS
-        lite.FLAGS = [*lite.FLAGS, f"--use-file-for-fake-audio-capture={tone}"]
-        self.addCleanup(setattr, lite, "FLAGS", self.flags_before)
-        return self.start_chromium()
+        return self.start_page_browser()
 
     def baresip(self, user: str, answermode: str) -> Baresip:
         phone = Baresip(self.dir, user, PASSWORDS[user], self.server.udp, transport="udp", answermode=answermode)

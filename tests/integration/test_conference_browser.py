@@ -21,9 +21,9 @@ from twisted.trial.unittest import TestCase
 
 from minisip.media import g711
 from tests.integration import test_lite_page as lite
-from tests.integration.harness import Minisip, free_port, plugin_folder
+from tests.integration.harness import Minisip, plugin_folder
 from tests.integration.media_peers import ports_held
-from tests.integration.test_browser_call import KEEP_PCS, tone_file
+from tests.integration.test_browser_call import KEEP_PCS, ChromiumPage, wss_port
 from tests.integration.test_conference import EXTS, Phone, goertzel
 
 BASE_PORT = 34000
@@ -46,17 +46,9 @@ LEVEL = """
 """
 
 
-class BrowserInRoomTests(TestCase):
+class BrowserInRoomTests(ChromiumPage, TestCase):
     skip = lite.SKIP_REASON
     timeout = 120
-
-    start_chromium = lite.LitePageTests.start_chromium
-    stop_chromium = lite.LitePageTests.stop_chromium
-    until = lite.LitePageTests.until
-    text = lite.LitePageTests.text
-    status_is = lite.LitePageTests.status_is
-    open = lite.LitePageTests.open
-    click = lite.LitePageTests.click
 
     def setUp(self) -> Any:
         self.dir = os.path.abspath(self.mktemp())
@@ -66,7 +58,7 @@ class BrowserInRoomTests(TestCase):
                 break
         else:
             raise AssertionError(f"no 50 free UDP ports in {BASE_PORT}-{BASE_PORT + 999}")
-        self.wss = free_port(also_tcp=False)
+        self.wss = wss_port()
         plugins = plugin_folder(self.dir, "conference.py")
         extra = "\n".join(["[security]", "digest_algorithms = MD5", "[plugins]", f"directories = {plugins}",
                            "[mccp]", f"wss = 127.0.0.1:{self.wss}", "[media]", f"ports = {low}-{low + 49}",
@@ -78,13 +70,7 @@ class BrowserInRoomTests(TestCase):
         self.phones = {ext: Phone(ext, self.server.udp) for ext in PHONE_TONES}
         for phone in self.phones.values():
             self.addCleanup(phone.close)
-        self.profile = os.path.join(self.dir, "chromium")
-        os.makedirs(self.profile)
-        tone = tone_file(os.path.join(self.dir, "tone.wav"), freq=BROWSER_TONE)
-        self.flags_before = lite.FLAGS
-        lite.FLAGS = [*lite.FLAGS, f"--use-file-for-fake-audio-capture={tone}"]
-        self.addCleanup(setattr, lite, "FLAGS", self.flags_before)
-        return self.start_chromium()
+        return self.start_page_browser(BROWSER_TONE)
 
     def talk(self, seconds: float, stop: threading.Event) -> None:
         """The phones' side, in a thread: each sends its tone every 20 ms and keeps what it receives."""

@@ -22,24 +22,10 @@ from tests.integration.baresip import SKIP_REASON as BARESIP_SKIP
 from tests.integration.baresip import Baresip, parse_rtp_stats
 from tests.integration.firefox import SKIP_REASON as FIREFOX_SKIP
 from tests.integration.firefox import Firefox
-from tests.integration.harness import Minisip, free_port
+from tests.integration.harness import Minisip
+from tests.integration.test_browser_call import KEEP_PCS, wss_port
 
 PASSWORDS = {"100": "firefox-pw-100", "101": "phone-pw-101"}
-
-# Keep the page's peer connections for getStats (installed before the user presses Call).
-KEEP_PCS = """
-if (!window.__pcs) {
-  const Original = window.RTCPeerConnection;
-  window.__pcs = [];
-  window.RTCPeerConnection = function (...args) {
-    const pc = new Original(...args);
-    window.__pcs.push(pc);
-    return pc;
-  };
-  window.RTCPeerConnection.prototype = Original.prototype;
-}
-return true;
-"""
 
 STATS = """
 return (async () => {
@@ -69,7 +55,7 @@ class FirefoxCallTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
-        self.wss = free_port(also_tcp=False)
+        self.wss = wss_port()
         base = 20000 + 2 * random.randrange(0, 4000)
         extra = "\n".join(["[security]", "digest_algorithms = MD5", "[mccp]", f"wss = 127.0.0.1:{self.wss}",
                            "[media]", f"ports = {base}-{base + 99}"])
@@ -115,7 +101,7 @@ class FirefoxCallTests(SynchronousTestCase):
         self.firefox.navigate(f"https://127.0.0.1:{self.wss}/lite.html")
         self.firefox.until("return document.readyState === 'complete' && "
                            "!document.getElementById('setup').hidden;", 15, "the form")
-        self.firefox.evaluate(KEEP_PCS)
+        self.firefox.evaluate(KEEP_PCS + "\nreturn true;")   # keep the page's peer connections for getStats
         self.firefox.evaluate(
             "const [server, clr, pwd, cld] = arguments;"
             "for (const [id, v] of [['server', server], ['clr', clr], ['pwd', pwd], ['cld', cld]])"
