@@ -86,31 +86,32 @@ def cpu_split(pid: int) -> tuple[float, float]:
 
 # -- the traffic generator (role "generate") ----------------------------------------------------------
 
+def udp_socket() -> socket.socket:
+    """A non-blocking UDP socket on HOST with the largest receive buffer the system grants."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for size in (8 << 20, 4 << 20, 1 << 20):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            break
+        except OSError:
+            continue
+    sock.bind((HOST, 0))
+    sock.setblocking(False)
+    return sock
+
+
 class Generator:
     """Sends and receives the calls' packets with raw non-blocking sockets and epoll."""
 
     def __init__(self, sockets: int) -> None:
-        self.a = [self._socket() for _ in range(sockets)]
-        self.b = [self._socket() for _ in range(sockets)]
+        self.a = [udp_socket() for _ in range(sockets)]
+        self.b = [udp_socket() for _ in range(sockets)]
         self.by_fd = {s.fileno(): s for s in self.a + self.b}
         self.side = {s.fileno(): 0 for s in self.a}
         self.side.update({s.fileno(): 1 for s in self.b})
         self.poller = select.epoll()
         for sock in self.a + self.b:
             self.poller.register(sock.fileno(), select.EPOLLIN)
-
-    @staticmethod
-    def _socket() -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for size in (8 << 20, 4 << 20, 1 << 20):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-                break
-            except OSError:
-                continue
-        sock.bind((HOST, 0))
-        sock.setblocking(False)
-        return sock
 
     def ports(self) -> dict[str, list[int]]:
         return {"a": [s.getsockname()[1] for s in self.a], "b": [s.getsockname()[1] for s in self.b]}

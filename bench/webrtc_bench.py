@@ -147,6 +147,7 @@ epollreactor.install()
 
 import rtpengine  # noqa: E402
 from media_bench import cpu_split, machine_ticks, niceness, raise_fd_limit  # noqa: E402
+from media_bench import udp_socket as plain_socket  # noqa: E402
 from proctrack import ProcessTracker  # noqa: E402
 from servers import DEFAULT_MINISIP_CMD  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
@@ -158,7 +159,6 @@ from webrtc_client import (  # noqa: E402
     MediaCall,
     SipPhone,
     plain_sdp,
-    plain_socket,
     run_media,
     sdp_media_address,
 )

@@ -470,19 +470,6 @@ class SipPhone(DatagramProtocol):
 # --- the media: SRTP on the browser side, plain RTP on the SIP side -----------------------------------
 
 
-def plain_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    for size in (4 << 20, 1 << 20):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-            break
-        except OSError:
-            continue
-    sock.bind((HOST, 0))
-    sock.setblocking(False)
-    return sock
-
-
 class MediaCall:
     """What the media loop needs of one bridged call."""
 

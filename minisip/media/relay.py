@@ -657,27 +657,20 @@ class Endpoint:
 
     def _send_control(self, datagram: bytes) -> None:
         """The transform's own sends (DTLS handshake): to the leg's current RTP address."""
-        if self.closed:
-            return
-        dest = self.latched_rtp or self.remote_rtp
-        if dest is None:
-            return
-        try:
-            self._rtp_write(datagram, dest)
-        except Exception as e:
-            self.send_errors += 1
-            log.warn("media {call_id} {label}: send failed: {error}", call_id=self.call_id, label=self.label,
-                     error=e)
+        self._send_own(datagram, rtcp=False)
 
     def _send_rtcp_control(self, datagram: bytes) -> None:
         """The RTCP transform's own sends (its DTLS handshake): from the RTCP port to the RTCP address."""
+        self._send_own(datagram, rtcp=True)
+
+    def _send_own(self, datagram: bytes, rtcp: bool) -> None:
         if self.closed:
             return
-        dest = self.latched_rtcp or self.remote_rtcp
+        dest = (self.latched_rtcp or self.remote_rtcp) if rtcp else (self.latched_rtp or self.remote_rtp)
         if dest is None:
             return
         try:
-            self._rtcp_write(datagram, dest)
+            (self._rtcp_write if rtcp else self._rtp_write)(datagram, dest)
         except Exception as e:
             self.send_errors += 1
             log.warn("media {call_id} {label}: send failed: {error}", call_id=self.call_id, label=self.label,

@@ -491,11 +491,12 @@ class LinphoneMediaTests(BaresipBase):
         legs = {("callee" if ep["label"].startswith("sip:101") else "caller"): ep for ep in media}
         return legs["caller"], legs["callee"]
 
-    def test_linphone_sdes_calls_baresip_plain(self) -> None:
-        """Linphone (SDES, mandatory, over TLS) calls a plain baresip; Linphone hangs up."""
+    def linphone_calls_baresip(self, lin_enc: str, bare_enc: str | None, bare_secure: bool) -> None:
+        """Linphone (100) calls baresip (101) and hangs up; both legs' records and counters agree with
+        the phones (Linphone's statistics, baresip's RTP counts)."""
         self.start_server()
-        lin = self.linphone("100", "srtp")
-        bare = self.phone("101", None)
+        lin = self.linphone("100", lin_enc)
+        bare = self.phone("101", bare_enc)
         try:
             call = lin.dial("sip:101@127.0.0.1")
             lin.wait_call_state("CallStreamsRunning", call=call, timeout=10)
@@ -506,13 +507,18 @@ class LinphoneMediaTests(BaresipBase):
             lin.command(f"terminate {call}")
             bare.wait_event("CALL_CLOSED", timeout=10)
             lin_leg, bare_leg = self.records_of_one_call()
-            self.assertEqual((lin_leg["secure"], bare_leg["secure"]), (True, False), summary([lin_leg, bare_leg]))
+            self.assertEqual((lin_leg["secure"], bare_leg["secure"]), (True, bare_secure),
+                             summary([lin_leg, bare_leg]))
             self.check(lin, lin_leg, bare_leg)
             tx, rx = bare.wait_rtp_stats()
             self.assertTrue(_agree(rx, bare_leg["packets_out"]) and _agree(tx, bare_leg["packets_in"]),
                             f"baresip {tx}/{rx}\n{summary([lin_leg, bare_leg])}")
         except AssertionError as e:
             raise AssertionError(f"{e}\n--- linphone ---\n{lin.output()}\n{self.diagnostics(bare)}") from None
+
+    def test_linphone_sdes_calls_baresip_plain(self) -> None:
+        """Linphone (SDES, mandatory, over TLS) calls a plain baresip; Linphone hangs up."""
+        self.linphone_calls_baresip("srtp", None, bare_secure=False)
 
     def test_baresip_dtls_calls_linphone_dtls(self) -> None:
         """baresip (DTLS-SRTP) calls Linphone (DTLS-SRTP, mandatory): the server offers Linphone DTLS
@@ -544,23 +550,4 @@ class LinphoneMediaTests(BaresipBase):
     def test_linphone_dtls_calls_baresip_sdes(self) -> None:
         """Linphone (DTLS-SRTP, mandatory, over UDP) calls baresip (SDES over TLS): the server is
         Linphone's DTLS peer on one leg and re-keys the audio as SDES-SRTP on the other."""
-        self.start_server()
-        lin = self.linphone("100", "dtls")
-        bare = self.phone("101", "sdes")
-        try:
-            call = lin.dial("sip:101@127.0.0.1")
-            lin.wait_call_state("CallStreamsRunning", call=call, timeout=10)
-            lin.play(call)
-            bare.wait_event("CALL_ESTABLISHED", timeout=10)
-            bare.wait_event("CALL_RTPESTAB", timeout=8)
-            time.sleep(TALK_SECONDS)
-            lin.command(f"terminate {call}")
-            bare.wait_event("CALL_CLOSED", timeout=10)
-            lin_leg, bare_leg = self.records_of_one_call()
-            self.assertEqual((lin_leg["secure"], bare_leg["secure"]), (True, True), summary([lin_leg, bare_leg]))
-            self.check(lin, lin_leg, bare_leg)
-            tx, rx = bare.wait_rtp_stats()
-            self.assertTrue(_agree(rx, bare_leg["packets_out"]) and _agree(tx, bare_leg["packets_in"]),
-                            f"baresip {tx}/{rx}\n{summary([lin_leg, bare_leg])}")
-        except AssertionError as e:
-            raise AssertionError(f"{e}\n--- linphone ---\n{lin.output()}\n{self.diagnostics(bare)}") from None
+        self.linphone_calls_baresip("dtls", "sdes", bare_secure=True)
