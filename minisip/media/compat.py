@@ -21,12 +21,15 @@ __all__ = [
     "DTLS_AVAILABLE",
     "PYLIBSRTP_VERSION",
     "PYOPENSSL_VERSION",
+    "SRTP_DIRECT",
     "SRTP_MAX_PACKET",
     "SrtpFailure",
     "classify_srtp_error",
     "handle_dtls_timeout",
     "peer_certificate",
     "selected_srtp_profile",
+    "srtp_failure_of_status",
+    "srtp_handle",
     "use_certificate",
 ]
 
@@ -132,3 +135,46 @@ def classify_srtp_error(error: BaseException) -> str:
     if "replay" in text or "index is too old" in text:
         return SrtpFailure.REPLAY
     return SrtpFailure.OTHER
+
+
+def srtp_failure_of_status(status: int) -> str:
+    """auth, replay or other for a libsrtp status code, by pylibsrtp's own text for it (the numbers are
+    libsrtp's ABI; the texts are what ``classify_srtp_error`` reads)."""
+    try:
+        return _FAILURE_BY_STATUS[status]
+    except (IndexError, TypeError):
+        return SrtpFailure.OTHER
+
+
+_FAILURE_BY_STATUS = [classify_srtp_error(Exception(text)) for text in getattr(pylibsrtp, "ERRORS", [])]
+
+
+def _direct_srtp() -> tuple[Any, Any] | None:
+    """pylibsrtp's own cffi ``ffi`` and ``lib``, when this pylibsrtp lets the relay call libsrtp directly.
+
+    ``Session.protect`` and friends cost as much Python as libsrtp's crypto costs C: a type check, a new
+    ``int *`` per call, a copy into the session's buffer and a slice out of it. The relay's hot path calls
+    ``srtp_protect``/``srtp_unprotect`` through the same binding with one buffer of its own instead. 0.8
+    (Debian 12) and 1.x (PyPI) both keep the binding in ``pylibsrtp._binding`` and the ``srtp_t`` in
+    ``Session._srtp``; if a release does not, the sessions' own methods are used (``SRTP_DIRECT`` None).
+    """
+    try:
+        from pylibsrtp._binding import ffi, lib
+    except ImportError:
+        return None
+    names = ("srtp_protect", "srtp_unprotect", "srtp_protect_rtcp", "srtp_unprotect_rtcp")
+    if not all(hasattr(lib, name) for name in names) or not getattr(pylibsrtp, "ERRORS", None):
+        return None
+    try:
+        srtp_handle(pylibsrtp.Session())
+    except (AttributeError, TypeError, IndexError):
+        return None
+    return ffi, lib
+
+
+def srtp_handle(session: pylibsrtp.Session) -> Any:
+    """The libsrtp ``srtp_t`` of a pylibsrtp session (valid while the session object lives)."""
+    return session._srtp[0]  # type: ignore[attr-defined]
+
+
+SRTP_DIRECT = _direct_srtp()

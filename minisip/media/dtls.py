@@ -34,6 +34,7 @@ from minisip.media.srtp import (
     DTLS_PROFILES,
     SrtpContext,
     SrtpSuite,
+    delegate_crypto,
 )
 from minisip.media.stun import IceLite
 
@@ -470,6 +471,7 @@ class DtlsTransform:
             client, server = client_key + client_salt, server_key + server_salt
             tx, rx = (client, server) if self.role == "client" else (server, client)
             self._srtp = SrtpContext(tx, rx, suite)
+            delegate_crypto(self, self._srtp)
         except (SSL.Error, pylibsrtp.Error, ValueError) as error:
             self._fail(f"SRTP keys from DTLS could not be set up: {error}")
             return

@@ -259,6 +259,15 @@ def _close_now(port: Any) -> None:
         port.stopListening()
 
 
+def _direct_srtp(transform: Any) -> Any:
+    """The transform's SrtpContext when it is keyed and calls libsrtp directly (the relay then recrypts
+    SRTP to SRTP in one step), else None."""
+    context = getattr(transform, "srtp", None)
+    if context is None or not getattr(context, "direct", False) or context.closed:
+        return None
+    return context
+
+
 def _shared_reader_possible(reactor: Any) -> bool:
     return hasattr(select, "epoll") and reactor is not None and IReactorFDSet.providedBy(reactor)
 
@@ -277,7 +286,7 @@ class Endpoint:
         "packets_in", "bytes_in", "packets_out", "bytes_out", "rtcp_in", "rtcp_out",
         "dropped_spoofed", "dropped_unprotect", "dropped_malformed", "dropped_unbridged", "dropped_not_ready",
         "send_errors", "errors", "control_in", "reported", "sink",
-        "_plain", "_relay", "_lease", "_rtp_write", "_rtcp_write", "_swept",
+        "_plain", "_srtp", "_relay", "_lease", "_rtp_write", "_rtcp_write", "_swept",
     )
 
     def __init__(self, relay: MediaRelay, call_id: str, label: str, lease: PortLease[_Bound],
@@ -313,6 +322,7 @@ class Endpoint:
         self.transform: Any = PlainTransform()
         self.rtcp_transform: Any = None   # the RTCP component's own (DTLS-SRTP without rtcp-mux), else None
         self._plain = True
+        self._srtp: Any = None  # the transform's keyed SrtpContext when libsrtp is called directly
         # Where received plain RTP goes instead of a bridged peer: a conference room's mixer (set_sink)
         self.sink: Callable[[bytes], None] | None = None
 
@@ -353,6 +363,7 @@ class Endpoint:
             return
         self.transform = transform
         self._plain = isinstance(transform, PlainTransform)
+        self._srtp = _direct_srtp(transform)
         try:
             old.close()
         except Exception:
@@ -509,7 +520,11 @@ class Endpoint:
             if 64 <= (data[1] & 0x7F) <= 95:
                 self._rtcp(data, addr, True)
                 return
+            peer = self.peer
             if addr == self.latched_rtp:
+                if self._srtp is not None and peer is not None and peer._srtp is not None and self.sink is None:
+                    self._recrypt(data, peer)  # SRTP to SRTP, the common encrypted call
+                    return
                 if self._plain:
                     plain = data
                 else:
@@ -517,6 +532,8 @@ class Endpoint:
                     if plain is None:
                         self.dropped_unprotect += 1
                         return
+                    if self._srtp is None:
+                        self._srtp = _direct_srtp(self.transform)  # DTLS keys arrived
             else:
                 plain = self._latch(data, addr, False, True)
                 if plain is None:
@@ -527,7 +544,6 @@ class Endpoint:
             if self.sink is not None:
                 self.sink(plain)
                 return
-            peer = self.peer
             if peer is None:
                 self.dropped_unbridged += 1
                 return
@@ -542,11 +558,33 @@ class Endpoint:
                 if out is None:
                     peer.dropped_not_ready += 1
                     return
+                if peer._srtp is None:
+                    peer._srtp = _direct_srtp(peer.transform)
             peer._rtp_write(out, dest)
             peer.packets_out += 1
             peer.bytes_out += len(out)
         except Exception as e:
             self._failed(e)
+
+    def _recrypt(self, data: bytes, peer: Endpoint) -> None:
+        """A latched SRTP packet to an SRTP peer: unprotected and protected in one step (``recrypt_rtp``)."""
+        out = self._srtp.recrypt_rtp(data, peer._srtp)
+        if out is None:
+            self.dropped_unprotect += 1
+            return
+        self.packets_in += 1
+        self.bytes_in += len(data)
+        self.seq.update((data[2] << 8) | data[3])  # the RTP header is not encrypted
+        if out is False:
+            peer.dropped_not_ready += 1
+            return
+        dest = peer.latched_rtp or peer.remote_rtp
+        if dest is None:
+            self.dropped_unbridged += 1
+            return
+        peer._rtp_write(out, dest)
+        peer.packets_out += 1
+        peer.bytes_out += len(out)
 
     def _on_rtcp_port(self, data: bytes, addr: tuple[Any, ...]) -> None:
         """A datagram on the separate RTCP port: RTCP, STUN/DTLS (ICE on the RTCP component)."""

@@ -11,7 +11,8 @@ import pylibsrtp
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from minisip.media import stun
+from minisip.media import compat, stun
+from minisip.media import srtp as srtp_module
 from minisip.media.interfaces import IMediaTransform
 from minisip.media.srtp import (
     AES_CM_128_HMAC_SHA1_32,
@@ -187,9 +188,17 @@ class SdesKeyTests(SynchronousTestCase):
 
 class SdesTransformTests(SynchronousTestCase):
     def setUp(self) -> None:
+        self.use_direct_libsrtp()
         self.key_a, self.key_b = new_key_salt(), new_key_salt()
         self.a = SdesTransform(self.key_a, self.key_b, AES_CM_128_HMAC_SHA1_80)
         self.b = SdesTransform(self.key_b, self.key_a, "AES_CM_128_HMAC_SHA1_80")
+
+    def use_direct_libsrtp(self) -> None:
+        """Where this pylibsrtp allows it (0.8 and 1.x do), libsrtp is called directly."""
+        self.assertIsNotNone(compat.SRTP_DIRECT)
+
+    def test_crypto_path(self) -> None:
+        self.assertEqual(self.a.context.direct, srtp_module.SRTP_DIRECT is not None)
 
     def test_interface(self) -> None:
         self.assertTrue(verifyObject(IMediaTransform, self.a))
@@ -289,3 +298,54 @@ class SdesTransformTests(SynchronousTestCase):
         replies, proven = transform.control(stun.serialize(request, b"localpasswordlocalpass"), ("127.0.0.1", 5000))
         self.assertTrue(proven)
         self.assertEqual(stun.parse(replies[0]).klass, stun.CLASS_SUCCESS)
+
+
+class SdesTransformThroughSessionMethodsTests(SdesTransformTests):
+    """The same behaviour when libsrtp can only be reached through pylibsrtp's ``Session`` methods (a
+    pylibsrtp whose binding is laid out differently)."""
+
+    def use_direct_libsrtp(self) -> None:
+        self.patch(srtp_module, "SRTP_DIRECT", None)
+
+
+class SrtpPathsAgreeTests(SynchronousTestCase):
+    """The direct libsrtp calls and pylibsrtp's own methods make and take the same packets."""
+
+    def setUp(self) -> None:
+        self.key_a, self.key_b = new_key_salt(), new_key_salt()
+        self.direct = SrtpContext(self.key_a, self.key_b, AES_CM_128_HMAC_SHA1_80)
+        self.methods = SrtpContext(self.key_b, self.key_a, AES_CM_128_HMAC_SHA1_80, direct=False)
+
+    def test_both_ways(self) -> None:
+        self.assertEqual((self.direct.direct, self.methods.direct), (compat.SRTP_DIRECT is not None, False))
+        for seq in range(1, 40):
+            wire = self.direct.protect_rtp(rtp(seq))
+            reference = pylibsrtp.Session(pylibsrtp.Policy(
+                key=self.key_a, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)).protect(rtp(seq))
+            self.assertEqual(wire, reference)  # byte for byte what pylibsrtp itself makes
+            self.assertEqual(self.methods.unprotect_rtp(wire or b""), rtp(seq))
+            self.assertEqual(self.direct.unprotect_rtp(self.methods.protect_rtp(rtp(seq, ssrc=7)) or b""),
+                             rtp(seq, ssrc=7))
+        self.assertEqual(self.methods.unprotect_rtcp(self.direct.protect_rtcp(rtcp_rr()) or b""), rtcp_rr())
+        self.assertEqual(self.direct.unprotect_rtcp(self.methods.protect_rtcp(rtcp_rr()) or b""), rtcp_rr())
+
+    def test_failures_counted_alike(self) -> None:
+        for receiver, sender in ((self.direct, self.methods), (self.methods, self.direct)):
+            good = sender.protect_rtp(rtp(100)) or b""
+            tampered = good[:-1] + bytes([good[-1] ^ 1])
+            self.assertIsNone(receiver.unprotect_rtp(tampered))
+            self.assertEqual(receiver.unprotect_rtp(good), rtp(100))
+            self.assertIsNone(receiver.unprotect_rtp(good))
+            self.assertIsNone(receiver.unprotect_rtp(b"\x80" * 1600))
+            self.assertIsNone(sender.protect_rtp(rtp(101, payload=bytes(1480))))
+            self.assertEqual((receiver.auth_failures, receiver.replay_failures, receiver.other_failures,
+                              sender.protect_failures), (1, 1, 1, 1))
+
+    def test_status_codes_classified(self) -> None:
+        # libsrtp's srtp_err_status_t: 7 auth_fail, 9 replay_fail, 10 replay_old, 2 bad_param.
+        self.assertEqual([compat.srtp_failure_of_status(code) for code in (7, 9, 10, 2, 999)],
+                         ["auth", "replay", "replay", "other", "other"])
+
+    def test_buffer_like_input(self) -> None:
+        wire = self.methods.protect_rtp(rtp(5)) or b""
+        self.assertEqual(self.direct.unprotect_rtp(memoryview(bytearray(wire))), rtp(5))
