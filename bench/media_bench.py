@@ -247,21 +247,55 @@ def generate_main(sockets: int) -> None:
 
 # -- the servers under test (role "serve") ------------------------------------------------------------
 
-def raw_echo_main() -> None:
-    """The plainest Python UDP echo: one epoll loop, recvfrom and sendto, no framework."""
+def raw_main(relay: bool) -> None:
+    """The plainest Python UDP servers: one epoll loop, recvfrom and sendto, no framework.
+
+    The echo sends each datagram back where it came from. The relay (``relay``) is the floor under
+    minisip's MediaRelay: per call two sockets, what arrives on one leaves from the other to the fixed
+    address of the other side, no latching, no counters, nothing checked; with SRTP keys each packet is
+    unprotected and protected again in one buffer through pylibsrtp's binding (libsrtp's own calls), as
+    minisip's relay does, with the same keys.
+    """
     raise_fd_limit()
     poller = select.epoll()
-    socks: dict[int, socket.socket] = {}
+    # fd -> (socket, socket to send from, destination, libsrtp rx handle or None, tx handle or None)
+    table: dict[int, tuple[Any, ...]] = {}
+    sessions: list[Any] = []   # keep the libsrtp sessions alive
     stdin = sys.stdin.fileno()
     poller.register(stdin, select.EPOLLIN)
     pending = b""
+    srtp_calls = None
+    if relay:
+        import pylibsrtp
+        from pylibsrtp._binding import ffi, lib
+
+        buf, length = ffi.new("char[]", 1500), ffi.new("int *")
+        memmove, unpack, unprotect, protect = ffi.memmove, ffi.unpack, lib.srtp_unprotect, lib.srtp_protect
+
+        def session(key_hex: str, inbound: bool) -> Any:
+            policy = pylibsrtp.Policy(key=bytes.fromhex(key_hex), ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND
+                                      if inbound else pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+            policy.window_size = 1024
+            policy.allow_repeat_tx = not inbound
+            sessions.append(pylibsrtp.Session(policy))
+            return sessions[-1]._srtp[0]
     while True:
         for fd, _ in poller.poll():
             if fd != stdin:
-                sock = socks[fd]
+                entry = table[fd]
                 try:
-                    data, addr = sock.recvfrom(8192)
-                    sock.sendto(data, addr)
+                    data, addr = entry[0].recvfrom(8192)
+                    if not relay:
+                        entry[0].sendto(data, addr)
+                        continue
+                    if entry[3] is not None:
+                        size = len(data)
+                        memmove(buf, data, size)
+                        length[0] = size
+                        if unprotect(entry[3], buf, length) or protect(entry[4], buf, length):
+                            continue
+                        data = unpack(buf, length[0])
+                    entry[1].sendto(data, entry[2])
                 except OSError:
                     pass
                 continue
@@ -274,22 +308,32 @@ def raw_echo_main() -> None:
                 command = json.loads(line)
                 if command["op"] == "setup":
                     ports = []
-                    for _ in command["calls"]:
+                    srtp_calls = command.get("srtp")
+                    for i, call in enumerate(command["calls"]):
                         pair = []
                         for _ in range(2):
                             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                             sock.bind((HOST, 0))
                             sock.setblocking(False)
-                            socks[sock.fileno()] = sock
                             poller.register(sock.fileno(), select.EPOLLIN)
-                            pair.append(sock.getsockname()[1])
-                        ports.append(pair)
+                            pair.append(sock)
+                        a, b = pair
+                        rx_a = tx_a = rx_b = tx_b = None
+                        if relay and srtp_calls:
+                            # Side a sends with a_tx and receives with a_rx (the relay's keys of bench setup).
+                            a_tx, a_rx, b_tx, b_rx = srtp_calls[i]
+                            rx_a, tx_b, rx_b, tx_a = (session(a_tx, True), session(b_rx, False),
+                                                      session(b_tx, True), session(a_rx, False))
+                        table[a.fileno()] = (a, b, (HOST, call[1]), rx_a, tx_b)
+                        table[b.fileno()] = (b, a, (HOST, call[0]), rx_b, tx_a)
+                        ports.append([a.getsockname()[1], b.getsockname()[1]])
                     reply: Any = {"ports": ports}
                 elif command["op"] == "teardown":
-                    for sock in socks.values():
-                        poller.unregister(sock.fileno())
-                        sock.close()
-                    socks.clear()
+                    for entry in table.values():
+                        poller.unregister(entry[0].fileno())
+                        entry[0].close()
+                    table.clear()
+                    sessions.clear()
                     reply = {}
                 else:
                     return
@@ -309,8 +353,8 @@ def serve_main(mode: str, port_range: str, coalesce: float = 0.0, profile: str |
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    if mode == "rawecho":
-        raw_echo_main()
+    if mode in ("rawecho", "rawrelay"):
+        raw_main(relay=mode == "rawrelay")
         return
     raise_fd_limit()
     from twisted.internet import epollreactor
@@ -598,7 +642,7 @@ class Server:
 
 
 class PythonServer(Server):
-    """minisip's MediaRelay (mode relay), the Twisted echo (echo) or the raw epoll echo (rawecho)."""
+    """minisip's MediaRelay (mode relay), the Twisted echo (echo), the raw epoll echo (rawecho) or relay (rawrelay)."""
 
     def __init__(self, name: str, mode: str, args: argparse.Namespace, tmp: Path) -> None:
         self.name = name
@@ -613,10 +657,10 @@ class PythonServer(Server):
     def setup(self, calls: list[tuple[int, int]], srtp: bool) -> tuple[list[list[int]], list[list[str]] | None]:
         keys = [new_keys() for _ in calls] if srtp else None
         command: dict[str, Any] = {"op": "setup", "calls": calls}
-        if keys and self.mode == "relay":
+        if keys and self.mode in ("relay", "rawrelay"):
             command["srtp"] = keys
         ports = self.child.ask(command, 60)["ports"]
-        if keys and self.mode != "relay":
+        if keys and self.mode not in ("relay", "rawrelay"):
             # An echo sends each side its own packets back: each side receives with its sending key.
             keys = [[a_tx, a_tx, b_tx, b_tx] for a_tx, _, b_tx, _ in keys]
         return ports, keys
@@ -696,7 +740,7 @@ def start_servers(names: list[str], args: argparse.Namespace, tmp: Path, srtp: b
                   results: dict[str, Any]) -> list[Server]:
     """The servers of one mode, in a fixed order; an rtpengine that cannot start is reported, not fatal."""
     started: list[Server] = []
-    for name, mode in (("echo", "echo"), ("rawecho", "rawecho"), ("minisip", "relay")):
+    for name, mode in (("echo", "echo"), ("rawecho", "rawecho"), ("rawrelay", "rawrelay"), ("minisip", "relay")):
         if name in names:
             started.append(PythonServer(name, mode, args, tmp))
     if "rtpengine" in names:
@@ -864,7 +908,7 @@ def main() -> int:
     g = sub.add_parser("generate")
     g.add_argument("--sockets", type=int, default=64)
     s = sub.add_parser("serve")
-    s.add_argument("--mode", choices=["relay", "echo", "rawecho"], default="relay")
+    s.add_argument("--mode", choices=["relay", "echo", "rawecho", "rawrelay"], default="relay")
     s.add_argument("--ports", default="30000-39999")
     s.add_argument("--coalesce", type=float, default=0.0)
     s.add_argument("--profile")
@@ -872,7 +916,7 @@ def main() -> int:
                         help="plain (RTP), srtp (SDES-SRTP on both legs), dtls (handshakes/s); comma-separated")
     parser.add_argument("--srtp", action="store_true", help="only the SDES-SRTP calls (--modes srtp)")
     parser.add_argument("--dtls", action="store_true", help="only the DTLS handshakes (--modes dtls)")
-    parser.add_argument("--servers", default="echo,rawecho,minisip,rtpengine")
+    parser.add_argument("--servers", default="echo,rawecho,rawrelay,minisip,rtpengine")
     parser.add_argument("--ladder", default="100,200,300,400,500,600,800,1000,1200")
     parser.add_argument("--srtp-ladder", default="50,100,150,200,250,300,400,500,600",
                         help="the ladder of the SRTP part (finer: SRTP costs a relay about twice as much)")
@@ -970,8 +1014,8 @@ def main() -> int:
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> None:
-    labels = {"echo": "Twisted UDP echo", "rawecho": "raw epoll Python echo", "minisip": "minisip relay",
-              "rtpengine": "rtpengine"}
+    labels = {"echo": "Twisted UDP echo", "rawecho": "raw epoll Python echo", "rawrelay": "raw epoll Python relay",
+              "minisip": "minisip relay", "rtpengine": "rtpengine"}
     for mode in ("plain", "srtp"):
         part = results.get(mode)
         if part is None:
@@ -995,6 +1039,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             return f"{r['best']} calls{note}"
 
         print(f"  minisip MediaRelay, one process:   {figure(mini)}")
+        if "rawrelay" in ladder:
+            print(f"  raw epoll Python relay (the floor): {figure(ladder['rawrelay'])}")
         if "rtpengine_error" in results:
             print(f"  rtpengine: ERROR {results['rtpengine_error']}")
         else:
@@ -1014,11 +1060,11 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
                       f"its CPU per packet is understated: the backlog is worked off after the step)")
             gen = {name: 100 * r["generator_cpu"] / r["elapsed"] for name, r in part.get("cpu", {}).items()}
             print("  generator CPU meanwhile: " + ", ".join(f"{labels[k]} {v:.0f}% core" for k, v in gen.items()))
-            for name in ("minisip", "rtpengine"):
+            for name in ("rawrelay", "minisip", "rtpengine"):
                 if name in cpu:
                     print(f"  {labels[name]}: one core would carry about {1e6 / (100 * cpu[name]):.0f} calls "
                           f"(1 s / (100 packets/s x {cpu[name]:.1f} us))")
-        for base in ("echo", "rawecho"):
+        for base in ("echo", "rawecho", "rawrelay"):
             if "minisip" in cpu and base in cpu:
                 target = " (target <= 2)" if mode == "plain" else ""
                 print(f"  minisip relay / {labels[base]}: x{cpu['minisip'] / cpu[base]:.2f} per packet{target}")
