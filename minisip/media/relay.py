@@ -3,9 +3,10 @@
 Its control API takes and returns plain data (addresses, ids, dicts; transforms are the only objects)
 so that it can later run in worker processes driven by the signalling process. The per-datagram path
 (``Endpoint._on_rtp_port``) is kept lean: dispatch on the first byte, no logging, no allocation beyond
-the bytes a transform produces, and nothing raises out of it. On Linux every relay socket is read
-through one epoll set registered once with the reactor (``_SharedReader``); elsewhere, and with an
-injected ``listen_udp``, the reactor reads each port itself.
+the bytes a transform produces, and nothing raises out of it; SRTP to SRTP is recrypted in one step
+(``Endpoint._recrypt``). On Linux every relay socket is read through one epoll set registered once
+with the reactor (``_SharedReader``); elsewhere, and with an injected ``listen_udp``, the reactor reads
+each port itself.
 """
 
 from __future__ import annotations
