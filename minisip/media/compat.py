@@ -17,6 +17,11 @@ from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ssl_ffi  # the cffi binding pyOpenSSL itself uses
 from OpenSSL._util import lib as _ssl_lib
 
+try:  # pylibsrtp's own cffi binding, for the relay's direct libsrtp calls (SRTP_DIRECT)
+    from pylibsrtp import _binding as _srtp_binding
+except ImportError:  # a pylibsrtp laid out differently: its Session methods are used
+    _srtp_binding = None  # type: ignore[assignment]
+
 __all__ = [
     "DTLS_AVAILABLE",
     "PYLIBSRTP_VERSION",
@@ -158,10 +163,9 @@ def _direct_srtp() -> tuple[Any, Any] | None:
     (Debian 12) and 1.x (PyPI) both keep the binding in ``pylibsrtp._binding`` and the ``srtp_t`` in
     ``Session._srtp``; if a release does not, the sessions' own methods are used (``SRTP_DIRECT`` None).
     """
-    try:
-        from pylibsrtp._binding import ffi, lib
-    except ImportError:
+    if _srtp_binding is None:
         return None
+    ffi, lib = _srtp_binding.ffi, _srtp_binding.lib
     names = ("srtp_protect", "srtp_unprotect", "srtp_protect_rtcp", "srtp_unprotect_rtcp")
     if not all(hasattr(lib, name) for name in names) or not getattr(pylibsrtp, "ERRORS", None):
         return None
