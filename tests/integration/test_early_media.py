@@ -2,7 +2,9 @@
 registered phones; both send 183 with SDP and then RTP (each its own SSRC), one after the other, then the
 first answers. The caller must hear one stream at a time, all from the one relay address it was given:
 the first fork, then the second (the latest 183 with SDP wins), then the fork that answered; the other
-fork is CANCELled and its relay ports are free again while the call goes on.
+fork is CANCELled and its relay ports are free again while the call goes on. The same call runs once
+with plain RTP and once with SDES-SRTP on every leg (each phone its own key, the relay re-protecting every
+fork's early media with the caller leg's key; the phones protect and check with pylibsrtp).
 
 The three phones are small Python user agents (stdlib sockets, one bounded select loop, no threads) so
 that every RTP packet the caller receives can be recorded with its SSRC and source. SIPp cannot tell
@@ -19,6 +21,7 @@ Traps (checked here):
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import random
@@ -28,6 +31,8 @@ import socket
 import struct
 import time
 from typing import Any, Callable
+
+import pylibsrtp
 
 from tests.integration.media_peers import ports_held
 from tests.integration.test_media import MediaTestBase
@@ -70,6 +75,11 @@ class SipMessage:
         m = re.search(r";\s*tag=([^;>\s]+)", self.get("to"))
         return m.group(1) if m else ""
 
+    def sdes_key(self) -> bytes | None:
+        """The AES_CM_128_HMAC_SHA1_80 master key||salt of the SDP body's a=crypto, if any."""
+        m = re.search(r"^a=crypto:\d+ AES_CM_128_HMAC_SHA1_80 inline:([A-Za-z0-9+/=]+)", self.body.decode(), re.M)
+        return base64.b64decode(m.group(1)) if m else None
+
     def sdp_media(self) -> tuple[str, int]:
         """The audio address of the SDP body: (c= host, m=audio port)."""
         text = self.body.decode()
@@ -79,10 +89,13 @@ class SipMessage:
         return host.group(1), int(port.group(1))
 
 
-def sdp(port: int, session: int) -> bytes:
+def sdp(port: int, session: int, key: bytes | None = None) -> bytes:
+    """Audio PCMU + telephone-event; with ``key`` RTP/SAVP and its a=crypto (SDES, RFC 4568)."""
+    profile = "RTP/SAVP" if key else "RTP/AVP"
+    crypto = f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{base64.b64encode(key).decode()}\r\n" if key else ""
     return (f"v=0\r\no=- {session} 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
-            f"m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
-            "a=sendrecv\r\n").encode()
+            f"m=audio {port} {profile} 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+            f"{crypto}a=sendrecv\r\n").encode()
 
 
 def digest(user: str, password: str, method: str, uri: str, challenge: str) -> str:
@@ -122,6 +135,25 @@ class Phone:
         self.inbox: list[SipMessage] = []
         self.rtp_in: list[tuple[float, int, tuple[str, int]]] = []   # (time, ssrc, source)
         self.handler: Callable[[Phone, SipMessage], None] | None = None
+        # SDES: this phone's key (in its SDP), its sending session, and the session for the key the
+        # server's SDP gave it; packets that do not authenticate are counted, not recorded.
+        self.key: bytes | None = None
+        self.tx: pylibsrtp.Session | None = None
+        self.rx: pylibsrtp.Session | None = None
+        self.srtp_failures = 0
+
+    def use_srtp(self) -> None:
+        self.key = os.urandom(30)
+        self.tx = pylibsrtp.Session(pylibsrtp.Policy(key=self.key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+
+    def learn(self, msg: SipMessage) -> None:
+        """The media address and (when this phone does SRTP) the key of the server's SDP in ``msg``."""
+        self.rtp_to = msg.sdp_media()
+        if self.key is not None:
+            key = msg.sdes_key()
+            assert key is not None, msg.body
+            if self.rx is None:
+                self.rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
 
     def close(self) -> None:
         self.sip.close()
@@ -136,6 +168,13 @@ class Phone:
 
     def received(self, data: bytes, sock: socket.socket, src: tuple[str, int]) -> None:
         if sock is self.rtp:
+            if self.key is not None:
+                try:
+                    assert self.rx is not None
+                    data = self.rx.unprotect(data)
+                except (AssertionError, pylibsrtp.Error, ValueError):
+                    self.srtp_failures += 1
+                    return
             if len(data) >= 12:
                 self.rtp_in.append((time.monotonic(), struct.unpack("!I", data[8:12])[0], src))
             return
@@ -150,7 +189,7 @@ class Phone:
         self.next_send = max(self.next_send + PACKET_INTERVAL, now - PACKET_INTERVAL)
         self.seq = (self.seq + 1) & 0xFFFF
         packet = struct.pack("!BBHII", 0x80, 0, self.seq, self.seq * 160, self.ssrc) + b"\xff" * 160
-        self.rtp.sendto(packet, self.rtp_to)
+        self.rtp.sendto(packet if self.tx is None else self.tx.protect(packet), self.rtp_to)
 
 
 class Uas:
@@ -193,13 +232,13 @@ class Uas:
     def early(self) -> None:
         """183 with SDP, then RTP to where the server's INVITE said."""
         assert self.invite is not None
-        self.respond(self.invite, 183, "Session Progress", sdp(self.phone.rtp_port, self.phone.ssrc))
-        self.phone.rtp_to = self.invite.sdp_media()
+        self.respond(self.invite, 183, "Session Progress", sdp(self.phone.rtp_port, self.phone.ssrc, self.phone.key))
+        self.phone.learn(self.invite)
 
     def answer(self) -> None:
         assert self.invite is not None
-        self.respond(self.invite, 200, "OK", sdp(self.phone.rtp_port, self.phone.ssrc))
-        self.phone.rtp_to = self.invite.sdp_media()
+        self.respond(self.invite, 200, "OK", sdp(self.phone.rtp_port, self.phone.ssrc, self.phone.key))
+        self.phone.learn(self.invite)
 
 
 class Loop:
@@ -272,9 +311,24 @@ Max-Forwards: 70{auth}""")
         loop.until(lambda: any(m.status == 200 for m in phone.inbox))
 
     def test_forked_early_media_one_stream_at_a_time(self) -> None:
-        server = self.start_server(relay="always")
+        self.forked_call(srtp=False)
+
+    def test_forked_sdes_early_media_one_stream_at_a_time(self) -> None:
+        """Every leg SDES-SRTP (keys in SDP over UDP, allowed by ``sdes_over_insecure`` for the test):
+        whatever the caller hears authenticates with the relay's key for it, fork after fork."""
+        self.forked_call(srtp=True)
+
+    def forked_call(self, srtp: bool) -> None:
+        if srtp:
+            server = self.start_server(relay="always", encryption={"101": "sdes"},
+                                       extra_media="sdes_over_insecure = yes")
+        else:
+            server = self.start_server(relay="always")
         caller = self.phone("100", SSRC_CALLER)
         forks = [self.phone("101", SSRC_FORK1), self.phone("101", SSRC_FORK2)]
+        if srtp:
+            for phone in (caller, *forks):
+                phone.use_srtp()
         loop = Loop([caller, *forks])
         for fork in forks:
             self.register(loop, fork)
@@ -283,7 +337,7 @@ Max-Forwards: 70{auth}""")
         # the caller's INVITE, challenged once
         call_id, tag, uri = _token(), _token(), f"sip:101@{HOST}"
         branch = "z9hG4bK" + _token()
-        offer = sdp(caller.rtp_port, 1)
+        offer = sdp(caller.rtp_port, 1, caller.key)
 
         def invite(cseq: int, branch: str, auth: str = "") -> None:
             caller.send(f"""INVITE {uri} SIP/2.0
@@ -321,20 +375,21 @@ Max-Forwards: 70""")
         marks = {}
         uas[0].early()
         loop.until(lambda: len(responses(183)) >= 1)
-        relay = responses(183)[0].sdp_media()
-        caller.rtp_to = relay                                   # the caller talks during early media too
+        caller.learn(responses(183)[0])                         # the caller talks during early media too
+        relay = caller.rtp_to
         loop.pump(1.0)
         marks["fork2 early"] = time.monotonic()
         uas[1].early()
         loop.until(lambda: len(responses(183)) >= 2)
         self.assertEqual(responses(183)[1].sdp_media(), relay)  # the same relay address for every fork
+        self.assertEqual(responses(183)[1].sdes_key(), responses(183)[0].sdes_key())   # and the same key
         loop.pump(1.0)
         caller_heard_by_fork2 = len([p for p in forks[1].rtp_in if p[1] == SSRC_CALLER])
         marks["answer"] = time.monotonic()
         uas[0].answer()
         loop.until(lambda: responses(200) and uas[1].cancelled, 10)
         ok = responses(200)[0]
-        self.assertEqual(ok.sdp_media(), relay)
+        self.assertEqual((ok.sdp_media(), ok.sdes_key()), (relay, responses(183)[0].sdes_key()))
         ack_branch = "z9hG4bK" + _token()
         target = re.search(r"<([^>]+)>", ok.get("contact"))
         assert target is not None
@@ -359,7 +414,9 @@ CSeq: 3 BYE
 Max-Forwards: 70""")
         loop.until(lambda: any(m.status == 200 and m.method == "BYE" for m in caller.inbox), 10)
 
-        # what the caller heard: one stream at a time, all from its relay address
+        # what the caller heard: one stream at a time, all from its relay address (and, with SRTP, every
+        # packet authenticated with the one key the server gave the caller)
+        self.assertEqual([p.srtp_failures for p in (caller, *forks)], [0, 0, 0])
         heard = caller.rtp_in
         self.assertEqual({src for _, _, src in heard}, {relay})
         self.assertEqual([ssrc for ssrc, _ in runs([s for _, s, _ in heard])], [SSRC_FORK1, SSRC_FORK2, SSRC_FORK1],
@@ -383,5 +440,6 @@ Max-Forwards: 70""")
         # fork 1's packets while fork 2's early media played were counted and dropped, never sent
         self.assertGreater(winner["dropped_unbridged"], 25, media)
         self.assertEqual([ep["errors"] for ep in media], [0, 0, 0])
+        self.assertEqual([(ep["secure"], ep["srtp_auth_failures"]) for ep in media], [(srtp, 0)] * 3)
         low, high = self.ports
         self.assertEqual(ports_held(low, high), [])
