@@ -4,7 +4,7 @@ Its control API takes and returns plain data (addresses, ids, dicts; transforms 
 so that it can later run in worker processes driven by the signalling process. The per-datagram path
 (``Endpoint._on_rtp_port``) is kept lean: dispatch on the first byte, no logging, no allocation beyond
 the bytes a transform produces, and nothing raises out of it; SRTP to SRTP is recrypted in one step
-(``Endpoint._recrypt``). On Linux every relay socket is read through one epoll set registered once
+(``SrtpContext.recrypt_rtp``). On Linux every relay socket is read through one epoll set registered once
 with the reactor (``_SharedReader``); elsewhere, and with an injected ``listen_udp``, the reactor reads
 each port itself.
 """
@@ -522,11 +522,16 @@ class Endpoint:
                 self._rtcp(data, addr, True)
                 return
             peer = self.peer
+            recrypted: bytes | bool | None = None
             if addr == self.latched_rtp:
                 if self._srtp is not None and peer is not None and peer._srtp is not None and self.sink is None:
-                    self._recrypt(data, peer)  # SRTP to SRTP, the common encrypted call
-                    return
-                if self._plain:
+                    # SRTP to SRTP, the common encrypted call: unprotected and protected in one step
+                    recrypted = self._srtp.recrypt_rtp(data, peer._srtp)
+                    if recrypted is None:
+                        self.dropped_unprotect += 1
+                        return
+                    plain = data  # the RTP header is not encrypted: its sequence number is read as is
+                elif self._plain:
                     plain = data
                 else:
                     plain = self.transform.unprotect_rtp(data)
@@ -552,7 +557,12 @@ class Endpoint:
             if dest is None:
                 self.dropped_unbridged += 1
                 return
-            if peer._plain:
+            if recrypted is not None:
+                if recrypted is False:
+                    peer.dropped_not_ready += 1
+                    return
+                out = recrypted
+            elif peer._plain:
                 out = plain
             else:
                 out = peer.transform.protect_rtp(plain)
@@ -566,26 +576,6 @@ class Endpoint:
             peer.bytes_out += len(out)
         except Exception as e:
             self._failed(e)
-
-    def _recrypt(self, data: bytes, peer: Endpoint) -> None:
-        """A latched SRTP packet to an SRTP peer: unprotected and protected in one step (``recrypt_rtp``)."""
-        out = self._srtp.recrypt_rtp(data, peer._srtp)
-        if out is None:
-            self.dropped_unprotect += 1
-            return
-        self.packets_in += 1
-        self.bytes_in += len(data)
-        self.seq.update((data[2] << 8) | data[3])  # the RTP header is not encrypted
-        if out is False:
-            peer.dropped_not_ready += 1
-            return
-        dest = peer.latched_rtp or peer.remote_rtp
-        if dest is None:
-            self.dropped_unbridged += 1
-            return
-        peer._rtp_write(out, dest)
-        peer.packets_out += 1
-        peer.bytes_out += len(out)
 
     def _on_rtcp_port(self, data: bytes, addr: tuple[Any, ...]) -> None:
         """A datagram on the separate RTCP port: RTCP, STUN/DTLS (ICE on the RTCP component)."""

@@ -300,6 +300,19 @@ if SRTP_DIRECT is not None:
     _SRTP_UNPROTECT_RTCP = _lib.srtp_unprotect_rtcp
 
 
+def _run_direct(function: Callable[[object, object, object], int], handle: object, data: bytes,
+                limit: int) -> bytes | int:
+    """libsrtp's ``function`` on a copy of ``data`` in the module's buffer: the packet it makes, or its
+    status (-1: longer than ``limit``)."""
+    size = len(data)
+    if size > limit:
+        return -1
+    _memmove(_BUFFER, data, size)
+    _LENGTH[0] = size
+    status = function(handle, _BUFFER, _LENGTH)
+    return status or _unpack(_BUFFER, _LENGTH[0])  # type: ignore[no-any-return]
+
+
 class SrtpContext:
     """Protect with our key, unprotect with the peer's, and count what fails.
 
@@ -371,30 +384,19 @@ class SrtpContext:
 
     def _unprotect_direct(self, function: Callable[[object, object, object], int], handle: object,
                           data: bytes) -> bytes | None:
-        size = len(data)
-        if size > _BUFFER_SIZE:
-            self.other_failures += 1
+        out = _run_direct(function, handle, data, _BUFFER_SIZE)
+        if out.__class__ is int:
+            self._failed(srtp_failure_of_status(out) if out > 0 else SrtpFailure.OTHER)  # type: ignore[arg-type]
             return None
-        _memmove(_BUFFER, data, size)
-        _LENGTH[0] = size
-        status = function(handle, _BUFFER, _LENGTH)
-        if status:
-            self._failed(srtp_failure_of_status(status))
-            return None
-        return _unpack(_BUFFER, _LENGTH[0])  # type: ignore[no-any-return]
+        return out  # type: ignore[return-value]
 
     def _protect_direct(self, function: Callable[[object, object, object], int], handle: object,
                         data: bytes) -> bytes | None:
-        size = len(data)
-        if size > SRTP_MAX_PACKET:
+        out = _run_direct(function, handle, data, SRTP_MAX_PACKET)
+        if out.__class__ is int:
             self.protect_failures += 1
             return None
-        _memmove(_BUFFER, data, size)
-        _LENGTH[0] = size
-        if function(handle, _BUFFER, _LENGTH):
-            self.protect_failures += 1
-            return None
-        return _unpack(_BUFFER, _LENGTH[0])  # type: ignore[no-any-return]
+        return out  # type: ignore[return-value]
 
     def recrypt_rtp(self, data: bytes, to: SrtpContext) -> bytes | bool | None:
         """Unprotect SRTP ``data`` with this context and protect it for ``to``, in place in one buffer: the
