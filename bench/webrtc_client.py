@@ -33,6 +33,7 @@ from array import array
 from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
+from media_bench import delay_stats
 from twisted.internet import defer, ssl
 from twisted.internet.protocol import DatagramProtocol
 
@@ -637,21 +638,11 @@ def run_media(calls: list[MediaCall], duration: float, warmup: float, max_delay:
         "srtp_failures": srtp_failures, "too_late": too_late, "dtls_late": dtls_late, "generator_cpu": cpu, "duration": duration,
         "sent_all": 2 * n * count, "prepare_cpu": prep_cpu, "verify_cpu": post_cpu,
     }
-    delays = to_phone + to_browser
-    if delays:
-        ordered = sorted(delays)
-        base = ordered[0]
-        result["delay_min_ms"] = base / 1e6
-        result["delay_p50_ms"] = ordered[len(ordered) // 2] / 1e6
-        result["jitter_p99_ms"] = (ordered[int(len(ordered) * 0.99)] - base) / 1e6
-        result["jitter_p90_ms"] = (ordered[int(len(ordered) * 0.90)] - base) / 1e6
-        result["jitter_max_ms"] = (ordered[-1] - base) / 1e6
-        for name, part in (("to_phone", to_phone), ("to_browser", to_browser)):
-            if part:
-                ordered = sorted(part)
-                result[f"{name}_p99_ms"] = ordered[int(len(ordered) * 0.99)] / 1e6
-    else:
-        result["jitter_p99_ms"] = float("inf")
+    result.update(delay_stats(to_phone + to_browser))
+    for name, part in (("to_phone", to_phone), ("to_browser", to_browser)):
+        if part:
+            ordered = sorted(part)
+            result[f"{name}_p99_ms"] = ordered[int(len(ordered) * 0.99)] / 1e6
     late = sorted(lateness)
     result["send_late_p99_ms"] = late[int(len(late) * 0.99)] / 1e6 if late else 0.0
     # the share of the nominal packet rate the client really offered: a client that fell behind
