@@ -26,6 +26,7 @@ from tests.integration import test_lite_page as lite
 from tests.integration.baresip import SKIP_REASON as BARESIP_SKIP
 from tests.integration.baresip import Baresip, parse_rtp_stats
 from tests.integration.harness import Minisip, free_port
+from tests.integration.media_peers import ports_held
 
 PASSWORDS = {"100": "browser-pw-100", "101": "phone-pw-101"}
 
@@ -74,6 +75,29 @@ def wss_port() -> int:
     return free_port(socket.SOCK_STREAM, also_tcp=False)
 
 
+def media_ports(size: int = 100) -> int:
+    """The first port of a window of ``size`` UDP ports in 14000-19999 that nothing holds now (other tests
+    and benchmarks on the machine use 20000-31999): the relay's range for one test's server."""
+    for _ in range(20):
+        base = 14000 + 2 * random.randrange(0, (6000 - size) // 2)
+        if not ports_held(base, base + size - 1):
+            return base
+    raise AssertionError(f"no window of {size} free UDP ports in 14000-19999")
+
+
+def start_wss_minisip(test: Any, passwords: dict[str, str]) -> tuple[Minisip, int]:
+    """minisip in ``test.dir`` for browser calls: MD5 digest, WSS on a free port, 100 free relay ports;
+    started, serving WSS, and stopped at the test's end. Returns it and its WSS port."""
+    wss, base = wss_port(), media_ports()
+    extra = "\n".join(["[security]", "digest_algorithms = MD5", "[mccp]", f"wss = 127.0.0.1:{wss}",
+                       "[media]", f"ports = {base}-{base + 99}"])
+    server = Minisip(test.dir, passwords, extra=extra)
+    test.addCleanup(server.stop)
+    server.start()
+    server.wait_log("start WSS service", timeout=5)
+    return server, wss
+
+
 class ChromiumPage:
     """Chromium and the page, as test_lite_page drives them, for a TestCase with ``self.dir``."""
 
@@ -107,14 +131,7 @@ class BrowserCallTestCase(ChromiumPage, TestCase):
     def setUp(self) -> Any:
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
-        self.wss = wss_port()
-        base = 20000 + 2 * random.randrange(0, 4000)
-        extra = "\n".join(["[security]", "digest_algorithms = MD5", "[mccp]", f"wss = 127.0.0.1:{self.wss}",
-                           "[media]", f"ports = {base}-{base + 99}"])
-        self.server = Minisip(self.dir, PASSWORDS, extra=extra)
-        self.addCleanup(self.server.stop)
-        self.server.start()
-        self.server.wait_log("start WSS service", timeout=5)
+        self.server, self.wss = start_wss_minisip(self, PASSWORDS)
         self.phone = Baresip(self.dir, "101", PASSWORDS["101"], self.server.udp, transport="udp",
                              answermode=self.answermode)
         self.addCleanup(self.phone.stop)

@@ -12,7 +12,6 @@ microphone. Every wait is bounded; every process is ended by its PID.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -24,21 +23,13 @@ from twisted.trial.unittest import TestCase
 from tests.integration import test_lite_page as lite
 from tests.integration.baresip import SKIP_REASON as BARESIP_SKIP
 from tests.integration.baresip import Baresip, BaresipError
-from tests.integration.harness import Minisip, Sipp, stop_process
-from tests.integration.media_peers import PCAP, ports_held
-from tests.integration.test_browser_call import KEEP_PCS, STATS, ChromiumPage, wss_port
+from tests.integration.harness import Sipp, stop_process
+from tests.integration.media_peers import PCAP
+from tests.integration.test_browser_call import KEEP_PCS, STATS, ChromiumPage, start_wss_minisip
 
 PASSWORDS = {"100": "browser-pw-100", "101": "phone-pw-101", "102": "browser-pw-102"}
 
 
-def media_ports(size: int = 100) -> int:
-    """The first port of a window of ``size`` UDP ports in 14000-19999 that nothing holds now (other tests
-    and benchmarks on the machine use 20000-31999): the relay's range for one test's server."""
-    for _ in range(20):
-        base = 14000 + 2 * random.randrange(0, (6000 - size) // 2)
-        if not ports_held(base, base + size - 1):
-            return base
-    raise AssertionError(f"no window of {size} free UDP ports in 14000-19999")
 
 
 class IncomingTestCase(ChromiumPage, TestCase):
@@ -51,14 +42,7 @@ class IncomingTestCase(ChromiumPage, TestCase):
     def setUp(self) -> Any:
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
-        self.wss = wss_port()
-        base = media_ports()
-        extra = "\n".join(["[security]", "digest_algorithms = MD5", "[mccp]", f"wss = 127.0.0.1:{self.wss}",
-                           "[media]", f"ports = {base}-{base + 99}"])
-        self.server = Minisip(self.dir, PASSWORDS, extra=extra)
-        self.addCleanup(self.server.stop)
-        self.server.start()
-        self.server.wait_log("start WSS service", timeout=5)
+        self.server, self.wss = start_wss_minisip(self, PASSWORDS)
         self.caller = self.baresip("101", "auto")
         self.callee = self.baresip("102", "manual") if self.phone_102 else None
         return self.start_page_browser()

@@ -200,6 +200,14 @@ class Phone:
                 self.received.append(data[12:])
 
 
+def relay_window(base: int = BASE_PORT) -> int:
+    """The first port of 50 free UDP ports in base..base+999: one test server's relay range."""
+    for low in range(base, base + 1000, 50):
+        if not ports_held(low, low + 49):
+            return low
+    raise AssertionError(f"no 50 free UDP ports in {base}-{base + 999}")
+
+
 class ConferenceTests(unittest.TestCase):
     if os.environ.get("MINISIP_SKIP_INTEGRATION"):
         skip = "MINISIP_SKIP_INTEGRATION is set (the Debian-packages run covers unit tests only)"
@@ -207,11 +215,7 @@ class ConferenceTests(unittest.TestCase):
     def setUp(self) -> None:
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
-        for low in range(BASE_PORT, BASE_PORT + 1000, 50):
-            if not ports_held(low, low + 49):
-                break
-        else:
-            raise AssertionError(f"no 50 free UDP ports in {BASE_PORT}-{BASE_PORT + 999}")
+        low = relay_window()
         plugins = plugin_folder(self.dir, "conference.py")
         extra = "\n".join(["[plugins]", f"directories = {plugins}",
                            "[media]", "relay = auto", f"ports = {low}-{low + 49}", "timeout = 30",

@@ -22,9 +22,8 @@ from twisted.trial.unittest import TestCase
 from minisip.media import g711
 from tests.integration import test_lite_page as lite
 from tests.integration.harness import Minisip, plugin_folder
-from tests.integration.media_peers import ports_held
 from tests.integration.test_browser_call import KEEP_PCS, ChromiumPage, wss_port
-from tests.integration.test_conference import EXTS, Phone, goertzel
+from tests.integration.test_conference import EXTS, Phone, goertzel, relay_window
 
 BASE_PORT = 34000
 BROWSER_TONE = 700.0
@@ -53,11 +52,7 @@ class BrowserInRoomTests(ChromiumPage, TestCase):
     def setUp(self) -> Any:
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
-        for low in range(BASE_PORT, BASE_PORT + 1000, 50):
-            if not ports_held(low, low + 49):
-                break
-        else:
-            raise AssertionError(f"no 50 free UDP ports in {BASE_PORT}-{BASE_PORT + 999}")
+        low = relay_window(BASE_PORT)
         self.wss = wss_port()
         plugins = plugin_folder(self.dir, "conference.py")
         extra = "\n".join(["[security]", "digest_algorithms = MD5", "[plugins]", f"directories = {plugins}",

@@ -12,7 +12,6 @@ with no SIP call made.
 from __future__ import annotations
 
 import os
-import random
 import time
 from typing import Any
 
@@ -22,8 +21,7 @@ from tests.integration.baresip import SKIP_REASON as BARESIP_SKIP
 from tests.integration.baresip import Baresip, parse_rtp_stats
 from tests.integration.firefox import SKIP_REASON as FIREFOX_SKIP
 from tests.integration.firefox import Firefox
-from tests.integration.harness import Minisip
-from tests.integration.test_browser_call import KEEP_PCS, wss_port
+from tests.integration.test_browser_call import KEEP_PCS, start_wss_minisip
 
 PASSWORDS = {"100": "firefox-pw-100", "101": "phone-pw-101"}
 
@@ -55,14 +53,7 @@ class FirefoxCallTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
-        self.wss = wss_port()
-        base = 20000 + 2 * random.randrange(0, 4000)
-        extra = "\n".join(["[security]", "digest_algorithms = MD5", "[mccp]", f"wss = 127.0.0.1:{self.wss}",
-                           "[media]", f"ports = {base}-{base + 99}"])
-        self.server = Minisip(self.dir, PASSWORDS, extra=extra)
-        self.addCleanup(self.server.stop)
-        self.server.start()
-        self.server.wait_log("start WSS service", timeout=5)
+        self.server, self.wss = start_wss_minisip(self, PASSWORDS)
         self.phone = Baresip(self.dir, "101", PASSWORDS["101"], self.server.udp, transport="udp")
         self.addCleanup(self.phone.stop)
         self.phone.start()

@@ -10,19 +10,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from minisip.media import g711, g722, mixer
 from minisip.media.g711 import PCMA, PCMU
 from minisip.media.mixer import FRAME_SAMPLES, NUMPY_AVAILABLE, Mixer
+from tests.media.test_g722 import goertzel
 
 NO_NUMPY = None if NUMPY_AVAILABLE else "numpy is not installed (python3-numpy): the same tests ran on the pure path"
 G722 = "G722"
 TICK = 0.02
-
-
-def goertzel(samples: list[int], frequency: float, rate: int) -> float:
-    """The amplitude of ``frequency`` in ``samples`` (a sine of amplitude A gives about A)."""
-    coefficient = 2 * math.cos(2 * math.pi * frequency / rate)
-    s1 = s2 = 0.0
-    for sample in samples:
-        s1, s2 = sample + coefficient * s1 - s2, s1
-    return 2 * math.sqrt(max(s1 * s1 + s2 * s2 - coefficient * s1 * s2, 0.0)) / len(samples)
 
 
 def sine(frequency: float, amplitude: int, count: int, rate: int, start: int) -> list[int]:

@@ -32,6 +32,7 @@ from minisip.sip.message import Response
 from minisip.sip.sdp import parse_sdp
 from minisip.testing import PluginHarness
 from tests.core.fakes import PBX, Dialog, Phone, requests, statuses
+from tests.media.test_g722 import goertzel
 from tests.media.test_policy import NO_DTLS, sdp_for
 from tests.media.test_relay import FakeNet
 from tests.test_service import Reactor
@@ -73,15 +74,6 @@ def rtp(seq: int, payload: bytes, pt: int = 0, ts: int | None = None, ssrc: int 
 def level(samples: Any) -> float:
     """The mean absolute sample value of a decoded frame."""
     return sum(abs(s) for s in samples) / len(samples)
-
-
-def goertzel(samples: list[int], frequency: float, rate: int) -> float:
-    """The amplitude of ``frequency`` in ``samples`` (a sine of amplitude A gives about A)."""
-    coefficient = 2 * math.cos(2 * math.pi * frequency / rate)
-    s1 = s2 = 0.0
-    for sample in samples:
-        s1, s2 = sample + coefficient * s1 - s2, s1
-    return 2 * math.sqrt(max(s1 * s1 + s2 * s2 - coefficient * s1 * s2, 0.0)) / len(samples)
 
 
 def sine(frequency: float, count: int, rate: int, start: int, amplitude: int = 8000) -> list[int]:

@@ -90,16 +90,20 @@ class BrowserCallTestCase(SynchronousTestCase):
     skip = None if DTLS_AVAILABLE else "this pyOpenSSL has no DTLS (before 22.0, e.g. Ubuntu 22.04): no browser calls"
 
     def setUp(self) -> None:
-        self.pbx = PBX(extensions=("100", "101"))
+        self.start_pbx("100", "101")
+        self.phone = self.pbx.phone("101", "10.0.0.2")
+        resp = self.phone.register()
+        assert resp is not None and resp.status == 200
+
+    def start_pbx(self, *extensions: str) -> None:
+        """A PBX with ``extensions``, the relay's media policy on a fake network, browser calls, a peer."""
+        self.pbx = PBX(extensions=extensions)
         self.net = FakeNet()
         self.relay = MediaRelay(self.pbx.clock, RELAY, PORTS, clock=self.pbx.clock, timeout=30,
                                 listen_udp=self.net.listen_udp)
         settings = MediaSettings(address=RELAY, ports=PORTS, relay="auto", timeout=30)
         self.policy = RelayMediaPolicy(self.relay, settings, self.pbx.clock)
         self.pbx.core.hooks.for_owner("test.media").set_media_policy(self.policy)
-        self.phone = self.pbx.phone("101", "10.0.0.2")
-        resp = self.phone.register()
-        assert resp is not None and resp.status == 200
         self.calls = BrowserCalls(self.pbx.core)
         self.peer = FakePeer()
 

@@ -14,9 +14,8 @@ from minisip.media.compat import DTLS_AVAILABLE
 from minisip.media.dtls import local_certificate
 from minisip.sip.sdp import parse_sdp
 from minisip.webrtc.calls import IncomingBrowserLeg
-from tests.core.fakes import PBX, Dialog, requests, statuses
-from tests.media.test_relay import FakeNet
-from tests.webrtc.test_calls import PHONE_SDP, PORTS, RELAY, BrowserCallTestCase, FakePeer
+from tests.core.fakes import Dialog, requests, statuses
+from tests.webrtc.test_calls import PHONE_SDP, RELAY, BrowserCallTestCase, FakePeer
 
 
 def chrome_answer(setup: str = "active") -> str:
@@ -37,19 +36,8 @@ class IncomingTestCase(BrowserCallTestCase):
     """101 is a phone that calls; 102 may have a phone (10.0.0.3) and browsers logged in."""
 
     def setUp(self) -> None:
-        self.pbx = PBX(extensions=("100", "101", "102"))
-        self.net = FakeNet()
-        from minisip.media.policy import MediaSettings, RelayMediaPolicy
-        from minisip.media.relay import MediaRelay
-        from minisip.webrtc.calls import BrowserCalls
-        self.relay = MediaRelay(self.pbx.clock, RELAY, PORTS, clock=self.pbx.clock, timeout=30,
-                                listen_udp=self.net.listen_udp)
-        settings = MediaSettings(address=RELAY, ports=PORTS, relay="auto", timeout=30)
-        self.policy = RelayMediaPolicy(self.relay, settings, self.pbx.clock)
-        self.pbx.core.hooks.for_owner("test.media").set_media_policy(self.policy)
+        self.start_pbx("100", "101", "102")
         self.caller = self.pbx.phone("101", "10.0.0.2")
-        self.calls = BrowserCalls(self.pbx.core)
-        self.peer = FakePeer()
 
     def login(self, peer: FakePeer | None = None, user: str = "102", password: str = "pw102") -> FakePeer:
         peer = peer or self.peer

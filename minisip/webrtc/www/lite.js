@@ -473,6 +473,13 @@
     startRinging();
   }
 
+  // An incoming call this page cannot answer after all: the server hears why, the user reads it.
+  function refuseAnswer(c, status, reason, text, e) {
+    if (c.ended) return;
+    send(c, { op: "hangup", call: c.id, status: status, reason: reason });
+    end(text + ": " + (e && e.message ? e.message : e));
+  }
+
   async function answerCall() {
     const c = call;
     if (!c || !c.incoming || c.state !== "incoming") return;
@@ -485,9 +492,7 @@
     try {
       c.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
     } catch (e) {
-      if (c.ended) return;
-      send(c, { op: "hangup", call: c.id, status: 480, reason: "no microphone" });
-      end("No microphone: " + (e && e.message ? e.message : e));
+      refuseAnswer(c, 480, "no microphone", "No microphone", e);
       return;
     }
     if (c.ended) return;
@@ -507,9 +512,7 @@
         await c.pc.setLocalDescription(await c.pc.createOffer({ offerToReceiveAudio: true }));
         await gathered(c.pc);
       } catch (e) {
-        if (c.ended) return;
-        send(c, { op: "hangup", call: c.id, status: 488, reason: "media setup failed" });
-        end("Media setup failed: " + (e && e.message ? e.message : e));
+        refuseAnswer(c, 488, "media setup failed", "Media setup failed", e);
         return;
       }
       if (c.ended) return;
@@ -532,9 +535,7 @@
       await c.pc.setLocalDescription(await c.pc.createAnswer());
       await gathered(c.pc);
     } catch (e) {
-      if (c.ended) return;
-      send(c, { op: "hangup", call: c.id, status: 488, reason: "media setup failed" });
-      end("Media setup failed: " + (e && e.message ? e.message : e));
+      refuseAnswer(c, 488, "media setup failed", "Media setup failed", e);
       return;
     }
     if (c.ended) return;
