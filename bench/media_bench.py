@@ -5,6 +5,13 @@ Python one, plain RTP only) sends 172-byte RTP packets every 20 ms both ways for
 127.0.0.1 and measures loss and added jitter: the p99 of one-way delay above the run's minimum, less
 the same figure for a few streams that go generator to generator (the generator's and the OS's own share).
 
+The generator spins (``--generator-wait spin``, the default on 2+ CPUs): it polls its sockets on CPU 0
+without sleeping, and every server runs on the other CPUs. On loopback a server's sendto runs the
+receiver's whole input path in the server's own time; when the receiver sleeps, that includes waking it
+(on this VM an inter-processor interrupt, about a third of a relayed packet's cost). A remote phone's
+wake-up costs a relay nothing, so the spinning generator is the nearer model; the receive path itself is
+still charged to the server. ``--generator-wait block`` gives the older, more pessimistic figures.
+
 Three parts in one run (``--modes plain,srtp,dtls``, the default; ``--srtp`` or ``--dtls`` for one):
 
 1. plain RTP, then 2. SDES-SRTP (RTP/SAVP, AES_CM_128_HMAC_SHA1_80 on both legs: the relay unprotects
@@ -469,14 +476,19 @@ def serve_main(mode: str, port_range: str, coalesce: float = 0.0, profile: str |
 
 # -- orchestration -----------------------------------------------------------------------------------
 
-def niceness(value: int) -> Any:
+def niceness(value: int, cpus: set[int] | None = None) -> Any:
     """A preexec_fn giving a child (and every thread it starts) the niceness ``value``, and its session's
     scheduler autogroup too: with autogroups (Linux's default) a process's nice only ranks it within its
-    own session, while CPU is shared between sessions by the autogroup's nice."""
-    if not value:
+    own session, while CPU is shared between sessions by the autogroup's nice. With ``cpus``, the child
+    runs only on those CPUs."""
+    if not value and not cpus:
         return None
 
     def apply() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        if not value:
+            return
         os.nice(value)
         try:
             Path(f"/proc/{os.getpid()}/autogroup").write_text(str(value))
@@ -486,14 +498,21 @@ def niceness(value: int) -> Any:
     return apply
 
 
+def server_cpus(args: argparse.Namespace) -> set[int] | None:
+    """With a spinning generator (``--generator-wait spin``) the generator polls on CPU 0 and every server
+    runs on the other CPUs: a spinning generator on a server's CPU would starve it, and the softirqs that
+    carry its packets (jitter of 100-400 ms in a trial without the pinning)."""
+    return set(range(1, os.cpu_count() or 2)) if getattr(args, "spin", False) else None
+
+
 class Child:
     """A child process spoken to by JSON lines; ended by its PID."""
 
-    def __init__(self, argv: list[str], log: Path, nice: int = 0) -> None:
+    def __init__(self, argv: list[str], log: Path, nice: int = 0, cpus: set[int] | None = None) -> None:
         self.log = log
         with open(log, "ab") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                                         start_new_session=True, cwd=REPO_DIR, preexec_fn=niceness(nice))
+                                         start_new_session=True, cwd=REPO_DIR, preexec_fn=niceness(nice, cpus))
 
     @property
     def pid(self) -> int:
@@ -657,7 +676,7 @@ class PythonServer(Server):
         profile = ["--profile", args.profile_relay] if args.profile_relay and mode == "relay" else []
         self.child = Child([sys.executable, __file__, "serve", "--mode", mode, "--ports", args.minisip_ports,
                             "--coalesce", str(args.coalesce), *profile],
-                           tmp / f"{mode}.log", args.nice)
+                           tmp / f"{mode}.log", args.nice, server_cpus(args))
         self.pid = self.child.pid
         self.counters: list[dict[str, Any]] = []
 
@@ -697,7 +716,7 @@ class RtpengineServer(Server):
         low, high = (int(x) for x in args.rtpengine_ports.split("-"))
         log = tmp / "rtpengine.log"
         ng_port = args.ng_port or free_udp_port()
-        self.proc = rtpengine.start(ng_port, low, high, log, args.rtpengine_threads, niceness(args.nice),
+        self.proc = rtpengine.start(ng_port, low, high, log, args.rtpengine_threads, niceness(args.nice, server_cpus(args)),
                                     rtpengine.RECRYPT_OPTIONS if recrypt else None)
         self.pid = self.proc.pid
         self.ng = rtpengine.NgClient(HOST, ng_port)
@@ -766,11 +785,18 @@ class Bench:
         self.srtp = False
         binary = build_c_generator(tmp) if args.generator == "c" else None
         self.generator_kind = "c" if binary else "python"
+        # The servers are started after this, so they see whether the generator spins (server_cpus).
+        args.spin = bool(binary) and args.generator_wait == "spin" and (os.cpu_count() or 1) >= 2
+        if args.generator_wait == "spin" and not args.spin:
+            print("note: the generator sleeps between packets (the Python generator, or one CPU): every server "
+                  "pays its wake-ups", flush=True)
         if binary:
-            self.gen: Child = CGenerator([str(binary), str(args.sockets)], tmp / "generator.log", args.nice)
+            self.gen: Child = CGenerator([str(binary), str(args.sockets)] + (["spin"] if args.spin else []),
+                                         tmp / "generator.log", args.nice, {0} if args.spin else None)
         else:
             self.gen = Child([sys.executable, __file__, "generate", "--sockets", str(args.sockets)],
                              tmp / "generator.log", args.nice)
+        self.generator_wait = "spinning on CPU 0, servers on the others" if args.spin else "sleeping between packets"
         self.gen_ports = self.gen.read(20)
         self.generator_srtp = bool(self.gen_ports.get("srtp"))
 
@@ -943,6 +969,11 @@ def main() -> int:
     parser.add_argument("--dtls-rounds", type=int, default=2)
     parser.add_argument("--generator", choices=["c", "python"], default="c",
                         help="traffic generator: bench/rtpgen.c built with gcc (default; falls back to python)")
+    parser.add_argument("--generator-wait", choices=["spin", "block"], default="spin",
+                        help="spin (default, with the C generator on 2+ CPUs): the generator polls on CPU 0 without "
+                             "sleeping and the servers run on the others, so a server's sendto wakes no one, as to "
+                             "a remote phone; block: the generator sleeps in epoll_wait and every server pays the "
+                             "generator's wake-ups (the figures before 2026-12-02 evening)")
     parser.add_argument("--coalesce", type=float, default=0.0,
                         help="MediaRelay(coalesce=...): seconds the relay's shared reader batches wake-ups under load")
     parser.add_argument("--nice", type=int, default=0,
@@ -978,11 +1009,14 @@ def main() -> int:
                                "rtpengine_ports": args.rtpengine_ports, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     with tempfile.TemporaryDirectory(prefix="media-bench-") as tmp:
         bench = None if modes == ["dtls"] else Bench(args, Path(tmp))
+        if bench is not None:
+            results["generator"] = f"{bench.generator_kind}, {bench.generator_wait}"
         try:
             for mode in modes:
                 if mode == "dtls":
                     print("\n== DTLS-SRTP handshakes over UDP", flush=True)
-                    servers = start_servers([n for n in names if n in ("minisip", "rtpengine")], args, Path(tmp),
+                    unpinned = argparse.Namespace(**{**vars(args), "spin": False})  # no generator runs here
+                    servers = start_servers([n for n in names if n in ("minisip", "rtpengine")], unpinned, Path(tmp),
                                             False, results)
                     try:
                         results["dtls"] = dtls_phase(args, Path(tmp), servers)
@@ -998,7 +1032,8 @@ def main() -> int:
                     continue
                 bench.srtp = srtp
                 print(f"\n== {'SDES-SRTP (AES_CM_128_HMAC_SHA1_80 both legs)' if srtp else 'plain RTP'} calls; "
-                      f"generator: {bench.generator_kind}; CPU per packet at {args.cpu_calls} calls, then the ladder",
+                      f"generator: {bench.generator_kind}, {bench.generator_wait}; CPU per packet at "
+                      f"{args.cpu_calls} calls, then the ladder",
                       flush=True)
                 servers = start_servers(names, args, Path(tmp), srtp, results)
                 try:

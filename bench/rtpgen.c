@@ -12,6 +12,9 @@
  * (a failure counts as srtp_failures and the packet as lost; no replay check, the servers do theirs).
  * The direct calibration streams stay plain.
  *
+ * argv:   [SOCKETS [spin]]: with "spin" the generator polls its sockets without sleeping (epoll_wait with
+ *         timeout 0), so that a server's sendto on loopback never has to wake it, as it never wakes a
+ *         remote phone; media_bench.py pins it to CPU 0 and the servers to the other CPUs.
  * stdin:  "run DURATION WARMUP ECHO DIRECT N [SRTP]" then N lines "PORT_A PORT_B [A_TX A_RX B_TX B_RX]",
  *         or "quit".
  * stdout: first "{"a": [...], "b": [...], "srtp": 0|1}" (the sockets' ports), then one JSON line per run.
@@ -183,6 +186,7 @@ static int hexkey(const char *hex, uint8_t *out) {
 }
 
 static int nsock;
+static int spin;       /* argv[2] "spin": poll without sleeping (a remote phone's receive costs the relay nothing) */
 static int *fds;       /* side a: fds[0..nsock), side b: fds[nsock..2*nsock) */
 static int *fd_side;   /* indexed by fd */
 
@@ -327,10 +331,12 @@ static void run(double duration, double warmup, int echo, int direct, int ncalls
             continue;
         }
         if (now >= drain_until) break;
-        int64_t wake = next_slot < stop_at ? next_slot : drain_until;
-        struct itimerspec its = {.it_value = {.tv_sec = wake / 1000000000LL, .tv_nsec = wake % 1000000000LL}};
-        timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
-        int n = epoll_wait(epfd, events, 256, 100);
+        if (!spin) {
+            int64_t wake = next_slot < stop_at ? next_slot : drain_until;
+            struct itimerspec its = {.it_value = {.tv_sec = wake / 1000000000LL, .tv_nsec = wake % 1000000000LL}};
+            timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+        }
+        int n = epoll_wait(epfd, events, 256, spin ? 0 : 100);
         for (int e = 0; e < n; e++) {
             int fd = events[e].data.fd;
             if (fd == tfd) {
@@ -410,6 +416,7 @@ static void run(double duration, double warmup, int echo, int direct, int ncalls
 
 int main(int argc, char **argv) {
     nsock = argc > 1 ? atoi(argv[1]) : 64;
+    spin = argc > 2 && strcmp(argv[2], "spin") == 0;
     if (nsock < 1) nsock = 1;
     fds = calloc(2 * nsock, sizeof *fds);
     int epfd = epoll_create1(0), maxfd = 0;
