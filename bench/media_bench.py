@@ -64,6 +64,7 @@ PACKET = 172  # 12-byte RTP header + 160 bytes of G.711 (20 ms)
 PERIOD_NS = 20_000_000
 SLOTS = 20  # calls are spread over 20 phases of 1 ms, as real calls are
 LOSS_LIMIT = 0.0001
+STEAL_LIMIT = 0.05  # a step in which the host stole more than 5% of the servers' CPUs is run again
 JITTER_LIMIT_MS = 5.0
 # Offset 2 of the packet: seq16, timestamp, ssrc | payload: call, direction, seq32, send time (ns).
 FIELDS = struct.Struct("!HIIIBIq")
@@ -81,6 +82,17 @@ def machine_ticks() -> tuple[int, int]:
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return sum(fields) - idle, sum(fields)
+
+
+def steal_ticks() -> dict[int, int]:
+    """Jiffies the hypervisor took from each CPU (/proc/stat's steal column): on a shared VM the host
+    stops a CPU for milliseconds at a time, and a server's queue grows meanwhile (jitter)."""
+    steal = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu") and line[3:4].isdigit():
+            fields = line.split()
+            steal[int(fields[0][3:])] = int(fields[8]) if len(fields) > 8 else 0
+    return steal
 
 
 def cpu_split(pid: int) -> tuple[float, float]:
@@ -558,6 +570,12 @@ def step_ok(result: dict[str, Any]) -> bool:
     return result["loss"] <= LOSS_LIMIT and result["jitter_p99_ms"] <= JITTER_LIMIT_MS
 
 
+def host_limited(result: dict[str, Any]) -> bool:
+    """The hypervisor took more than STEAL_LIMIT of the servers' CPUs during the step (steal time): the
+    step measures the host's other guests, not the server."""
+    return result.get("server_cpus_steal_ms", 0.0) > 1000 * STEAL_LIMIT * result["elapsed"]
+
+
 def generator_limited(result: dict[str, Any]) -> bool:
     """The generator itself could not keep time (sends late, or its direct streams jitter): the step
     measures the machine, not the server."""
@@ -569,7 +587,8 @@ def fmt_step(name: str, n: int, r: dict[str, Any]) -> str:
             f"added jitter p99 {r['jitter_p99_ms']:5.2f} ms (raw {r['raw_jitter_p99_ms']:5.2f})  server {r['cpu_us_per_packet']:5.1f} us/pkt "
             f"({100 * r['server_cpu_share']:3.0f}% core)  gen late p99 {r['send_late_p99_ms']:5.2f} ms "
             f"gen {100 * r['generator_cpu'] / r['elapsed']:3.0f}% core  others {r['other_processes_cores']:.1f} cores  "
-            f"{'ok' if step_ok(r) else 'GENERATOR-LIMITED' if generator_limited(r) else 'FAIL'}"
+            f"stolen {r.get('server_cpus_steal_ms', 0):4.0f} ms  "
+            f"{'ok' if step_ok(r) else 'GENERATOR-LIMITED' if generator_limited(r) else 'HOST-LIMITED' if host_limited(r) else 'FAIL'}"
             + (f"  srtp failures at the generator {r['srtp_failures']}" if r.get("srtp_failures") else ""))
 
 
@@ -808,6 +827,7 @@ class Bench:
                 keys: list[list[str]] | None) -> dict[str, Any]:
         args = self.args
         t0, (user0, sys0), (busy0, total0) = time.monotonic(), cpu_split(server_pid), machine_ticks()
+        steal0 = steal_ticks()
         command: dict[str, Any] = {"op": "run", "calls": targets, "duration": args.duration, "warmup": args.warmup,
                                    "echo": name.endswith("echo"), "direct": args.direct}
         if keys:
@@ -823,6 +843,8 @@ class Bench:
         machine = ncpu * (busy1 - busy0) / max(1, total1 - total0)  # cores busy, everything included
         others = max(0.0, machine - cpu / elapsed - result["generator_cpu"] / elapsed)
         result.update(machine_cores_busy=machine, other_processes_cores=others)
+        steal1, cpus = steal_ticks(), server_cpus(args) or set(range(ncpu))
+        result["server_cpus_steal_ms"] = 1000 * sum(steal1.get(c, 0) - steal0.get(c, 0) for c in cpus) / os.sysconf("SC_CLK_TCK")
         result.update(duration=args.duration, elapsed=elapsed, server_cpu=cpu,
                       server_cpu_share=cpu / elapsed, cpu_us_per_packet=1e6 * cpu / max(1, result["sent"]))
         print(fmt_step(name, len(targets), result), flush=True)
@@ -842,6 +864,20 @@ class Bench:
                 print(f"          relay counters: {dropped}", flush=True)
         return result
 
+    def ladder_step(self, server: Server, n: int) -> dict[str, Any]:
+        """One step of the ladder; a failing step during which the host stole the servers' CPUs is run
+        again, up to ``--steal-retries`` times (a pause first, for the other guest's burst to pass)."""
+        result = self.step(server, n)
+        for attempt in range(1, self.args.steal_retries + 1):
+            if step_ok(result) or not host_limited(result):
+                break
+            print(f"          the host took {result['server_cpus_steal_ms']:.0f} ms of the servers' CPUs: "
+                  f"{server.name} at {n} calls again ({attempt}/{self.args.steal_retries})", flush=True)
+            time.sleep(self.args.steal_pause)
+            result = self.step(server, n)
+            result["host_retries"] = attempt
+        return result
+
     def cpu_phase(self, servers: list[Server]) -> dict[str, dict[str, Any]]:
         """Every server once at the same load, one after the other: CPU per packet side by side."""
         return {server.name: self.step(server, self.args.cpu_calls) for server in servers}
@@ -849,25 +885,29 @@ class Bench:
     def ladders(self, servers: list[Server]) -> dict[str, dict[str, Any]]:
         """Raise the calls step by step, the servers interleaved at each step (so the shared machine's
         noise falls on all of them alike); a server leaves the ladder at its first failing step."""
-        state = {s.name: {"best": 0, "failed": None, "generator_limited": False, "steps": {}} for s in servers}
+        state = {s.name: {"best": 0, "failed": None, "generator_limited": False, "host_limited": False, "steps": {}}
+                 for s in servers}
         for n in self.args.srtp_ladder if self.srtp else self.args.ladder:
-            active = [s for s in servers if state[s.name]["failed"] is None and not state[s.name]["generator_limited"]]
+            active = [s for s in servers if state[s.name]["failed"] is None and not state[s.name]["generator_limited"]
+                      and not state[s.name]["host_limited"]]
             if not active:
                 break
             for server in active:
                 st = state[server.name]
-                result = self.step(server, n)
-                if not step_ok(result) and self.args.retry:
+                result = self.ladder_step(server, n)
+                if not step_ok(result) and not host_limited(result) and self.args.retry:
                     print(f"          retrying {server.name} at {n} calls once (a shared machine is noisy)", flush=True)
-                    again = self.step(server, n)
+                    again = self.ladder_step(server, n)
                     again["retried"] = True
-                    if step_ok(again) or generator_limited(result):
+                    if step_ok(again) or generator_limited(result) or host_limited(again):
                         result = again
                 st["steps"][str(n)] = result
                 if step_ok(result):
                     st["best"] = n
                 elif generator_limited(result):
                     st["generator_limited"] = True
+                elif host_limited(result):
+                    st["host_limited"] = True
                 else:
                     st["failed"] = n
         if self.args.refine:
@@ -876,11 +916,11 @@ class Bench:
                 if st["failed"] is not None and st["best"]:
                     mid = (st["best"] + st["failed"]) // 2
                     if mid not in (st["best"], st["failed"]):
-                        result = st["steps"][str(mid)] = self.step(server, mid)
+                        result = st["steps"][str(mid)] = self.ladder_step(server, mid)
                         if step_ok(result):
                             st["best"] = mid
         for st in state.values():
-            st["limited_by_ladder"] = st["failed"] is None and not st["generator_limited"]
+            st["limited_by_ladder"] = st["failed"] is None and not st["generator_limited"] and not st["host_limited"]
         return state
 
     def close(self) -> None:
@@ -956,6 +996,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per step")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--retry", type=int, default=1, help="run a failing step once more (0: never)")
+    parser.add_argument("--steal-retries", type=int, default=3,
+                        help="run a failing step again while the host stole > 5%% of the servers' CPUs (steal time)")
+    parser.add_argument("--steal-pause", type=float, default=5.0, help="seconds to wait before such a retry")
     parser.add_argument("--refine", type=int, default=1, help="one bisection step after the first failure (0: none)")
     parser.add_argument("--direct", type=int, default=10, help="calibration streams generator-to-generator")
     parser.add_argument("--cpu-calls", type=int, default=300, help="calls for the side-by-side CPU per packet")
@@ -1078,6 +1121,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             note = " (ladder top, not a limit)" if r["limited_by_ladder"] else ""
             if r.get("generator_limited"):
                 note = " (at least: the next step was limited by the generator/machine, not the server)"
+            if r.get("host_limited"):
+                note = " (at least: in every try of the next step the host stole the servers' CPUs)"
             return f"{r['best']} calls{note}"
 
         print(f"  minisip MediaRelay, one process:   {figure(mini)}")
