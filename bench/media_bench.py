@@ -884,12 +884,13 @@ class Bench:
 
     def ladders(self, servers: list[Server]) -> dict[str, dict[str, Any]]:
         """Raise the calls step by step, the servers interleaved at each step (so the shared machine's
-        noise falls on all of them alike); a server leaves the ladder at its first failing step."""
-        state = {s.name: {"best": 0, "failed": None, "generator_limited": False, "host_limited": False, "steps": {}}
-                 for s in servers}
+        noise falls on all of them alike); a server leaves the ladder at its first failing step. A step
+        that stayed host-limited through its retries gives no verdict, and the server goes on."""
+        state: dict[str, dict[str, Any]] = {
+            s.name: {"best": 0, "failed": None, "generator_limited": False, "host_limited_steps": [], "steps": {}}
+            for s in servers}
         for n in self.args.srtp_ladder if self.srtp else self.args.ladder:
-            active = [s for s in servers if state[s.name]["failed"] is None and not state[s.name]["generator_limited"]
-                      and not state[s.name]["host_limited"]]
+            active = [s for s in servers if state[s.name]["failed"] is None and not state[s.name]["generator_limited"]]
             if not active:
                 break
             for server in active:
@@ -907,7 +908,7 @@ class Bench:
                 elif generator_limited(result):
                     st["generator_limited"] = True
                 elif host_limited(result):
-                    st["host_limited"] = True
+                    st["host_limited_steps"].append(n)  # no verdict on the server: the ladder goes on
                 else:
                     st["failed"] = n
         if self.args.refine:
@@ -920,7 +921,7 @@ class Bench:
                         if step_ok(result):
                             st["best"] = mid
         for st in state.values():
-            st["limited_by_ladder"] = st["failed"] is None and not st["generator_limited"] and not st["host_limited"]
+            st["limited_by_ladder"] = st["failed"] is None and not st["generator_limited"]
         return state
 
     def close(self) -> None:
@@ -1121,8 +1122,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             note = " (ladder top, not a limit)" if r["limited_by_ladder"] else ""
             if r.get("generator_limited"):
                 note = " (at least: the next step was limited by the generator/machine, not the server)"
-            if r.get("host_limited"):
-                note = " (at least: in every try of the next step the host stole the servers' CPUs)"
+            stolen = [n for n in r.get("host_limited_steps", ()) if n > r["best"]]
+            if stolen:
+                note += f" (no verdict at {', '.join(map(str, stolen))}: the host stole the servers' CPUs in every try)"
             return f"{r['best']} calls{note}"
 
         print(f"  minisip MediaRelay, one process:   {figure(mini)}")
