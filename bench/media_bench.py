@@ -308,7 +308,9 @@ def raw_main(relay: bool) -> None:
     while True:
         for fd, _ in poller.poll():
             if fd != stdin:
-                entry = table[fd]
+                entry = table.get(fd)
+                if entry is None:  # closed by a teardown read earlier in this batch
+                    continue
                 try:
                     data, addr = entry[0].recvfrom(8192)
                     if not relay:
@@ -878,6 +880,15 @@ class Bench:
             result["host_retries"] = attempt
         return result
 
+    def safe_step(self, server: Server, n: int, st: dict[str, Any]) -> dict[str, Any] | None:
+        """``ladder_step``, or None when the server died (its ladder ends there, as failed)."""
+        try:
+            return self.ladder_step(server, n)
+        except (OSError, RuntimeError) as e:
+            print(f"          {server.name} at {n} calls: {e}", flush=True)
+            st["failed"], st["error"] = n, str(e)
+            return None
+
     def cpu_phase(self, servers: list[Server]) -> dict[str, dict[str, Any]]:
         """Every server once at the same load, one after the other: CPU per packet side by side."""
         return {server.name: self.step(server, self.args.cpu_calls) for server in servers}
@@ -895,10 +906,14 @@ class Bench:
                 break
             for server in active:
                 st = state[server.name]
-                result = self.ladder_step(server, n)
+                result = self.safe_step(server, n, st)
+                if result is None:
+                    continue
                 if not step_ok(result) and not host_limited(result) and self.args.retry:
                     print(f"          retrying {server.name} at {n} calls once (a shared machine is noisy)", flush=True)
-                    again = self.ladder_step(server, n)
+                    again = self.safe_step(server, n, st)
+                    if again is None:
+                        continue
                     again["retried"] = True
                     if step_ok(again) or generator_limited(result) or host_limited(again):
                         result = again
@@ -914,7 +929,7 @@ class Bench:
         if self.args.refine:
             for server in servers:
                 st = state[server.name]
-                if st["failed"] is not None and st["best"]:
+                if st["failed"] is not None and st["best"] and "error" not in st:
                     mid = (st["best"] + st["failed"]) // 2
                     if mid not in (st["best"], st["failed"]):
                         result = st["steps"][str(mid)] = self.ladder_step(server, mid)
@@ -1122,6 +1137,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             note = " (ladder top, not a limit)" if r["limited_by_ladder"] else ""
             if r.get("generator_limited"):
                 note = " (at least: the next step was limited by the generator/machine, not the server)"
+            if r.get("error"):
+                note += f" (the server died at {r['failed']} calls: {r['error']})"
             stolen = [n for n in r.get("host_limited_steps", ()) if n > r["best"]]
             if stolen:
                 note += f" (no verdict at {', '.join(map(str, stolen))}: the host stole the servers' CPUs in every try)"
