@@ -21,7 +21,9 @@ Three parts in one run (``--modes plain,srtp,dtls``, the default; ``--srtp`` or 
       kernel forwarding off, ``--num-threads=1``, driven over ng: offer/answer/delete per call);
    b. the ladder: minisip and rtpengine interleaved at each step (the machine's noise falls on both),
       calls raised until loss > 0.01% or added jitter p99 > 5 ms (a failing step is retried once, then
-      one bisection step); a step where the generator itself fell behind is GENERATOR-LIMITED.
+      one bisection step); a step where the generator itself fell behind is GENERATOR-LIMITED, and a
+      failing step during which the host stole more than 5% of the servers' CPUs is HOST-LIMITED: run
+      again after a pause (``--steal-retries``), and without a verdict if it stays so.
 3. DTLS-SRTP handshakes per second over UDP: one client (bench/dtls_srtp_client.py, minisip's
    DtlsTransform as client) against minisip's relay endpoints and rtpengine's, each as DTLS server.
 
