@@ -514,11 +514,11 @@ def niceness(value: int, cpus: set[int] | None = None) -> Any:
     return apply
 
 
-def server_cpus(args: argparse.Namespace) -> set[int] | None:
-    """With a spinning generator (``--generator-wait spin``) the generator polls on CPU 0 and every server
-    runs on the other CPUs: a spinning generator on a server's CPU would starve it, and the softirqs that
-    carry its packets (jitter of 100-400 ms in a trial without the pinning)."""
-    return set(range(1, os.cpu_count() or 2)) if getattr(args, "spin", False) else None
+def server_cpus(spin: bool) -> set[int] | None:
+    """Where the servers run: with a spinning generator (on CPU 0) every other CPU, since a spinning
+    generator on a server's CPU would starve it, and the softirqs that carry its packets (jitter of
+    100-400 ms in a trial without the pinning); else anywhere (None)."""
+    return set(range(1, os.cpu_count() or 2)) if spin else None
 
 
 class Child:
@@ -693,13 +693,14 @@ class Server:
 class PythonServer(Server):
     """minisip's MediaRelay (mode relay), the Twisted echo (echo), the raw epoll echo (rawecho) or relay (rawrelay)."""
 
-    def __init__(self, name: str, mode: str, args: argparse.Namespace, tmp: Path) -> None:
+    def __init__(self, name: str, mode: str, args: argparse.Namespace, tmp: Path,
+                 cpus: set[int] | None = None) -> None:
         self.name = name
         self.mode = mode
         profile = ["--profile", args.profile_relay] if args.profile_relay and mode == "relay" else []
         self.child = Child([sys.executable, __file__, "serve", "--mode", mode, "--ports", args.minisip_ports,
                             "--coalesce", str(args.coalesce), *profile],
-                           tmp / f"{mode}.log", args.nice, server_cpus(args))
+                           tmp / f"{mode}.log", args.nice, cpus)
         self.pid = self.child.pid
         self.counters: list[dict[str, Any]] = []
 
@@ -729,7 +730,8 @@ class RtpengineServer(Server):
     """rtpengine's userspace daemon driven over ng (offer/answer/delete per call); with ``recrypt`` it is
     started so that it decrypts and re-encrypts SDES-to-SDES calls (rtpengine.RECRYPT_OPTIONS)."""
 
-    def __init__(self, args: argparse.Namespace, tmp: Path, recrypt: bool = False) -> None:
+    def __init__(self, args: argparse.Namespace, tmp: Path, recrypt: bool = False,
+                 cpus: set[int] | None = None) -> None:
         import rtpengine
 
         self.name = "rtpengine"
@@ -739,7 +741,7 @@ class RtpengineServer(Server):
         low, high = (int(x) for x in args.rtpengine_ports.split("-"))
         log = tmp / "rtpengine.log"
         ng_port = args.ng_port or free_udp_port()
-        self.proc = rtpengine.start(ng_port, low, high, log, args.rtpengine_threads, niceness(args.nice, server_cpus(args)),
+        self.proc = rtpengine.start(ng_port, low, high, log, args.rtpengine_threads, niceness(args.nice, cpus),
                                     rtpengine.RECRYPT_OPTIONS if recrypt else None)
         self.pid = self.proc.pid
         self.ng = rtpengine.NgClient(HOST, ng_port)
@@ -786,15 +788,16 @@ class RtpengineServer(Server):
 
 
 def start_servers(names: list[str], args: argparse.Namespace, tmp: Path, srtp: bool,
-                  results: dict[str, Any]) -> list[Server]:
-    """The servers of one mode, in a fixed order; an rtpengine that cannot start is reported, not fatal."""
+                  results: dict[str, Any], cpus: set[int] | None = None) -> list[Server]:
+    """The servers of one mode, in a fixed order, on ``cpus`` (None: anywhere); an rtpengine that cannot
+    start is reported, not fatal."""
     started: list[Server] = []
     for name, mode in (("echo", "echo"), ("rawecho", "rawecho"), ("rawrelay", "rawrelay"), ("minisip", "relay")):
         if name in names:
-            started.append(PythonServer(name, mode, args, tmp))
+            started.append(PythonServer(name, mode, args, tmp, cpus))
     if "rtpengine" in names:
         try:
-            started.append(RtpengineServer(args, tmp, recrypt=srtp))
+            started.append(RtpengineServer(args, tmp, recrypt=srtp, cpus=cpus))
         except RuntimeError as e:
             results["rtpengine_error"] = str(e)
             print(f"rtpengine: {e}", flush=True)
@@ -808,18 +811,18 @@ class Bench:
         self.srtp = False
         binary = build_c_generator(tmp) if args.generator == "c" else None
         self.generator_kind = "c" if binary else "python"
-        # The servers are started after this, so they see whether the generator spins (server_cpus).
-        args.spin = bool(binary) and args.generator_wait == "spin" and (os.cpu_count() or 1) >= 2
-        if args.generator_wait == "spin" and not args.spin:
+        spin = bool(binary) and args.generator_wait == "spin" and (os.cpu_count() or 1) >= 2
+        self.server_cpus = server_cpus(spin)  # where start_servers puts the servers of the RTP parts
+        if args.generator_wait == "spin" and not spin:
             print("note: the generator sleeps between packets (the Python generator, or one CPU): every server "
                   "pays its wake-ups", flush=True)
         if binary:
-            self.gen: Child = CGenerator([str(binary), str(args.sockets)] + (["spin"] if args.spin else []),
-                                         tmp / "generator.log", args.nice, {0} if args.spin else None)
+            self.gen: Child = CGenerator([str(binary), str(args.sockets)] + (["spin"] if spin else []),
+                                         tmp / "generator.log", args.nice, {0} if spin else None)
         else:
             self.gen = Child([sys.executable, __file__, "generate", "--sockets", str(args.sockets)],
                              tmp / "generator.log", args.nice)
-        self.generator_wait = "spinning on CPU 0, servers on the others" if args.spin else "sleeping between packets"
+        self.generator_wait = "spinning on CPU 0, servers on the others" if spin else "sleeping between packets"
         self.gen_ports = self.gen.read(20)
         self.generator_srtp = bool(self.gen_ports.get("srtp"))
 
@@ -847,7 +850,7 @@ class Bench:
         machine = ncpu * (busy1 - busy0) / max(1, total1 - total0)  # cores busy, everything included
         others = max(0.0, machine - cpu / elapsed - result["generator_cpu"] / elapsed)
         result.update(machine_cores_busy=machine, other_processes_cores=others)
-        steal1, cpus = steal_ticks(), server_cpus(args) or set(range(ncpu))
+        steal1, cpus = steal_ticks(), self.server_cpus or set(range(ncpu))
         result["server_cpus_steal_ms"] = 1000 * sum(steal1.get(c, 0) - steal0.get(c, 0) for c in cpus) / os.sysconf("SC_CLK_TCK")
         result.update(duration=args.duration, elapsed=elapsed, server_cpu=cpu,
                       server_cpu_share=cpu / elapsed, cpu_us_per_packet=1e6 * cpu / max(1, result["sent"]))
@@ -934,11 +937,14 @@ class Bench:
                 if st["failed"] is not None and st["best"] and "error" not in st:
                     mid = (st["best"] + st["failed"]) // 2
                     if mid not in (st["best"], st["failed"]):
-                        result = st["steps"][str(mid)] = self.ladder_step(server, mid)
-                        if step_ok(result):
+                        result = self.safe_step(server, mid, st)
+                        if result is not None:
+                            st["steps"][str(mid)] = result
+                        if result is not None and step_ok(result):
                             st["best"] = mid
         for st in state.values():
-            st["limited_by_ladder"] = st["failed"] is None and not st["generator_limited"]
+            st["limited_by_ladder"] = (st["failed"] is None and not st["generator_limited"]
+                                       and not any(n > st["best"] for n in st["host_limited_steps"]))
         return state
 
     def close(self) -> None:
@@ -1076,8 +1082,7 @@ def main() -> int:
             for mode in modes:
                 if mode == "dtls":
                     print("\n== DTLS-SRTP handshakes over UDP", flush=True)
-                    unpinned = argparse.Namespace(**{**vars(args), "spin": False})  # no generator runs here
-                    servers = start_servers([n for n in names if n in ("minisip", "rtpengine")], unpinned, Path(tmp),
+                    servers = start_servers([n for n in names if n in ("minisip", "rtpengine")], args, Path(tmp),
                                             False, results)
                     try:
                         results["dtls"] = dtls_phase(args, Path(tmp), servers)
@@ -1096,7 +1101,7 @@ def main() -> int:
                       f"generator: {bench.generator_kind}, {bench.generator_wait}; CPU per packet at "
                       f"{args.cpu_calls} calls, then the ladder",
                       flush=True)
-                servers = start_servers(names, args, Path(tmp), srtp, results)
+                servers = start_servers(names, args, Path(tmp), srtp, results, bench.server_cpus)
                 try:
                     part: dict[str, Any] = {"cpu": bench.cpu_phase(servers)}
                     echoes = [s for s in servers if s.name.endswith("echo")]
