@@ -297,13 +297,15 @@ def raw_main(relay: bool) -> None:
         import pylibsrtp
         from pylibsrtp._binding import ffi, lib
 
+        from minisip.media.srtp import REPLAY_WINDOW
+
         buf, length = ffi.new("char[]", 1500), ffi.new("int *")
         memmove, unpack, unprotect, protect = ffi.memmove, ffi.unpack, lib.srtp_unprotect, lib.srtp_protect
 
         def session(key_hex: str, inbound: bool) -> Any:
             policy = pylibsrtp.Policy(key=bytes.fromhex(key_hex), ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND
                                       if inbound else pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
-            policy.window_size = 1024
+            policy.window_size = REPLAY_WINDOW   # minisip's own
             policy.allow_repeat_tx = not inbound
             sessions.append(pylibsrtp.Session(policy))
             return sessions[-1]._srtp[0]

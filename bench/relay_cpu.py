@@ -13,12 +13,22 @@ as a busy relay sees them. Three kinds of call, measured alternately in one run 
 It leaves out the system calls and the reactor (media_bench.py measures those, against rtpengine), so
 it is the figure to A/B a change to the per-datagram path with. Run it with the interpreter whose
 packages you mean: ``.venv/bin/python bench/relay_cpu.py`` (PyPI) or ``/usr/bin/python3`` (Debian 12).
+
+On a shared machine its microseconds still move by 10-30% from run to run. ``--instructions`` counts
+instead, with valgrind's callgrind (Debian package valgrind): each kind runs in a child under callgrind
+once relaying ``--packets`` per call and once three times as many, both making the same packets, and the
+difference of the two totals divided by the extra packets is the instructions per relayed packet
+(start-up, setup and making the packets cancel out). The count
+is the same from run to run whatever else the machine does; it does not see cache misses.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -75,13 +85,14 @@ def build(calls: int, packets: int, kind: str) -> tuple[MediaRelay, list[tuple[A
     return relay, out
 
 
-def measure(calls: int, packets: int, kind: str) -> float:
-    """Microseconds of this process's CPU per relayed packet."""
+def measure(calls: int, packets: int, kind: str, built: int = 0) -> float:
+    """Microseconds of this process's CPU per relayed packet; ``packets`` relayed per call, of at least
+    as many made (``built``)."""
     saved = srtp_module.SRTP_DIRECT
     if kind == "srtp-methods":
         srtp_module.SRTP_DIRECT = None
     try:
-        relay, streams = build(calls, packets, kind)
+        relay, streams = build(calls, max(packets, built), kind)
     finally:
         srtp_module.SRTP_DIRECT = saved
     for endpoint, source, wire in streams:
@@ -98,23 +109,51 @@ def measure(calls: int, packets: int, kind: str) -> float:
     return 1e6 * elapsed / (calls * (packets - 1))
 
 
+def instructions(calls: int, packets: int, kind: str) -> float:
+    """Instructions per relayed packet of ``kind``, by callgrind (see the module docstring)."""
+    totals = []
+    for n in (packets, 3 * packets):
+        run = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
+             "--calls", str(calls), "--packets", str(n), "--built", str(3 * packets), "--rounds", "1",
+             "--only", kind],
+            capture_output=True, text=True, timeout=1800, check=True)
+        found = re.search(r"Collected\s*:\s*(\d+)", run.stderr)
+        if found is None:
+            raise SystemExit(f"callgrind printed no total for {kind}:\n{run.stderr[-2000:]}")
+        totals.append(int(found.group(1)))
+    return (totals[1] - totals[0]) / (calls * 2 * packets)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--packets", type=int, default=100, help="per call and round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--built", type=int, default=0, help=argparse.SUPPRESS)  # packets made per call
+    parser.add_argument("--only", choices=["plain", "srtp-direct", "srtp-methods"], help="measure this kind only")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per packet with callgrind instead of timing")
     args = parser.parse_args()
-    kinds = ["plain", "srtp-direct", "srtp-methods"]
+    kinds = [args.only] if args.only else ["plain", "srtp-direct", "srtp-methods"]
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+        print(f"instructions per relayed packet, {args.calls} calls (callgrind, user space, no system calls):")
+        for kind in kinds:
+            print(f"  {kind:13} {instructions(args.calls, args.packets, kind):8.0f}", flush=True)
+        return 0
     if srtp_module.SRTP_DIRECT is None:
         print("this pylibsrtp does not allow direct libsrtp calls: srtp-direct is the methods path too")
     best = {kind: float("inf") for kind in kinds}
     for _ in range(args.rounds):
         for kind in kinds:
-            best[kind] = min(best[kind], measure(args.calls, args.packets, kind))
+            best[kind] = min(best[kind], measure(args.calls, args.packets, kind, args.built))
     print(f"CPU per relayed packet, {args.calls} calls, best of {args.rounds} rounds (no system calls):")
     for kind in kinds:
         print(f"  {kind:13} {best[kind]:6.2f} us")
-    print(f"  SRTP to SRTP, direct / methods: x{best['srtp-direct'] / best['srtp-methods']:.2f}")
+    if len(kinds) == 3:
+        print(f"  SRTP to SRTP, direct / methods: x{best['srtp-direct'] / best['srtp-methods']:.2f}")
     return 0
 
 

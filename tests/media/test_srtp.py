@@ -246,6 +246,21 @@ class SdesTransformTests(SynchronousTestCase):
         self.assertIsNone(self.b.unprotect_rtp(wire))
         self.assertEqual((self.b.auth_failures, self.b.replay_failures), (0, 1))
 
+    def test_replay_window(self) -> None:
+        """A late packet within the replay window is taken once; one older than the window is refused as a
+        replay, and the stream goes on."""
+        window = srtp_module.REPLAY_WINDOW
+        self.assertGreaterEqual(window, 64)   # RFC 3711 section 3.3.2
+        newest = 1000 + window + 40
+        # protected in order (the sender's own window refuses to protect a packet far older than its newest)
+        wires = {seq: self.a.protect_rtp(rtp(seq)) or b"" for seq in (1000, 1020, 1041, newest, newest + 1)}
+        self.assertEqual(self.b.unprotect_rtp(wires[1000]), rtp(1000))
+        self.assertEqual(self.b.unprotect_rtp(wires[newest]), rtp(newest))
+        self.assertEqual(self.b.unprotect_rtp(wires[1000 + 41]), rtp(1000 + 41))   # window - 1 behind
+        self.assertIsNone(self.b.unprotect_rtp(wires[1000 + 20]))                   # window + 20 behind
+        self.assertEqual(self.b.unprotect_rtp(wires[newest + 1]), rtp(newest + 1))
+        self.assertEqual((self.b.auth_failures, self.b.replay_failures), (0, 1))
+
     def test_wrong_key_is_an_auth_failure(self) -> None:
         stranger = SdesTransform(new_key_salt(), self.key_a)
         self.assertIsNone(self.b.unprotect_rtp(stranger.protect_rtp(rtp(1)) or b""))
