@@ -502,24 +502,8 @@ class Endpoint:
         try:
             if self.closed:
                 return
-            if not data:
-                self.dropped_malformed += 1
-                return
-            first = data[0]
-            if first & 0xC0 != 0x80:
-                if first <= 3 or 20 <= first <= 63:
-                    self._control(data, addr, True)
-                else:
-                    self.dropped_malformed += 1
-                return
-            if len(data) < 12:
-                if len(data) >= 8 and 64 <= (data[1] & 0x7F) <= 95:
-                    self._rtcp(data, addr, True)
-                else:
-                    self.dropped_malformed += 1
-                return
-            if 64 <= (data[1] & 0x7F) <= 95:
-                self._rtcp(data, addr, True)
+            if len(data) < 12 or data[0] & 0xC0 != 0x80 or 64 <= (data[1] & 0x7F) <= 95:
+                self._not_rtp(data, addr)
                 return
             peer = self.peer
             recrypted: bytes | bool | None = None
@@ -546,7 +530,13 @@ class Endpoint:
                     return
             self.packets_in += 1
             self.bytes_in += len(data)
-            self.seq.update((plain[2] << 8) | plain[3])
+            seq = self.seq
+            number = (plain[2] << 8) | plain[3]
+            if number == seq.highest + 1:   # the next in order, as nearly every packet: update()'s own step
+                seq.highest = number
+                seq.received += 1
+            else:
+                seq.update(number)
             if self.sink is not None:
                 self.sink(plain)
                 return
@@ -576,6 +566,22 @@ class Endpoint:
             peer.bytes_out += len(out)
         except Exception as e:
             self._failed(e)
+
+    def _not_rtp(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        """What is not RTP on the RTP port: muxed RTCP, STUN or DTLS (for the transform), or garbage."""
+        if not data:
+            self.dropped_malformed += 1
+            return
+        first = data[0]
+        if first & 0xC0 != 0x80:
+            if first <= 3 or 20 <= first <= 63:
+                self._control(data, addr, True)
+            else:
+                self.dropped_malformed += 1
+        elif len(data) >= 8 and 64 <= (data[1] & 0x7F) <= 95:
+            self._rtcp(data, addr, True)
+        else:
+            self.dropped_malformed += 1
 
     def _on_rtcp_port(self, data: bytes, addr: tuple[Any, ...]) -> None:
         """A datagram on the separate RTCP port: RTCP, STUN/DTLS (ICE on the RTCP component)."""

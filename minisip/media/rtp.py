@@ -187,44 +187,48 @@ class SequenceTracker:
     Expected packets are counted from the first sequence number to the highest seen, across
     wrap-arounds; a jump of more than ``MAX_DROPOUT`` starts a new run (a new source after a
     re-INVITE) and banks the old one.
+
+    ``highest`` is the highest sequence number seen (-2 before the first, so that no 16-bit number follows
+    it). A caller on a hot path may do the common step itself: when a packet's number is ``highest + 1``,
+    setting ``highest`` to it and adding one to ``received`` is all that ``update`` would do.
     """
 
     MAX_DROPOUT = 3000
     MAX_MISORDER = 100
 
-    __slots__ = ("received", "_base", "_max", "_cycles", "_banked")
+    __slots__ = ("received", "highest", "_base", "_cycles", "_banked")
 
     def __init__(self) -> None:
         self.received = 0
         self._base = -1
-        self._max = -1
+        self.highest = -2
         self._cycles = 0
         self._banked = 0
 
     def update(self, seq: int) -> None:
         """Account one received packet with sequence number ``seq``."""
         self.received += 1
-        top = self._max
+        top = self.highest
         if top < 0:
-            self._base = self._max = seq
+            self._base = self.highest = seq
             return
         delta = (seq - top) & 0xFFFF
         if delta < self.MAX_DROPOUT:
             if delta:
                 if seq < top:
                     self._cycles += 0x10000
-                self._max = seq
+                self.highest = seq
         elif delta <= 0x10000 - self.MAX_MISORDER:
             self._banked += self._cycles + top - self._base + 1
-            self._base = self._max = seq
+            self._base = self.highest = seq
             self._cycles = 0
 
     @property
     def expected(self) -> int:
         """Packets the sender sent, as far as the sequence numbers tell."""
-        if self._max < 0:
+        if self.highest < 0:
             return self._banked
-        return self._banked + self._cycles + self._max - self._base + 1
+        return self._banked + self._cycles + self.highest - self._base + 1
 
     @property
     def lost(self) -> int:

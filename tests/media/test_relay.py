@@ -13,6 +13,7 @@ from zope.interface.verify import verifyObject
 
 from minisip.media.interfaces import IMediaTransform
 from minisip.media.relay import MediaRelay, PlainTransform, PoolExhausted, latch_any_first_default
+from minisip.media.rtp import SequenceTracker
 from tests.media.test_rtp import receiver_report, report_block, rtp_packet
 
 ADDRESS = "192.0.2.1"
@@ -464,6 +465,23 @@ class PoolTests(RelayTestCase):
 
 
 class StatsTests(RelayTestCase):
+    def test_sequence_loss_counted_as_the_tracker_counts(self) -> None:
+        """The relay takes the next packet in order in one step of its own: it counts what
+        SequenceTracker.update counts, also from a first packet numbered 0 and across a wrap, a gap,
+        reordering, duplicates and a new source."""
+        cases = [[0, 1, 2, 4], [65534, 65535, 0, 1, 3], [5, 7, 6, 8, 8, 9], [10, 11, 40000, 40001, 40003],
+                 [65535, 0], [0, 65535, 0, 1]]
+        for i, seqs in enumerate(cases):
+            a, _ = self.call(f"s{i}")
+            for seq in seqs:
+                self.net.deliver(a.local[1], rtp_packet(seq), PHONE_A)
+            tracker = SequenceTracker()
+            for seq in seqs:
+                tracker.update(seq)
+            first = self.relay.stats(f"s{i}")[0]
+            self.assertEqual((first["packets_in"], first["expected"], first["lost"]),
+                             (len(seqs), tracker.expected, tracker.lost), seqs)
+
     def test_counters_and_sequence_loss(self) -> None:
         a, b = self.call()
         for seq in [1, 2, 3, 6, 7]:
