@@ -66,7 +66,7 @@ KEY_SALT_LENGTH = MASTER_KEY_LENGTH + MASTER_SALT_LENGTH
 # libsrtp's replay window, in packets, of every context (its default; RFC 3711 3.3.2 asks for at least 64).
 # The relay anchors audio only, at most 100 packets/s a stream, so 128 packets take 1.3-2.6 s of reordering.
 # 1024 (WebRTC's figure, for video retransmissions) cost libsrtp a shift of 32 words per packet per
-# context: about 2,400 more instructions per relayed SRTP packet (callgrind, bench/README.md).
+# context: about 2,100 more instructions per relayed SRTP packet (relay_cpu.py --instructions).
 REPLAY_WINDOW = 128
 
 # RFC 3711 section 4.3.2: the key derivation labels.
