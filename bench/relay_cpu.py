@@ -18,8 +18,8 @@ On a shared machine its microseconds still move by 10-30% from run to run. ``--i
 instead, with valgrind's callgrind (Debian package valgrind): each kind runs in a child under callgrind
 once relaying ``--packets`` per call and once three times as many, both making the same packets, and the
 difference of the two totals divided by the extra packets is the instructions per relayed packet
-(start-up, setup and making the packets cancel out). The count
-is the same from run to run whatever else the machine does; it does not see cache misses.
+(start-up, setup and making the packets cancel out). The count is the same from run to run whatever else
+the machine does; it does not see cache misses.
 """
 
 from __future__ import annotations
