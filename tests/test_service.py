@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from minisip.app import Server
 from minisip.config import load_config
 from minisip.tap import STOP_TIMEOUT, MinisipService
+from tests.test_plugins import LogCapture
 
 
 class _UDPPort:
@@ -91,6 +92,16 @@ class ServiceTreeTests(SynchronousTestCase):
         self.svc.startService()
         self.assertEqual(self.log, ["plugin started"])
         self.assertEqual(len(self.reactor.udpPorts), 1)   # not bound twice
+
+    def test_ready_once_the_reactor_runs(self) -> None:
+        """The services start before reactor.run() installs the signal handlers: "minisip ready" waits
+        for the reactor, so that a stop asked for after it is always a clean one."""
+        log = LogCapture(self, "minisip")
+        self.svc.startService()
+        self.assertNotIn("minisip ready", log.text())
+        self.assertEqual(self.log, ["plugin started"])
+        self.reactor.run()   # runs the callWhenRunning hooks, then stops
+        self.assertIn("minisip ready: domain 127.0.0.1", log.text())
 
     def test_shutdown_waits_for_plugin_services(self) -> None:
         self.svc.startService()
