@@ -7,6 +7,7 @@ bounds its own waits, so a broken peer fails the test instead of hanging CI.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,22 +31,59 @@ elif shutil.which("sipp") is None:
     SKIP_REASON = "sipp is not installed (scripts/test.sh installs it)"
 
 
+def _quiet_range() -> range | None:
+    """Ports above the kernel's ephemeral range (to 64999), which it never gives a socket unasked."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            high = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return range(high + 1, 65000) if high < 63999 else None
+
+
+# A port from bind(0) is one of the kernel's ephemeral ports: between the test closing it and the peer
+# binding it, any socket's bind(0) or outgoing connection (Chromium's, another peer's) could get it, and
+# the peer failed with "Address already in use" (baresip did so once in CI). So ports are handed out
+# from above that range, in slots of ``PORT_SLOT`` (the peer may use the next few: baresip's TLS
+# listener on P+1, a pjsua phone's RTP on P..P+7, SIPp's media ports), each slot once per run until
+# the range wraps around; each is checked free before it is handed out.
+PORT_SLOT = 10
+_QUIET = _quiet_range()
+_next_slot = [random.randrange(len(_QUIET) // PORT_SLOT - 1) if _QUIET and len(_QUIET) >= 20 * PORT_SLOT else 0]
+
+
+def _bindable(port: int, kind: int, also_tcp: bool) -> bool:
+    for k in (kind, socket.SOCK_STREAM) if also_tcp and kind != socket.SOCK_STREAM else (kind,):
+        s = socket.socket(socket.AF_INET, k)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
 def free_port(kind: int = socket.SOCK_DGRAM, also_tcp: bool = True) -> int:
-    """A port free for UDP and (optionally) TCP on 127.0.0.1."""
+    """A port free for ``kind`` and (optionally) TCP on 127.0.0.1, the first of a slot of ``PORT_SLOT``
+    (even): above the kernel's ephemeral range when that leaves room, else from bind(0)."""
+    quiet = _QUIET
+    if quiet is not None and len(quiet) >= 20 * PORT_SLOT:
+        slots = len(quiet) // PORT_SLOT
+        first = quiet.start + (quiet.start % 2)
+        for _ in range(slots):
+            port = first + PORT_SLOT * _next_slot[0]
+            _next_slot[0] = (_next_slot[0] + 1) % (slots - 1)
+            if _bindable(port, kind, also_tcp):
+                return port
+        raise RuntimeError(f"no free port in {quiet.start}-{quiet.stop - 1}")
     for _ in range(50):
         s = socket.socket(socket.AF_INET, kind)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-        if also_tcp:
-            t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                t.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            finally:
-                t.close()
-        return port
+        if not also_tcp or _bindable(port, socket.SOCK_STREAM, False):
+            return port
     raise RuntimeError("no free port")
 
 
