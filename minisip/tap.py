@@ -71,11 +71,7 @@ class MinisipService(service.MultiService):
         # twistd and twist start the services before reactor.run(), which installs the SIGTERM handler:
         # "minisip ready" said before that invited a stop that killed the process outright (no clean
         # stop, no "minisip stopped"). It is said once the reactor runs, its handlers in place.
-        when_running = getattr(self.reactor, "callWhenRunning", None)
-        if when_running is not None:
-            when_running(self.server.ready)
-        else:   # a test's Clock
-            self.server.ready()
+        self.reactor.callWhenRunning(self.server.ready)
         if hasattr(signal, "SIGHUP") and hasattr(self.reactor, "callFromThread"):
             signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
 

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -487,12 +488,14 @@ class HookErrorTests(SynchronousTestCase):
 # -- start-up and reload in-process -------------------------------------------------------------------
 
 class ServerTests(PluginDirTestCase):
-    """minisip.app.Server and minisip.tap.MinisipService on a Clock, with no listening socket."""
+    """minisip.app.Server and minisip.tap.MinisipService on a memory reactor, with no listening socket."""
 
     def start_server(self, path: str, extra_dirs: Iterable[str] = ()) -> tuple[Server, MinisipService]:
         config, plugins, configs = load_all(path, None, list(extra_dirs))
-        svc = build_service(config, {"config": path, "datadir": None}, plugins, configs, Clock())
+        reactor = MemoryReactorClock()
+        svc = build_service(config, {"config": path, "datadir": None}, plugins, configs, reactor)
         svc.startService()
+        reactor.run()   # the callWhenRunning hooks: the server says it is ready
         self.addCleanup(svc.stopService)
         return svc.server, svc
 

@@ -322,7 +322,8 @@ class SrtpContext:
     """Protect with our key, unprotect with the peer's, and count what fails.
 
     Outbound allows repeated sequence numbers (the relay forwards what the other leg sends, duplicates
-    included); inbound keeps a replay window of ``REPLAY_WINDOW`` packets. Every method returns None instead of raising.
+    included); inbound keeps a replay window of ``REPLAY_WINDOW`` packets. Every method returns None
+    instead of raising.
     With ``direct`` (the default where pylibsrtp allows it) libsrtp is called through pylibsrtp's binding
     with a buffer of this module's, which halves the cost of a packet; else through the sessions' methods.
     """

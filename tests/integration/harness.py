@@ -31,14 +31,17 @@ elif shutil.which("sipp") is None:
     SKIP_REASON = "sipp is not installed (scripts/test.sh installs it)"
 
 
-def _quiet_range() -> range | None:
-    """Ports above the kernel's ephemeral range (to 64999), which it never gives a socket unasked."""
+def _quiet_slots() -> tuple[int, int] | None:
+    """(first port, number of slots) above the kernel's ephemeral range, to 64999, where the kernel never
+    gives a socket a port unasked; None when there is no room for 20 slots there."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
             high = int(f.read().split()[1])
     except (OSError, ValueError, IndexError):
         return None
-    return range(high + 1, 65000) if high < 63999 else None
+    first = high + 1 + (high + 1) % 2          # even: RTP ports
+    slots = (65000 - first) // PORT_SLOT        # every port of every slot below 65000
+    return (first, slots) if slots >= 20 else None
 
 
 # A port from bind(0) is one of the kernel's ephemeral ports: between the test closing it and the peer
@@ -48,8 +51,8 @@ def _quiet_range() -> range | None:
 # listener on P+1, a pjsua phone's RTP on P..P+7, SIPp's media ports), each slot once per run until
 # the range wraps around; each is checked free before it is handed out.
 PORT_SLOT = 10
-_QUIET = _quiet_range()
-_next_slot = [random.randrange(len(_QUIET) // PORT_SLOT - 1) if _QUIET and len(_QUIET) >= 20 * PORT_SLOT else 0]
+_QUIET = _quiet_slots()
+_next_slot = random.randrange(_QUIET[1]) if _QUIET else 0
 
 
 def _bindable(port: int, kind: int, also_tcp: bool) -> bool:
@@ -67,16 +70,15 @@ def _bindable(port: int, kind: int, also_tcp: bool) -> bool:
 def free_port(kind: int = socket.SOCK_DGRAM, also_tcp: bool = True) -> int:
     """A port free for ``kind`` and (optionally) TCP on 127.0.0.1, the first of a slot of ``PORT_SLOT``
     (even): above the kernel's ephemeral range when that leaves room, else from bind(0)."""
-    quiet = _QUIET
-    if quiet is not None and len(quiet) >= 20 * PORT_SLOT:
-        slots = len(quiet) // PORT_SLOT
-        first = quiet.start + (quiet.start % 2)
+    global _next_slot
+    if _QUIET is not None:
+        first, slots = _QUIET
         for _ in range(slots):
-            port = first + PORT_SLOT * _next_slot[0]
-            _next_slot[0] = (_next_slot[0] + 1) % (slots - 1)
+            port = first + PORT_SLOT * _next_slot
+            _next_slot = (_next_slot + 1) % slots
             if _bindable(port, kind, also_tcp):
                 return port
-        raise RuntimeError(f"no free port in {quiet.start}-{quiet.stop - 1}")
+        raise RuntimeError(f"no free port in {first}-{first + PORT_SLOT * slots - 1}")
     for _ in range(50):
         s = socket.socket(socket.AF_INET, kind)
         s.bind(("127.0.0.1", 0))
